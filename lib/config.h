@@ -1,0 +1,99 @@
+/* tyto.yaml -> struct config. One table of keys (in config.c) gives each key's type, default,
+ * bounds and environment name; the loader applies defaults, then the file, then TYTO_* variables,
+ * then cross-key rules. Errors read "FILE:LINE: what is wrong". */
+#ifndef TYTO_CONFIG_H
+#define TYTO_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define CONFIG_STR_MAX 256
+#define CONFIG_MAX_TRUSTED 32
+
+enum config_storage { CONFIG_STORAGE_REDIS, CONFIG_STORAGE_MEMORY };
+enum config_log_level { LOG_LEVEL_ERROR, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
+
+struct config {
+    /* listen */
+    int port;                          /* listen.port: HTTP port on every address below */
+    char listen_ipv4[64];              /* listen.ipv4: "" disables IPv4 */
+    char listen_ipv6[64];              /* listen.ipv6: "" disables IPv6 */
+    int workers;                       /* workers: 0 means auto (one per CPU) */
+
+    /* storage */
+    enum config_storage storage;       /* storage.backend: redis | memory */
+    char redis_url[CONFIG_STR_MAX];    /* redis.url: redis://host:port[/db] or unix:///path[?db=N] */
+    char redis_prefix[64];             /* redis.prefix: key prefix, "tyto:" */
+    int redis_timeout_ms;              /* redis.timeout_ms: deadline of one request's commands */
+
+    /* announce */
+    int interval_s;                    /* announce.interval_s */
+    int min_interval_s;                /* announce.min_interval_s */
+    int peer_ttl_s;                    /* announce.peer_ttl_s: 0 in the file means 2 x interval */
+    int numwant_default;               /* announce.numwant_default */
+    int numwant_max;                   /* announce.numwant_max */
+    bool allow_ip_param;               /* announce.allow_ip_param: honour ip= */
+
+    /* scrape */
+    int scrape_max_hashes;             /* scrape.max_hashes */
+
+    /* http */
+    int http_max_header_bytes;         /* http.max_header_bytes: request line + headers */
+    int http_idle_timeout_s;           /* http.idle_timeout_s: keep-alive idle and read timeout */
+    int http_max_connections;          /* http.max_connections: per worker */
+
+    /* process */
+    int shutdown_timeout_s;            /* shutdown.timeout_s: drain bound on SIGTERM */
+    char pid_file[CONFIG_STR_MAX];     /* pid_file: "" for none */
+
+    /* log */
+    enum config_log_level log_level;   /* log.level: error | warn | info | debug */
+    char log_file[CONFIG_STR_MAX];     /* log.file: "" is stderr */
+    char access_log[CONFIG_STR_MAX];   /* log.access: "" off, "-" stdout, else a file */
+
+    /* proxy */
+    int proxy_trusted_count;           /* proxy.trusted: addresses or CIDR blocks */
+    char proxy_trusted[CONFIG_MAX_TRUSTED][64];
+};
+
+/* Fills cfg with every key's default. */
+void config_defaults(struct config *cfg);
+
+/* Loads PATH into *cfg: defaults, then the file, then TYTO_* environment variables, then
+ * config_validate(). Returns 0, or -1 with "PATH:LINE: what is wrong" in err; *cfg is untouched
+ * on error. A missing file is an error. */
+int config_load(const char *path, struct config *cfg, char *err, size_t errlen);
+
+/* The same from a string already in memory (tests, fuzzing); name is used in messages. Does not
+ * read the environment. */
+int config_parse(const char *name, const char *text, size_t len, struct config *cfg, char *err, size_t errlen);
+
+/* Applies TYTO_* variables from envp (NULL-terminated "NAME=value" strings) over *cfg.
+ * Returns 0, or -1 with "TYTO_X: what is wrong" in err. */
+int config_apply_env(struct config *cfg, char *const *envp, char *err, size_t errlen);
+
+/* Cross-key rules: min_interval <= interval, numwant_default <= numwant_max, at least one listen
+ * address, storage memory only with workers 1, a parseable redis.url, valid proxy.trusted
+ * entries. Also resolves peer_ttl_s 0 to 2 x interval. Returns 0, or -1 with a message. */
+int config_validate(struct config *cfg, char *err, size_t errlen);
+
+/* Number of workers to start: cfg->workers, or the CPU count when it is 0 (auto). */
+int config_worker_count(const struct config *cfg);
+
+const char *config_log_level_name(enum config_log_level level);
+
+/* Where redis.url points. */
+struct config_redis_target {
+    bool unix_socket;                  /* true: path holds the socket path */
+    char host[CONFIG_STR_MAX];         /* host name or address (IPv6 without brackets) */
+    char path[CONFIG_STR_MAX];
+    int port;                          /* default 6379 */
+    int db;                            /* /N or ?db=N, default 0 */
+    char password[128];                /* redis://:PASSWORD@host or redis://user:PASSWORD@host; "" none */
+};
+
+/* Parses redis://[[user]:password@]host[:port][/db] (host may be [v6]) and
+ * unix://[:password@]/path/to.sock[?db=N]. Returns 0, or -1 with a message in err. */
+int config_parse_redis_url(const char *url, struct config_redis_target *t, char *err, size_t errlen);
+
+#endif
