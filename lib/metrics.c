@@ -1,0 +1,162 @@
+/* Shared-memory counters and their Prometheus / JSON renderings. Slots are written without locks
+ * by their single owner; readers may see a counter a moment old, which monitoring tolerates. */
+#include "lib/metrics.h"
+
+#include <stddef.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include <event2/buffer.h>
+
+static const uint64_t metrics_bucket_us[METRICS_LATENCY_BUCKETS] = {
+    100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 1000000,
+};
+
+static const char *const metrics_route_names[METRICS_ROUTE_COUNT] = {
+    "announce", "scrape", "healthz", "metrics", "stats", "not_found",
+};
+
+struct metrics *metrics_new(int nslots)
+{
+    size_t len = offsetof(struct metrics, slot) + (size_t)nslots * sizeof(struct metrics_slot);
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    struct metrics *m = p;
+    memset(m, 0, len);
+    m->nslots = nslots;
+    m->map_len = len;
+    return m;
+}
+
+void metrics_free(struct metrics *m)
+{
+    if (m)
+        munmap(m, m->map_len);
+}
+
+void metrics_count_request(struct metrics_slot *s, enum metrics_route route, uint64_t latency_us)
+{
+    s->requests[route]++;
+    int b = 0;
+    while (b < METRICS_LATENCY_BUCKETS && latency_us > metrics_bucket_us[b])
+        b++;
+    s->latency_bucket[b]++;
+    s->latency_sum_us += latency_us;
+    s->latency_count++;
+}
+
+/* Sums every slot into one. */
+static void metrics_total(const struct metrics *m, struct metrics_slot *t)
+{
+    memset(t, 0, sizeof(*t));
+    for (int i = 0; i < m->nslots; i++) {
+        const struct metrics_slot *s = &m->slot[i];
+        for (int r = 0; r < METRICS_ROUTE_COUNT; r++)
+            t->requests[r] += s->requests[r];
+        for (int e = 0; e < ANNOUNCE_ERR_COUNT; e++)
+            t->failures[e] += s->failures[e];
+        for (int b = 0; b <= METRICS_LATENCY_BUCKETS; b++)
+            t->latency_bucket[b] += s->latency_bucket[b];
+        t->latency_sum_us += s->latency_sum_us;
+        t->latency_count += s->latency_count;
+        t->storage_round_trips += s->storage_round_trips;
+        t->storage_commands += s->storage_commands;
+        t->storage_errors += s->storage_errors;
+        t->storage_timeouts += s->storage_timeouts;
+        t->storage_reconnects += s->storage_reconnects;
+        t->open_connections += s->open_connections;
+        t->inflight += s->inflight;
+        t->started += s->started;
+    }
+}
+
+static void metrics_counter(struct evbuffer *out, const char *name, const char *help, uint64_t v)
+{
+    evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name,
+                        (unsigned long long)v);
+}
+
+void metrics_write_prometheus(const struct metrics *m, struct evbuffer *out)
+{
+    struct metrics_slot t;
+    metrics_total(m, &t);
+
+    evbuffer_add_printf(out, "# HELP tyto_requests_total HTTP requests answered, by route.\n"
+                             "# TYPE tyto_requests_total counter\n");
+    for (int r = 0; r < METRICS_ROUTE_COUNT; r++)
+        evbuffer_add_printf(out, "tyto_requests_total{route=\"%s\"} %llu\n", metrics_route_names[r],
+                            (unsigned long long)t.requests[r]);
+
+    evbuffer_add_printf(out, "# HELP tyto_failures_total Bencoded failure replies, by reason.\n"
+                             "# TYPE tyto_failures_total counter\n");
+    for (int e = 1; e < ANNOUNCE_ERR_COUNT; e++) {
+        /* Label values are the reason texts; they hold no quote or backslash. */
+        evbuffer_add_printf(out, "tyto_failures_total{reason=\"%s\"} %llu\n", announce_reason((enum announce_err)e),
+                            (unsigned long long)t.failures[e]);
+    }
+
+    evbuffer_add_printf(out, "# HELP tyto_request_duration_seconds Time from request to reply.\n"
+                             "# TYPE tyto_request_duration_seconds histogram\n");
+    uint64_t cumulative = 0;
+    for (int b = 0; b < METRICS_LATENCY_BUCKETS; b++) {
+        cumulative += t.latency_bucket[b];
+        evbuffer_add_printf(out, "tyto_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
+                            (double)metrics_bucket_us[b] / 1e6, (unsigned long long)cumulative);
+    }
+    cumulative += t.latency_bucket[METRICS_LATENCY_BUCKETS];
+    evbuffer_add_printf(out, "tyto_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
+                             "tyto_request_duration_seconds_sum %.6f\n"
+                             "tyto_request_duration_seconds_count %llu\n",
+                        (unsigned long long)cumulative, (double)t.latency_sum_us / 1e6,
+                        (unsigned long long)t.latency_count);
+
+    metrics_counter(out, "tyto_storage_round_trips_total", "Pipelines written to storage.", t.storage_round_trips);
+    metrics_counter(out, "tyto_storage_commands_total", "Commands sent to storage.", t.storage_commands);
+    metrics_counter(out, "tyto_storage_errors_total", "Storage requests that failed.", t.storage_errors);
+    metrics_counter(out, "tyto_storage_timeouts_total", "Storage requests that timed out.", t.storage_timeouts);
+    metrics_counter(out, "tyto_storage_reconnects_total", "Storage reconnections.", t.storage_reconnects);
+    metrics_counter(out, "tyto_worker_starts_total", "Worker processes started.", t.started);
+
+    evbuffer_add_printf(out, "# HELP tyto_inflight_requests Requests waiting for storage.\n"
+                             "# TYPE tyto_inflight_requests gauge\ntyto_inflight_requests %lld\n",
+                        (long long)t.inflight);
+    evbuffer_add_printf(out, "# HELP tyto_open_connections Open client connections.\n"
+                             "# TYPE tyto_open_connections gauge\ntyto_open_connections %lld\n",
+                        (long long)t.open_connections);
+
+    evbuffer_add_printf(out, "# HELP tyto_worker_requests_total HTTP requests answered, by worker slot.\n"
+                             "# TYPE tyto_worker_requests_total counter\n");
+    for (int i = 0; i < m->nslots; i++) {
+        uint64_t n = 0;
+        for (int r = 0; r < METRICS_ROUTE_COUNT; r++)
+            n += m->slot[i].requests[r];
+        evbuffer_add_printf(out, "tyto_worker_requests_total{worker=\"%d\"} %llu\n", i, (unsigned long long)n);
+    }
+    evbuffer_add_printf(out, "# HELP tyto_worker_up 1 while a worker process holds the slot.\n"
+                             "# TYPE tyto_worker_up gauge\n");
+    for (int i = 0; i < m->nslots; i++)
+        evbuffer_add_printf(out, "tyto_worker_up{worker=\"%d\"} %d\n", i, m->slot[i].pid != 0);
+}
+
+void metrics_write_json(const struct metrics *m, struct evbuffer *out)
+{
+    struct metrics_slot t;
+    metrics_total(m, &t);
+    evbuffer_add_printf(out, "{\"workers\":%d,\"requests\":{", m->nslots);
+    for (int r = 0; r < METRICS_ROUTE_COUNT; r++)
+        evbuffer_add_printf(out, "%s\"%s\":%llu", r ? "," : "", metrics_route_names[r],
+                            (unsigned long long)t.requests[r]);
+    uint64_t failures = 0;
+    for (int e = 0; e < ANNOUNCE_ERR_COUNT; e++)
+        failures += t.failures[e];
+    evbuffer_add_printf(out,
+                        "},\"failures\":%llu,\"storage\":{\"round_trips\":%llu,\"commands\":%llu,"
+                        "\"errors\":%llu,\"timeouts\":%llu,\"reconnects\":%llu},"
+                        "\"inflight\":%lld,\"mean_latency_us\":%llu}\n",
+                        (unsigned long long)failures, (unsigned long long)t.storage_round_trips,
+                        (unsigned long long)t.storage_commands, (unsigned long long)t.storage_errors,
+                        (unsigned long long)t.storage_timeouts, (unsigned long long)t.storage_reconnects,
+                        (long long)t.inflight,
+                        (unsigned long long)(t.latency_count ? t.latency_sum_us / t.latency_count : 0));
+}

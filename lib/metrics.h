@@ -1,0 +1,61 @@
+/* Counters shared by all workers: one region mapped by the master before fork, one slot a
+ * worker, each slot written only by its own worker, so /metrics needs no Redis and no locks.
+ * A respawned worker takes over its predecessor's slot and keeps counting (Prometheus counters
+ * must not go backwards). */
+#ifndef TYTO_METRICS_H
+#define TYTO_METRICS_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "lib/announce.h"
+
+struct evbuffer;
+
+enum metrics_route {
+    METRICS_ROUTE_ANNOUNCE,
+    METRICS_ROUTE_SCRAPE,
+    METRICS_ROUTE_HEALTHZ,
+    METRICS_ROUTE_METRICS,
+    METRICS_ROUTE_STATS,
+    METRICS_ROUTE_NOT_FOUND,
+    METRICS_ROUTE_COUNT
+};
+
+/* Upper bounds of the latency histogram buckets, in microseconds (the last bucket is +Inf). */
+#define METRICS_LATENCY_BUCKETS 12
+
+struct metrics_slot {
+    volatile pid_t pid;                               /* 0 while no worker holds the slot */
+    uint64_t generation;                              /* config generation of the holder */
+    uint64_t started;                                 /* workers started in this slot */
+    uint64_t requests[METRICS_ROUTE_COUNT];           /* answered, by route */
+    uint64_t failures[ANNOUNCE_ERR_COUNT];            /* bencoded failure replies, by reason */
+    uint64_t latency_bucket[METRICS_LATENCY_BUCKETS + 1];
+    uint64_t latency_sum_us;
+    uint64_t latency_count;
+    uint64_t storage_round_trips, storage_commands, storage_errors, storage_timeouts, storage_reconnects;
+    int64_t open_connections;
+    int64_t inflight;
+};
+
+struct metrics {
+    int nslots;
+    size_t map_len;
+    struct metrics_slot slot[];
+};
+
+/* Maps a shared anonymous region for nslots workers (before fork). NULL on failure. */
+struct metrics *metrics_new(int nslots);
+void metrics_free(struct metrics *m);
+
+/* Counts one answered request. */
+void metrics_count_request(struct metrics_slot *s, enum metrics_route route, uint64_t latency_us);
+
+/* Writes the Prometheus text exposition of every slot, summed and by worker. */
+void metrics_write_prometheus(const struct metrics *m, struct evbuffer *out);
+
+/* Writes a JSON summary (totals) for /stats. */
+void metrics_write_json(const struct metrics *m, struct evbuffer *out);
+
+#endif

@@ -1,0 +1,15 @@
+/* One worker process: an event loop serving HTTP announces, scrapes and health checks on the
+ * listening sockets it inherited from the master, with its own storage connection. */
+#ifndef TYTO_WORKER_H
+#define TYTO_WORKER_H
+
+#include "lib/config.h"
+
+struct metrics;
+
+/* Serves on fds (already listening) until SIGTERM or SIGINT, then stops accepting, answers the
+ * requests in flight (bounded by shutdown.timeout_s) and returns 0; returns 1 if it could not
+ * start. metrics may be NULL; slot is this worker's index in it. */
+int worker_run(const struct config *cfg, const int *fds, int nfds, struct metrics *metrics, int slot);
+
+#endif
