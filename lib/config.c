@@ -89,6 +89,9 @@ static const struct config_key keys[] = {
     { "http.max_header_bytes",    CONFIG_INT,  CONFIG_FIELD(http_max_header_bytes), 1024, 65536, "8192" },
     { "http.idle_timeout_s",      CONFIG_INT,  CONFIG_FIELD(http_idle_timeout_s), 1, 3600, "30" },
     { "http.max_connections",     CONFIG_INT,  CONFIG_FIELD(http_max_connections), 1, 1000000, "10000" },
+    { "http.head_timeout_ms",     CONFIG_INT,  CONFIG_FIELD(http_head_timeout_ms), 100, 600000, "5000" },
+    { "http.max_requests_per_connection", CONFIG_INT, CONFIG_FIELD(http_max_requests_per_conn), 1, 10000000,
+      "10000" },
     { "shutdown.timeout_s",       CONFIG_INT,  CONFIG_FIELD(shutdown_timeout_s), 1, 3600, "10" },
     { "pid_file",                 CONFIG_STR,  CONFIG_FIELD(pid_file), 0, 0, "" },
     { "log.level",                CONFIG_ENUM, CONFIG_FIELD(log_level), 0, 0, "info",
@@ -97,6 +100,7 @@ static const struct config_key keys[] = {
     { "log.access",               CONFIG_STR,  CONFIG_FIELD(access_log), 0, 0, "" },
     { "proxy.trusted",            CONFIG_LIST, CONFIG_FIELD(proxy_trusted[0]), 0, CONFIG_MAX_TRUSTED, "",
       .check = config_check_cidr, .count_off = offsetof(struct config, proxy_trusted_count) },
+    { "proxy.protocol",           CONFIG_BOOL, CONFIG_FIELD(proxy_protocol), 0, 0, "false" },
 };
 #pragma GCC diagnostic pop
 

@@ -41,6 +41,8 @@ struct config {
     int http_max_header_bytes;         /* http.max_header_bytes: request line + headers */
     int http_idle_timeout_s;           /* http.idle_timeout_s: keep-alive idle and read timeout */
     int http_max_connections;          /* http.max_connections: per worker */
+    int http_head_timeout_ms;          /* http.head_timeout_ms: whole request head must arrive (slowloris) */
+    int http_max_requests_per_conn;    /* http.max_requests_per_connection: then Connection: close */
 
     /* process */
     int shutdown_timeout_s;            /* shutdown.timeout_s: drain bound on SIGTERM */
@@ -54,6 +56,7 @@ struct config {
     /* proxy */
     int proxy_trusted_count;           /* proxy.trusted: addresses or CIDR blocks */
     char proxy_trusted[CONFIG_MAX_TRUSTED][64];
+    bool proxy_protocol;               /* proxy.protocol: trusted peers send a PROXY v1/v2 header */
 };
 
 /* Fills cfg with every key's default. */
