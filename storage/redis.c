@@ -1,0 +1,833 @@
+/* The Redis storage backend, the production path: one hiredis async connection per worker,
+ * attached to the worker's libevent loop. Each request writes all of its commands at once with
+ * redisAsyncCommandArgv, so hiredis pipelines them (and every request of one loop iteration shares
+ * one write); a per-request context collects the replies in order and the user callback fires
+ * after the last one. hiredis 0.14 has no async timeouts: each request carries a libevent timer,
+ * and a connection that answers nothing for a whole deadline is dropped and reopened. This is the
+ * only file that includes hiredis's libevent adapter. Schema: DESIGN.md "Redis schema". */
+#include "storage/storage.h"
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/event.h>
+#include <hiredis/hiredis.h>
+#include <hiredis/async.h>
+#include <hiredis/adapters/libevent.h>
+
+#include "lib/config.h"
+#include "lib/log.h"
+#include "storage/redis_keys.h"
+
+#define REDIS_BACKOFF_MIN_MS 100
+#define REDIS_BACKOFF_MAX_MS 5000
+#define REDIS_CONNECT_TIMEOUT_MIN_MS 1000  /* one lost SYN costs a 1 s retransmit */
+#define REDIS_ANNOUNCE_MAX_CMDS 16
+#define REDIS_KEY_MAX 160                  /* prefix (< 64) + "{" + 40 hex + "}:leechers" */
+
+enum redis_kind { REDIS_REQ_ANNOUNCE, REDIS_REQ_SCRAPE, REDIS_REQ_HEALTH };
+
+/* What one announce command's reply feeds. */
+enum redis_slot {
+    REDIS_SLOT_WRITE,                      /* ZADD, ZREM, ZREMRANGEBYSCORE, HINCRBY, EXPIRE: integer */
+    REDIS_SLOT_SAMPLE,                     /* ZRANDMEMBER: array of members */
+    REDIS_SLOT_SEEDERS,                    /* ZCARD seeders */
+    REDIS_SLOT_LEECHERS,                   /* ZCARD leechers */
+    REDIS_SLOT_DOWNLOADED,                 /* HGET info downloaded: string or nil */
+};
+
+struct redis_storage;
+
+/* One request in flight. It lives until both its user callback has run (done) and hiredis has
+ * delivered every reply it owes (pending == 0), whichever comes last: a request that timed out
+ * still receives its late replies, and they are dropped here, never matched to another request. */
+struct redis_req {
+    struct redis_req *prev, *next;         /* rs->reqs, while not done */
+    struct redis_storage *rs;              /* NULL once done */
+    enum redis_kind kind;
+    int status;                            /* first failure wins */
+    bool done;                             /* user callback has run */
+    bool deferred;                         /* timer delivers status at once (nothing was sent) */
+    unsigned pending;                      /* hiredis callbacks still owed */
+    unsigned ncmds;                        /* commands accepted by hiredis */
+    unsigned replies;                      /* replies seen: the index of the next one */
+    struct event *timer;                   /* deadline, or the zero-delay deferred delivery */
+    storage_announce_cb *announce_cb;
+    storage_scrape_cb *scrape_cb;
+    storage_health_cb *health_cb;
+    void *arg;
+    /* announce */
+    uint8_t slots[REDIS_ANNOUNCE_MAX_CMDS];
+    char self[REDIS_KEYS_MEMBER_MAX];      /* own member, dropped from samples */
+    size_t self_len;
+    unsigned numwant;
+    struct swarm_stats stats;
+    size_t peers4_count, peers6_count;
+    uint8_t *peers4, *peers6;              /* numwant entries each, in buf */
+    /* scrape */
+    unsigned scrape_count;
+    struct swarm_stats *scrape_stats;      /* in buf */
+    uint8_t buf[];
+};
+
+struct redis_storage {
+    struct storage base;                   /* first: the interface */
+    struct event_base *evbase;
+    struct config_redis_target target;
+    char where[CONFIG_STR_MAX + 16];       /* for log lines: host:port or the socket path */
+    char prefix[64];
+    int timeout_ms;
+    int connect_timeout_ms;
+    int peer_ttl_s;
+    unsigned numwant_max;                  /* sample cap whatever the request says */
+    redisAsyncContext *ac;                 /* NULL while waiting to reconnect */
+    bool connected;                        /* ac has finished connecting */
+    bool drop_requested;                   /* AUTH/SELECT failed: reopen */
+    bool freeing;
+    int backoff_ms;                        /* next reconnect delay */
+    uint64_t last_reply_ms;                /* monotonic: last reply, or the connect */
+    struct event *retry_ev;                /* back-off before the next connect */
+    struct event *connect_ev;              /* connect deadline */
+    struct event *reset_ev;                /* drops a stalled connection from the loop's top level */
+    struct redis_req *reqs;                /* requests whose callback has not run */
+};
+
+static uint64_t redis_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static struct timeval redis_tv(int ms)
+{
+    struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+    return tv;
+}
+
+static uint32_t redis_u32(long long v)
+{
+    if (v < 0)
+        return 0;
+    if ((unsigned long long)v > UINT32_MAX)
+        return UINT32_MAX;
+    return (uint32_t)v;
+}
+
+static void redis_connect(struct redis_storage *rs);
+
+/* ---- requests ---------------------------------------------------------------------------- */
+
+static void redis_req_timeout(evutil_socket_t fd, short what, void *arg);
+
+static struct redis_req *redis_req_new(struct redis_storage *rs, enum redis_kind kind, size_t extra,
+                                       void *arg)
+{
+    struct redis_req *r = calloc(1, sizeof(*r) + extra);
+
+    if (!r)
+        return NULL;
+    r->timer = evtimer_new(rs->evbase, redis_req_timeout, r);
+    if (!r->timer) {
+        free(r);
+        return NULL;
+    }
+    r->kind = kind;
+    r->arg = arg;
+    r->rs = rs;
+    r->next = rs->reqs;
+    if (rs->reqs)
+        rs->reqs->prev = r;
+    rs->reqs = r;
+    return r;
+}
+
+static void redis_req_fail(struct redis_req *r, int status)
+{
+    if (r->status == STORAGE_OK)
+        r->status = status;
+}
+
+/* Runs the user callback once and detaches r from the storage; r itself stays until
+ * redis_req_release finds nothing more owed. */
+static void redis_req_finish(struct redis_req *r, int status)
+{
+    struct redis_storage *rs = r->rs;
+
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        rs->reqs = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    r->prev = r->next = NULL;
+    r->rs = NULL;
+    r->done = true;
+    evtimer_del(r->timer);
+    if (status != STORAGE_OK)
+        rs->base.counters.errors++;
+
+    switch (r->kind) {
+    case REDIS_REQ_ANNOUNCE:
+        if (status == STORAGE_OK) {
+            struct announce_reply rep = {
+                .stats = r->stats,
+                .peers4 = r->peers4, .peers4_count = r->peers4_count,
+                .peers6 = r->peers6, .peers6_count = r->peers6_count,
+            };
+
+            r->announce_cb(&rep, status, r->arg);
+        } else {
+            r->announce_cb(NULL, status, r->arg);
+        }
+        break;
+    case REDIS_REQ_SCRAPE:
+        if (status == STORAGE_OK) {
+            struct scrape_reply rep = { .count = r->scrape_count, .stats = r->scrape_stats };
+
+            r->scrape_cb(&rep, status, r->arg);
+        } else {
+            r->scrape_cb(NULL, status, r->arg);
+        }
+        break;
+    case REDIS_REQ_HEALTH:
+        r->health_cb(status, r->arg);
+        break;
+    }
+}
+
+static void redis_req_release(struct redis_req *r)
+{
+    if (r->done && r->pending == 0) {
+        event_free(r->timer);
+        free(r);
+    }
+}
+
+/* Hands one command to hiredis. Commands of a request go out in order and stop at the first
+ * refusal, so reply i always belongs to command i. Returns 0 or -1. */
+static int redis_send(struct redis_storage *rs, struct redis_req *r, enum redis_slot slot, int argc,
+                      const char **argv, const size_t *lens);
+
+/* Arms the request after its commands were handed over: the deadline, or, if nothing went out,
+ * a zero-delay delivery of its status (never a synchronous callback). */
+static void redis_req_start(struct redis_storage *rs, struct redis_req *r)
+{
+    struct timeval tv;
+
+    if (r->pending == 0) {
+        r->deferred = true;
+        tv = redis_tv(0);
+    } else {
+        tv = redis_tv(rs->timeout_ms);
+    }
+    evtimer_add(r->timer, &tv);
+}
+
+static void redis_req_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct redis_req *r = arg;
+    struct redis_storage *rs = r->rs;
+    int status = r->status;
+    (void)fd;
+    (void)what;
+
+    if (!r->deferred) {
+        status = STORAGE_ERR_TIMEOUT;
+        rs->base.counters.timeouts++;
+        /* No reply at all for a whole deadline: the connection is stuck (a paused or wedged
+         * Redis, a black-holed route). Reopen it from the loop's top level. */
+        if (rs->ac && rs->connected && redis_now_ms() - rs->last_reply_ms >= (uint64_t)rs->timeout_ms)
+            event_active(rs->reset_ev, EV_TIMEOUT, 1);
+    }
+    redis_req_finish(r, status);
+    redis_req_release(r);
+}
+
+/* ---- replies ----------------------------------------------------------------------------- */
+
+static int redis_reply_status(const redisReply *reply)
+{
+    if (reply->type == REDIS_REPLY_ERROR) {
+        /* "OOM command not allowed when used memory > 'maxmemory'" */
+        if (reply->len >= 3 && memcmp(reply->str, "OOM", 3) == 0)
+            return STORAGE_ERR_FULL;
+        return STORAGE_ERR_INTERNAL;
+    }
+    return STORAGE_OK;
+}
+
+/* HGET downloaded: a decimal string, or nil for a swarm without completions. */
+static int redis_parse_downloaded(const redisReply *reply, uint32_t *out)
+{
+    unsigned long long v = 0;
+    size_t i;
+
+    if (reply->type == REDIS_REPLY_NIL) {
+        *out = 0;
+        return 0;
+    }
+    if (reply->type != REDIS_REPLY_STRING || reply->len == 0 || reply->len > 20)
+        return -1;
+    for (i = 0; i < reply->len; i++) {
+        if (reply->str[i] < '0' || reply->str[i] > '9')
+            return -1;
+        v = v * 10 + (unsigned)(reply->str[i] - '0');
+    }
+    *out = v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+    return 0;
+}
+
+/* Copies a ZRANDMEMBER sample into the reply's compact arrays, without self, up to numwant. */
+static int redis_parse_sample(struct redis_req *r, const redisReply *reply)
+{
+    size_t i;
+
+    if (reply->type != REDIS_REPLY_ARRAY)
+        return -1;
+    for (i = 0; i < reply->elements; i++) {
+        const redisReply *m = reply->element[i];
+        uint8_t peer[REDIS_KEYS_PEER_MAX];
+        int n;
+
+        if (r->peers4_count + r->peers6_count >= r->numwant)
+            break;
+        if (m->type != REDIS_REPLY_STRING)
+            return -1;
+        if (m->len == r->self_len && memcmp(m->str, r->self, m->len) == 0)
+            continue;
+        n = redis_keys_member_compact(m->str, m->len, peer);
+        if (n == PEER_COMPACT4_LEN)
+            memcpy(r->peers4 + PEER_COMPACT4_LEN * r->peers4_count++, peer, PEER_COMPACT4_LEN);
+        else if (n == PEER_COMPACT6_LEN)
+            memcpy(r->peers6 + PEER_COMPACT6_LEN * r->peers6_count++, peer, PEER_COMPACT6_LEN);
+        /* else: a member some other writer put there; skip it rather than fail the swarm */
+    }
+    return 0;
+}
+
+/* Stores reply number idx of r. Returns 0, or -1 for a reply of the wrong shape. */
+static int redis_parse(struct redis_req *r, unsigned idx, const redisReply *reply)
+{
+    switch (r->kind) {
+    case REDIS_REQ_ANNOUNCE:
+        switch ((enum redis_slot)r->slots[idx]) {
+        case REDIS_SLOT_WRITE:
+            return reply->type == REDIS_REPLY_INTEGER ? 0 : -1;
+        case REDIS_SLOT_SAMPLE:
+            return redis_parse_sample(r, reply);
+        case REDIS_SLOT_SEEDERS:
+            if (reply->type != REDIS_REPLY_INTEGER)
+                return -1;
+            r->stats.complete = redis_u32(reply->integer);
+            return 0;
+        case REDIS_SLOT_LEECHERS:
+            if (reply->type != REDIS_REPLY_INTEGER)
+                return -1;
+            r->stats.incomplete = redis_u32(reply->integer);
+            return 0;
+        case REDIS_SLOT_DOWNLOADED:
+            return redis_parse_downloaded(reply, &r->stats.downloaded);
+        }
+        return -1;
+    case REDIS_REQ_SCRAPE: {
+        struct swarm_stats *s = &r->scrape_stats[idx / 3];
+
+        switch (idx % 3) {
+        case 0:
+            if (reply->type != REDIS_REPLY_INTEGER)
+                return -1;
+            s->complete = redis_u32(reply->integer);
+            return 0;
+        case 1:
+            if (reply->type != REDIS_REPLY_INTEGER)
+                return -1;
+            s->incomplete = redis_u32(reply->integer);
+            return 0;
+        default:
+            return redis_parse_downloaded(reply, &s->downloaded);
+        }
+    }
+    case REDIS_REQ_HEALTH:
+        return reply->type == REDIS_REPLY_STATUS && reply->len == 4 && memcmp(reply->str, "PONG", 4) == 0
+                   ? 0 : -1;
+    }
+    return -1;
+}
+
+/* Every command's reply callback. reply is NULL when the connection goes away. */
+static void redis_reply_cb(redisAsyncContext *ac, void *reply_ptr, void *privdata)
+{
+    struct redis_storage *rs = ac->data;   /* NULL once the connection was abandoned */
+    struct redis_req *r = privdata;
+    redisReply *reply = reply_ptr;
+    unsigned idx = r->replies++;
+
+    r->pending--;
+    if (rs && reply) {
+        rs->last_reply_ms = redis_now_ms();
+        /* A connection that answers is healthy: only now does the back-off start over, so a
+         * server that accepts and then hangs up (maxclients) is retried at the slow pace. */
+        if (reply->type != REDIS_REPLY_ERROR)
+            rs->backoff_ms = REDIS_BACKOFF_MIN_MS;
+    }
+    if (!r->done) {
+        if (!reply)
+            redis_req_fail(r, STORAGE_ERR_UNAVAILABLE);
+        else if (redis_reply_status(reply) != STORAGE_OK)
+            redis_req_fail(r, redis_reply_status(reply));
+        else if (r->status == STORAGE_OK && redis_parse(r, idx, reply) < 0)
+            redis_req_fail(r, STORAGE_ERR_INTERNAL);
+        if (r->pending == 0)
+            redis_req_finish(r, r->status);
+    }
+    redis_req_release(r);
+}
+
+static int redis_send(struct redis_storage *rs, struct redis_req *r, enum redis_slot slot, int argc,
+                      const char **argv, const size_t *lens)
+{
+    if (r->status != STORAGE_OK)
+        return -1;
+    if (!rs->ac || redisAsyncCommandArgv(rs->ac, redis_reply_cb, r, argc, argv, lens) != REDIS_OK) {
+        redis_req_fail(r, STORAGE_ERR_UNAVAILABLE);
+        return -1;
+    }
+    if (r->kind == REDIS_REQ_ANNOUNCE)
+        r->slots[r->ncmds] = (uint8_t)slot;
+    r->ncmds++;
+    r->pending++;
+    rs->base.counters.commands++;
+    return 0;
+}
+
+/* Shorthand: a command from NUL-terminated strings. */
+static int redis_sendv(struct redis_storage *rs, struct redis_req *r, enum redis_slot slot, int argc,
+                       const char **argv)
+{
+    size_t lens[8];
+    int i;
+
+    for (i = 0; i < argc; i++)
+        lens[i] = strlen(argv[i]);
+    return redis_send(rs, r, slot, argc, argv, lens);
+}
+
+/* ---- the operations ---------------------------------------------------------------------- */
+
+static int redis_keys3(const struct redis_storage *rs, const uint8_t *info_hash, char *seeders,
+                       char *leechers, char *info)
+{
+    if (redis_keys_swarm(seeders, REDIS_KEY_MAX, rs->prefix, info_hash, REDIS_KEYS_SEEDERS) < 0 ||
+        redis_keys_swarm(leechers, REDIS_KEY_MAX, rs->prefix, info_hash, REDIS_KEYS_LEECHERS) < 0 ||
+        redis_keys_swarm(info, REDIS_KEY_MAX, rs->prefix, info_hash, REDIS_KEYS_INFO) < 0)
+        return -1;
+    return 0;
+}
+
+/* Announce pipeline (DESIGN.md): ZADD own set, ZREM the other, reap both, [HINCRBY downloaded],
+ * [ZRANDMEMBER], ZCARD x2, HGET downloaded, EXPIRE x3. Stopped: ZREM x2, reap, counts. */
+static int redis_announce(struct storage *st, const struct announce_req *req, storage_announce_cb *cb,
+                          void *arg)
+{
+    struct redis_storage *rs = (struct redis_storage *)st;
+    bool stopped = req->event == ANNOUNCE_EVENT_STOPPED;
+    bool seeder = req->left == 0;
+    unsigned numwant = stopped ? 0 : req->numwant;
+    char kseed[REDIS_KEY_MAX], kleech[REDIS_KEY_MAX], kinfo[REDIS_KEY_MAX];
+    char now[24], score[24], count[16], ttl[16];
+    struct redis_req *r;
+    int n;
+
+    if (rs->freeing)
+        return -1;
+    if (numwant > rs->numwant_max)
+        numwant = rs->numwant_max;
+    r = redis_req_new(rs, REDIS_REQ_ANNOUNCE, (size_t)numwant * (PEER_COMPACT4_LEN + PEER_COMPACT6_LEN), arg);
+    if (!r)
+        return -1;
+    r->announce_cb = cb;
+    r->numwant = numwant;
+    r->peers4 = r->buf;
+    r->peers6 = r->buf + (size_t)numwant * PEER_COMPACT4_LEN;
+
+    n = redis_keys_member(r->self, sizeof(r->self), &req->peer);
+    if (n < 0 || redis_keys3(rs, req->info_hash, kseed, kleech, kinfo) < 0) {
+        redis_req_fail(r, STORAGE_ERR_INTERNAL);
+        goto out;
+    }
+    r->self_len = (size_t)n;
+    snprintf(now, sizeof(now), "%lld", (long long)req->now_s);
+    snprintf(score, sizeof(score), "%lld", (long long)req->now_s + rs->peer_ttl_s);
+    snprintf(count, sizeof(count), "%u", numwant + 1);   /* +1: room to drop self */
+    snprintf(ttl, sizeof(ttl), "%d", rs->peer_ttl_s);
+    {
+        const char *own = seeder ? kseed : kleech, *other = seeder ? kleech : kseed;
+        const char *zadd[] = { "ZADD", own, score, r->self };
+        const char *zrem_own[] = { "ZREM", own, r->self };
+        const char *zrem_other[] = { "ZREM", other, r->self };
+        const char *reap_s[] = { "ZREMRANGEBYSCORE", kseed, "-inf", now };
+        const char *reap_l[] = { "ZREMRANGEBYSCORE", kleech, "-inf", now };
+        const char *incr[] = { "HINCRBY", kinfo, "downloaded", "1" };
+        const char *sample_s[] = { "ZRANDMEMBER", kseed, count };
+        const char *sample_l[] = { "ZRANDMEMBER", kleech, count };
+        const char *card_s[] = { "ZCARD", kseed };
+        const char *card_l[] = { "ZCARD", kleech };
+        const char *hget[] = { "HGET", kinfo, "downloaded" };
+        const char *exp_s[] = { "EXPIRE", kseed, ttl };
+        const char *exp_l[] = { "EXPIRE", kleech, ttl };
+        const char *exp_i[] = { "EXPIRE", kinfo, ttl };
+
+        if (!rs->ac) {
+            redis_req_fail(r, STORAGE_ERR_UNAVAILABLE);
+            goto out;
+        }
+        if (stopped) {
+            redis_sendv(rs, r, REDIS_SLOT_WRITE, 3, zrem_own);
+        } else {
+            redis_sendv(rs, r, REDIS_SLOT_WRITE, 4, zadd);
+        }
+        redis_sendv(rs, r, REDIS_SLOT_WRITE, 3, zrem_other);
+        redis_sendv(rs, r, REDIS_SLOT_WRITE, 4, reap_s);
+        redis_sendv(rs, r, REDIS_SLOT_WRITE, 4, reap_l);
+        if (!stopped && req->event == ANNOUNCE_EVENT_COMPLETED)
+            redis_sendv(rs, r, REDIS_SLOT_WRITE, 4, incr);
+        if (numwant > 0) {
+            /* A seeder gets only leechers; a leecher gets seeders first, then leechers. */
+            if (!seeder)
+                redis_sendv(rs, r, REDIS_SLOT_SAMPLE, 3, sample_s);
+            redis_sendv(rs, r, REDIS_SLOT_SAMPLE, 3, sample_l);
+        }
+        redis_sendv(rs, r, REDIS_SLOT_SEEDERS, 2, card_s);
+        redis_sendv(rs, r, REDIS_SLOT_LEECHERS, 2, card_l);
+        redis_sendv(rs, r, REDIS_SLOT_DOWNLOADED, 3, hget);
+        if (!stopped) {
+            redis_sendv(rs, r, REDIS_SLOT_WRITE, 3, exp_s);
+            redis_sendv(rs, r, REDIS_SLOT_WRITE, 3, exp_l);
+            redis_sendv(rs, r, REDIS_SLOT_WRITE, 3, exp_i);
+        }
+    }
+out:
+    redis_req_start(rs, r);
+    return 0;
+}
+
+/* Scrape is read-only: ZCOUNT (now +inf of both sets (the members a reap would keep) and HGET. */
+static int redis_scrape(struct storage *st, const struct scrape_req *req, storage_scrape_cb *cb, void *arg)
+{
+    struct redis_storage *rs = (struct redis_storage *)st;
+    unsigned count = req->count > SCRAPE_MAX_HASHES ? SCRAPE_MAX_HASHES : req->count;
+    char kseed[REDIS_KEY_MAX], kleech[REDIS_KEY_MAX], kinfo[REDIS_KEY_MAX], min[24];
+    struct redis_req *r;
+    unsigned i;
+
+    if (rs->freeing)
+        return -1;
+    r = redis_req_new(rs, REDIS_REQ_SCRAPE, count * sizeof(struct swarm_stats), arg);
+    if (!r)
+        return -1;
+    r->scrape_cb = cb;
+    r->scrape_count = count;
+    r->scrape_stats = (struct swarm_stats *)(void *)r->buf;
+    snprintf(min, sizeof(min), "(%lld", (long long)req->now_s);
+    if (count > 0 && !rs->ac)
+        redis_req_fail(r, STORAGE_ERR_UNAVAILABLE);
+    for (i = 0; i < count && r->status == STORAGE_OK; i++) {
+        const char *zs[] = { "ZCOUNT", kseed, min, "+inf" };
+        const char *zl[] = { "ZCOUNT", kleech, min, "+inf" };
+        const char *hget[] = { "HGET", kinfo, "downloaded" };
+
+        if (redis_keys3(rs, req->info_hash[i], kseed, kleech, kinfo) < 0) {
+            redis_req_fail(r, STORAGE_ERR_INTERNAL);
+            break;
+        }
+        redis_sendv(rs, r, REDIS_SLOT_WRITE, 4, zs);
+        redis_sendv(rs, r, REDIS_SLOT_WRITE, 4, zl);
+        redis_sendv(rs, r, REDIS_SLOT_WRITE, 3, hget);
+    }
+    redis_req_start(rs, r);
+    return 0;
+}
+
+static int redis_health(struct storage *st, storage_health_cb *cb, void *arg)
+{
+    struct redis_storage *rs = (struct redis_storage *)st;
+    const char *ping[] = { "PING" };
+    struct redis_req *r;
+
+    if (rs->freeing)
+        return -1;
+    r = redis_req_new(rs, REDIS_REQ_HEALTH, 0, arg);
+    if (!r)
+        return -1;
+    r->health_cb = cb;
+    if (!rs->ac)
+        redis_req_fail(r, STORAGE_ERR_UNAVAILABLE);
+    redis_sendv(rs, r, REDIS_SLOT_WRITE, 1, ping);
+    redis_req_start(rs, r);
+    return 0;
+}
+
+/* ---- the connection ---------------------------------------------------------------------- */
+
+static void redis_schedule_retry(struct redis_storage *rs)
+{
+    struct timeval tv = redis_tv(rs->backoff_ms);
+
+    evtimer_add(rs->retry_ev, &tv);
+    rs->backoff_ms = rs->backoff_ms * 2 > REDIS_BACKOFF_MAX_MS ? REDIS_BACKOFF_MAX_MS : rs->backoff_ms * 2;
+}
+
+/* Abandons the connection: every request on it gets a NULL reply (UNAVAILABLE) and the next
+ * connect is scheduled. Never called from inside a hiredis callback. redisAsyncFree comes last
+ * because the callbacks it runs may free the storage. */
+static void redis_drop(struct redis_storage *rs)
+{
+    redisAsyncContext *ac = rs->ac;
+
+    rs->ac = NULL;
+    rs->connected = false;
+    rs->drop_requested = false;
+    evtimer_del(rs->connect_ev);
+    redis_schedule_retry(rs);
+    ac->data = NULL;
+    redisAsyncFree(ac);
+}
+
+static void redis_reset_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct redis_storage *rs = arg;
+    (void)fd;
+    (void)what;
+
+    if (!rs->ac)
+        return;
+    if (rs->drop_requested) {
+        redis_drop(rs);
+    } else if (rs->connected && redis_now_ms() - rs->last_reply_ms >= (uint64_t)rs->timeout_ms) {
+        log_warn("redis %s: no reply for %d ms, reconnecting", rs->where, rs->timeout_ms);
+        redis_drop(rs);
+    }
+}
+
+static void redis_connect_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct redis_storage *rs = arg;
+    (void)fd;
+    (void)what;
+
+    if (rs->ac && !rs->connected) {
+        log_warn("redis %s: connect timed out after %d ms", rs->where, rs->connect_timeout_ms);
+        redis_drop(rs);
+    }
+}
+
+static void redis_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct redis_storage *rs = arg;
+    (void)fd;
+    (void)what;
+
+    rs->base.counters.reconnects++;
+    redis_connect(rs);
+}
+
+static void redis_on_connect(const redisAsyncContext *ac, int status)
+{
+    struct redis_storage *rs = ac->data;
+
+    if (!rs || rs->ac != ac)
+        return;
+    evtimer_del(rs->connect_ev);
+    if (status != REDIS_OK) {
+        /* hiredis frees ac when this returns, failing its queued commands with NULL replies. */
+        log_warn("redis %s: cannot connect: %s", rs->where, ac->errstr);
+        rs->ac = NULL;
+        redis_schedule_retry(rs);
+        return;
+    }
+    rs->connected = true;
+    rs->last_reply_ms = redis_now_ms();
+    log_info("redis %s: connected", rs->where);
+}
+
+/* Runs for clean and error disconnects, after hiredis failed the pending commands; hiredis frees
+ * ac afterwards. */
+static void redis_on_disconnect(const redisAsyncContext *ac, int status)
+{
+    struct redis_storage *rs = ac->data;
+
+    if (!rs || rs->ac != ac)
+        return;
+    rs->ac = NULL;
+    rs->connected = false;
+    evtimer_del(rs->connect_ev);
+    log_warn("redis %s: connection lost: %s", rs->where, status == REDIS_OK ? "closed" : ac->errstr);
+    redis_schedule_retry(rs);
+}
+
+/* AUTH and SELECT replies. A refusal is a configuration problem: log it and reopen (with
+ * back-off) rather than send every request into NOAUTH errors. */
+static void redis_setup_cb(redisAsyncContext *ac, void *reply_ptr, void *privdata)
+{
+    struct redis_storage *rs = ac->data;
+    redisReply *reply = reply_ptr;
+
+    if (!rs || !reply || reply->type != REDIS_REPLY_ERROR)
+        return;
+    log_error("redis %s: %s failed: %s", rs->where, (const char *)privdata, reply->str);
+    rs->drop_requested = true;
+    event_active(rs->reset_ev, EV_TIMEOUT, 1);
+}
+
+/* Wraps the adapter's addWrite hook: the write event going from idle to armed is one pipeline
+ * (hiredis calls the hook for every command; they all leave in that one write). */
+static void redis_add_write(void *privdata)
+{
+    redisLibeventEvents *e = privdata;
+    struct redis_storage *rs = e->context->data;
+
+    if (rs && !event_pending(e->wev, EV_WRITE, NULL))
+        rs->base.counters.round_trips++;
+    redisLibeventAddWrite(privdata);
+}
+
+static void redis_connect(struct redis_storage *rs)
+{
+    redisAsyncContext *ac;
+    struct timeval tv;
+
+    if (rs->target.unix_socket)
+        ac = redisAsyncConnectUnix(rs->target.path);
+    else
+        ac = redisAsyncConnect(rs->target.host, rs->target.port);
+    if (!ac) {
+        log_warn("redis %s: out of memory", rs->where);
+        redis_schedule_retry(rs);
+        return;
+    }
+    if (ac->err) {
+        log_warn("redis %s: cannot connect: %s", rs->where, ac->errstr);
+        redisAsyncFree(ac);
+        redis_schedule_retry(rs);
+        return;
+    }
+    if (redisLibeventAttach(ac, rs->evbase) != REDIS_OK) {
+        redisAsyncFree(ac);
+        redis_schedule_retry(rs);
+        return;
+    }
+    ac->data = rs;
+    ac->ev.addWrite = redis_add_write;
+    redisAsyncSetConnectCallback(ac, redis_on_connect);
+    redisAsyncSetDisconnectCallback(ac, redis_on_disconnect);
+    rs->ac = ac;
+    rs->connected = false;
+    /* Queued now, written first once the connect completes: every request follows them. */
+    if (rs->target.password[0]) {
+        const char *argv[] = { "AUTH", rs->target.password };
+
+        redisAsyncCommandArgv(ac, redis_setup_cb, (void *)"AUTH", 2, argv, NULL);
+    }
+    if (rs->target.db != 0) {
+        char db[16];
+        const char *argv[] = { "SELECT", db };
+
+        snprintf(db, sizeof(db), "%d", rs->target.db);
+        redisAsyncCommandArgv(ac, redis_setup_cb, (void *)"SELECT", 2, argv, NULL);
+    }
+    tv = redis_tv(rs->connect_timeout_ms);
+    evtimer_add(rs->connect_ev, &tv);
+}
+
+static void redis_free(struct storage *st)
+{
+    struct redis_storage *rs = (struct redis_storage *)st;
+    redisAsyncContext *ac = rs->ac;
+
+    rs->freeing = true;
+    rs->ac = NULL;
+    if (ac)
+        ac->data = NULL;               /* its remaining callbacks must not reach rs */
+    while (rs->reqs) {
+        struct redis_req *r = rs->reqs;
+
+        redis_req_finish(r, STORAGE_ERR_UNAVAILABLE);
+        redis_req_release(r);
+    }
+    event_free(rs->retry_ev);
+    event_free(rs->connect_ev);
+    event_free(rs->reset_ev);
+    free(rs);
+    /* Inside a hiredis callback this only marks ac; hiredis frees it when the callback returns. */
+    if (ac)
+        redisAsyncFree(ac);
+}
+
+static const struct storage_ops redis_ops = {
+    .announce = redis_announce,
+    .scrape = redis_scrape,
+    .health = redis_health,
+    .free = redis_free,
+};
+
+struct storage *storage_redis_new(const struct config *cfg, struct event_base *base, char *err, size_t errlen)
+{
+    struct redis_storage *rs;
+    char msg[256];
+
+    if (strlen(cfg->redis_prefix) >= sizeof(rs->prefix)) {
+        snprintf(err, errlen, "redis.prefix is too long");
+        return NULL;
+    }
+    rs = calloc(1, sizeof(*rs));
+    if (!rs) {
+        snprintf(err, errlen, "redis storage: out of memory");
+        return NULL;
+    }
+    if (config_parse_redis_url(cfg->redis_url, &rs->target, msg, sizeof(msg)) < 0) {
+        snprintf(err, errlen, "redis.url: %s", msg);
+        goto fail_rs;
+    }
+    rs->base.ops = &redis_ops;
+    rs->evbase = base;
+    snprintf(rs->prefix, sizeof(rs->prefix), "%s", cfg->redis_prefix);
+    rs->timeout_ms = cfg->redis_timeout_ms > 0 ? cfg->redis_timeout_ms : 1000;
+    rs->connect_timeout_ms = rs->timeout_ms > REDIS_CONNECT_TIMEOUT_MIN_MS ? rs->timeout_ms
+                                                                          : REDIS_CONNECT_TIMEOUT_MIN_MS;
+    rs->peer_ttl_s = cfg->peer_ttl_s > 0 ? cfg->peer_ttl_s : 2 * cfg->interval_s;
+    rs->numwant_max = cfg->numwant_max > 0 ? (unsigned)cfg->numwant_max : 200;
+    rs->backoff_ms = REDIS_BACKOFF_MIN_MS;
+    if (rs->target.unix_socket)
+        snprintf(rs->where, sizeof(rs->where), "%s", rs->target.path);
+    else if (strchr(rs->target.host, ':'))
+        snprintf(rs->where, sizeof(rs->where), "[%s]:%d", rs->target.host, rs->target.port);
+    else
+        snprintf(rs->where, sizeof(rs->where), "%s:%d", rs->target.host, rs->target.port);
+    rs->retry_ev = evtimer_new(base, redis_retry_cb, rs);
+    rs->connect_ev = evtimer_new(base, redis_connect_timeout_cb, rs);
+    rs->reset_ev = event_new(base, -1, 0, redis_reset_cb, rs);
+    if (!rs->retry_ev || !rs->connect_ev || !rs->reset_ev) {
+        snprintf(err, errlen, "redis storage: out of memory");
+        goto fail_events;
+    }
+    redis_connect(rs);
+    return &rs->base;
+
+fail_events:
+    if (rs->retry_ev)
+        event_free(rs->retry_ev);
+    if (rs->connect_ev)
+        event_free(rs->connect_ev);
+    if (rs->reset_ev)
+        event_free(rs->reset_ev);
+fail_rs:
+    free(rs);
+    return NULL;
+}

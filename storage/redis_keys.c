@@ -1,0 +1,165 @@
+/* Key names and peer members of the Redis schema, and their decoding into compact peers. Pure
+ * string work: storage/redis.c builds every command's arguments with these, and decodes the
+ * members ZRANDMEMBER returns; storage/memory.c shares the compact encoding. */
+#include "storage/redis_keys.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+
+static const char *const redis_keys_suffix[] = {
+    [REDIS_KEYS_SEEDERS] = "seeders",
+    [REDIS_KEYS_LEECHERS] = "leechers",
+    [REDIS_KEYS_INFO] = "info",
+};
+
+int redis_keys_swarm(char *dst, size_t cap, const char *prefix,
+                     const uint8_t info_hash[ANNOUNCE_HASH_LEN], enum redis_keys_kind kind)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t plen = strlen(prefix);
+    const char *suffix;
+    size_t slen, len, i;
+    char *p;
+
+    if ((unsigned)kind > REDIS_KEYS_INFO)
+        return -1;
+    suffix = redis_keys_suffix[kind];
+    slen = strlen(suffix);
+    /* prefix + "{" + 40 hex + "}:" + suffix + NUL */
+    len = plen + 1 + 2 * ANNOUNCE_HASH_LEN + 2 + slen;
+    if (len + 1 > cap)
+        return -1;
+    p = dst;
+    memcpy(p, prefix, plen);
+    p += plen;
+    *p++ = '{';
+    for (i = 0; i < ANNOUNCE_HASH_LEN; i++) {
+        *p++ = hex[info_hash[i] >> 4];
+        *p++ = hex[info_hash[i] & 0x0f];
+    }
+    *p++ = '}';
+    *p++ = ':';
+    memcpy(p, suffix, slen + 1);
+    return (int)len;
+}
+
+/* True for ::ffff:a.b.c.d (RFC 4291 2.5.5.2). */
+static int redis_keys_v4_mapped(const uint8_t addr[16])
+{
+    static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+
+    return memcmp(addr, mapped, sizeof(mapped)) == 0;
+}
+
+int redis_keys_member(char *dst, size_t cap, const struct peer_addr *peer)
+{
+    char text[INET6_ADDRSTRLEN];
+    int n;
+
+    if (peer->family == AF_INET || (peer->family == AF_INET6 && redis_keys_v4_mapped(peer->addr))) {
+        const uint8_t *a = peer->family == AF_INET ? peer->addr : peer->addr + 12;
+
+        n = snprintf(dst, cap, "%u.%u.%u.%u:%u", a[0], a[1], a[2], a[3], (unsigned)peer->port);
+    } else if (peer->family == AF_INET6) {
+        if (!inet_ntop(AF_INET6, peer->addr, text, sizeof(text)))
+            return -1;
+        n = snprintf(dst, cap, "[%s]:%u", text, (unsigned)peer->port);
+    } else {
+        return -1;
+    }
+    if (n < 0 || (size_t)n >= cap)
+        return -1;
+    return n;
+}
+
+int redis_keys_peer_compact(const struct peer_addr *peer, uint8_t out[REDIS_KEYS_PEER_MAX])
+{
+    if (peer->family == AF_INET || (peer->family == AF_INET6 && redis_keys_v4_mapped(peer->addr))) {
+        memcpy(out, peer->family == AF_INET ? peer->addr : peer->addr + 12, 4);
+        out[4] = (uint8_t)(peer->port >> 8);
+        out[5] = (uint8_t)(peer->port & 0xff);
+        return PEER_COMPACT4_LEN;
+    }
+    if (peer->family == AF_INET6) {
+        memcpy(out, peer->addr, 16);
+        out[16] = (uint8_t)(peer->port >> 8);
+        out[17] = (uint8_t)(peer->port & 0xff);
+        return PEER_COMPACT6_LEN;
+    }
+    return -1;
+}
+
+/* Parses 1 to 5 decimal digits, at most 65535. Returns 0 or -1. */
+static int redis_keys_port(const char *s, size_t len, uint16_t *port)
+{
+    unsigned v = 0;
+    size_t i;
+
+    if (len == 0 || len > 5)
+        return -1;
+    for (i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (unsigned)(s[i] - '0');
+    }
+    if (v > 65535)
+        return -1;
+    *port = (uint16_t)v;
+    return 0;
+}
+
+int redis_keys_member_compact(const char *member, size_t len, uint8_t out[REDIS_KEYS_PEER_MAX])
+{
+    char text[INET6_ADDRSTRLEN];
+    const char *colon;
+    uint8_t addr[16];
+    uint16_t port;
+    size_t alen;
+
+    if (len == 0)
+        return -1;
+    if (member[0] == '[') {
+        const char *close = memchr(member, ']', len);
+
+        if (!close || close + 1 >= member + len || close[1] != ':')
+            return -1;
+        alen = (size_t)(close - member - 1);
+        if (alen == 0 || alen >= sizeof(text))
+            return -1;
+        memcpy(text, member + 1, alen);
+        text[alen] = '\0';
+        if (inet_pton(AF_INET6, text, addr) != 1)
+            return -1;
+        if (redis_keys_port(close + 2, len - (size_t)(close + 2 - member), &port) < 0)
+            return -1;
+        if (redis_keys_v4_mapped(addr)) {
+            memcpy(out, addr + 12, 4);
+            out[4] = (uint8_t)(port >> 8);
+            out[5] = (uint8_t)(port & 0xff);
+            return PEER_COMPACT4_LEN;
+        }
+        memcpy(out, addr, 16);
+        out[16] = (uint8_t)(port >> 8);
+        out[17] = (uint8_t)(port & 0xff);
+        return PEER_COMPACT6_LEN;
+    }
+    colon = memchr(member, ':', len);
+    if (!colon)
+        return -1;
+    alen = (size_t)(colon - member);
+    if (alen == 0 || alen >= INET_ADDRSTRLEN)
+        return -1;
+    memcpy(text, member, alen);
+    text[alen] = '\0';
+    if (inet_pton(AF_INET, text, addr) != 1)
+        return -1;
+    if (redis_keys_port(colon + 1, len - alen - 1, &port) < 0)
+        return -1;
+    memcpy(out, addr, 4);
+    out[4] = (uint8_t)(port >> 8);
+    out[5] = (uint8_t)(port & 0xff);
+    return PEER_COMPACT4_LEN;
+}

@@ -1,0 +1,1105 @@
+/* The storage contract: what every backend must do, written once and run against both, as the
+ * groups "storage/memory" and "storage/redis". The Redis group needs a server named by
+ * $TYTO_TEST_REDIS (a unix socket path or host:port); without one it fails, it does not skip.
+ * A few Redis-only cases check the schema and the failure modes (down, paused, out of memory). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <hiredis/hiredis.h>
+
+#include "lib/config.h"
+#include "storage/redis_keys.h"
+#include "storage/storage.h"
+
+#define TEST_TTL_S 3600
+#define TEST_WAIT_MS 5000
+#define TEST_MAX_PEERS 200
+
+struct fx {
+    struct event_base *base;
+    struct storage *st;
+    struct config cfg;
+    bool redis;
+    redisContext *side;                /* synchronous side connection (Redis group) */
+    char prefix[48];                   /* unique per test, so tests never see each other's keys */
+    int64_t now;
+};
+
+struct ann_result {
+    bool returned;                     /* set right after the call returned */
+    bool called;
+    bool early;                        /* callback ran before the call returned */
+    int calls;
+    int status;
+    struct swarm_stats stats;
+    size_t n4, n6;
+    uint8_t peers4[TEST_MAX_PEERS * PEER_COMPACT4_LEN];
+    uint8_t peers6[TEST_MAX_PEERS * PEER_COMPACT6_LEN];
+};
+
+struct scrape_result {
+    bool returned, called, early;
+    int calls;
+    int status;
+    unsigned count;
+    struct swarm_stats stats[8];
+};
+
+struct health_result {
+    bool returned, called, early;
+    int calls;
+    int status;
+};
+
+static int fx_serial;
+
+/* ---- fixtures ---------------------------------------------------------------------------- */
+
+static void fx_config(struct fx *f)
+{
+    memset(&f->cfg, 0, sizeof(f->cfg));
+    f->cfg.workers = 1;
+    f->cfg.interval_s = 1800;
+    f->cfg.min_interval_s = 900;
+    f->cfg.peer_ttl_s = TEST_TTL_S;
+    f->cfg.numwant_default = 50;
+    f->cfg.numwant_max = TEST_MAX_PEERS;
+    f->cfg.redis_timeout_ms = 2000;
+    f->cfg.scrape_max_hashes = 64;
+    snprintf(f->prefix, sizeof(f->prefix), "tytotest%d-%d:", (int)getpid(), ++fx_serial);
+    snprintf(f->cfg.redis_prefix, sizeof(f->cfg.redis_prefix), "%s", f->prefix);
+    f->now = (int64_t)time(NULL);
+}
+
+static int setup_memory(void **state)
+{
+    struct fx *f = calloc(1, sizeof(*f));
+    char err[256];
+
+    if (!f)
+        return -1;
+    fx_config(f);
+    f->cfg.storage = CONFIG_STORAGE_MEMORY;
+    f->base = event_base_new();
+    f->st = storage_new(&f->cfg, f->base, err, sizeof(err));
+    if (!f->st) {
+        fprintf(stderr, "setup_memory: %s\n", err);
+        return -1;
+    }
+    *state = f;
+    return 0;
+}
+
+/* Fills the Redis URL from $TYTO_TEST_REDIS and opens the side connection. */
+static int fx_redis_target(struct fx *f)
+{
+    const char *env = getenv("TYTO_TEST_REDIS");
+    struct timeval tv = { 2, 0 };
+
+    if (!env || !*env) {
+        fprintf(stderr, "TYTO_TEST_REDIS is not set: the storage/redis group needs a Redis server\n");
+        return -1;
+    }
+    if (env[0] == '/') {
+        snprintf(f->cfg.redis_url, sizeof(f->cfg.redis_url), "unix://%s", env);
+        f->side = redisConnectUnixWithTimeout(env, tv);
+    } else {
+        char host[128];
+        const char *colon = strrchr(env, ':');
+        size_t hlen = colon ? (size_t)(colon - env) : strlen(env);
+
+        if (hlen >= sizeof(host))
+            return -1;
+        memcpy(host, env, hlen);
+        host[hlen] = '\0';
+        snprintf(f->cfg.redis_url, sizeof(f->cfg.redis_url), "redis://%s", env);
+        f->side = redisConnectWithTimeout(host, colon ? atoi(colon + 1) : 6379, tv);
+    }
+    if (!f->side || f->side->err) {
+        fprintf(stderr, "cannot reach Redis at %s: %s\n", env, f->side ? f->side->errstr : "no memory");
+        return -1;
+    }
+    return 0;
+}
+
+/* Deletes every key under this test's prefix. */
+static void fx_redis_flush(struct fx *f)
+{
+    redisReply *keys = redisCommand(f->side, "KEYS %s*", f->prefix);
+    size_t i;
+
+    if (!keys)
+        return;
+    if (keys->type == REDIS_REPLY_ARRAY) {
+        for (i = 0; i < keys->elements; i++) {
+            redisReply *r = redisCommand(f->side, "DEL %b", keys->element[i]->str,
+                                         (size_t)keys->element[i]->len);
+            if (r)
+                freeReplyObject(r);
+        }
+    }
+    freeReplyObject(keys);
+}
+
+static int setup_redis(void **state)
+{
+    struct fx *f = calloc(1, sizeof(*f));
+    char err[256];
+
+    if (!f)
+        return -1;
+    *state = f;
+    fx_config(f);
+    f->redis = true;
+    f->cfg.storage = CONFIG_STORAGE_REDIS;
+    f->base = event_base_new();
+    if (fx_redis_target(f) < 0)
+        return -1;
+    fx_redis_flush(f);
+    f->st = storage_new(&f->cfg, f->base, err, sizeof(err));
+    if (!f->st) {
+        fprintf(stderr, "setup_redis: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+
+    if (!f)
+        return 0;
+    storage_free(f->st);
+    if (f->side) {
+        fx_redis_flush(f);
+        redisFree(f->side);
+    }
+    if (f->base)
+        event_base_free(f->base);
+    free(f);
+    return 0;
+}
+
+/* ---- helpers ----------------------------------------------------------------------------- */
+
+static void deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    *(bool *)arg = true;
+}
+
+/* Runs the loop until *flag is set or ms pass. Returns whether the flag was set. */
+static bool run_until(struct event_base *base, const bool *flag, int ms)
+{
+    struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+    bool expired = false;
+    struct event *t = evtimer_new(base, deadline_cb, &expired);
+
+    evtimer_add(t, &tv);
+    while (!*flag && !expired)
+        event_base_loop(base, EVLOOP_ONCE);
+    event_free(t);
+    return *flag;
+}
+
+/* Runs the loop for ms milliseconds. */
+static void run_for(struct event_base *base, int ms)
+{
+    bool never = false;
+
+    run_until(base, &never, ms);
+}
+
+static void hash_of(uint8_t h[ANNOUNCE_HASH_LEN], int n)
+{
+    memset(h, n, ANNOUNCE_HASH_LEN);
+    h[0] = 0xa5;
+}
+
+static struct peer_addr peer_of(const char *ip, uint16_t port)
+{
+    struct peer_addr p;
+
+    memset(&p, 0, sizeof(p));
+    p.family = strchr(ip, ':') ? AF_INET6 : AF_INET;
+    assert_int_equal(inet_pton(p.family, ip, p.addr), 1);
+    p.port = port;
+    return p;
+}
+
+static struct announce_req req_of(int hash, const char *ip, uint16_t port, uint64_t left,
+                                  enum announce_event event, unsigned numwant, int64_t now)
+{
+    struct announce_req r;
+
+    memset(&r, 0, sizeof(r));
+    hash_of(r.info_hash, hash);
+    memset(r.peer_id, 'p', sizeof(r.peer_id));
+    r.peer = peer_of(ip, port);
+    r.left = left;
+    r.event = event;
+    r.numwant = numwant;
+    r.compact = true;
+    r.now_s = now;
+    return r;
+}
+
+static void announce_cb(const struct announce_reply *rep, int status, void *arg)
+{
+    struct ann_result *res = arg;
+
+    res->calls++;
+    res->early = res->early || !res->returned;
+    res->called = true;
+    res->status = status;
+    if (status != STORAGE_OK || !rep)
+        return;
+    res->stats = rep->stats;
+    res->n4 = rep->peers4_count;
+    res->n6 = rep->peers6_count;
+    if (res->n4 <= TEST_MAX_PEERS && res->n4 > 0)
+        memcpy(res->peers4, rep->peers4, res->n4 * PEER_COMPACT4_LEN);
+    if (res->n6 <= TEST_MAX_PEERS && res->n6 > 0)
+        memcpy(res->peers6, rep->peers6, res->n6 * PEER_COMPACT6_LEN);
+}
+
+/* One announce, run to its callback. Checks the callback ran exactly once, after the call. */
+static void announce_on(struct storage *st, struct event_base *base, const struct announce_req *req,
+                        struct ann_result *res)
+{
+    memset(res, 0, sizeof(*res));
+    assert_int_equal(storage_announce(st, req, announce_cb, res), 0);
+    res->returned = true;
+    assert_true(run_until(base, &res->called, TEST_WAIT_MS));
+    assert_false(res->early);
+    assert_int_equal(res->calls, 1);
+    assert_true(res->n4 <= TEST_MAX_PEERS && res->n6 <= TEST_MAX_PEERS);
+}
+
+static void announce(struct fx *f, const struct announce_req *req, struct ann_result *res)
+{
+    announce_on(f->st, f->base, req, res);
+}
+
+/* Announces and expects success. */
+static void announce_ok(struct fx *f, int hash, const char *ip, uint16_t port, uint64_t left,
+                        enum announce_event event, unsigned numwant, struct ann_result *res)
+{
+    struct announce_req req = req_of(hash, ip, port, left, event, numwant, f->now);
+
+    announce(f, &req, res);
+    assert_int_equal(res->status, STORAGE_OK);
+}
+
+/* Does res hold the peer ip:port (in the list its family belongs to)? */
+static bool has_peer(const struct ann_result *res, const char *ip, uint16_t port)
+{
+    struct peer_addr p = peer_of(ip, port);
+    uint8_t c[REDIS_KEYS_PEER_MAX];
+    int n = redis_keys_peer_compact(&p, c);
+    size_t i;
+
+    if (n == PEER_COMPACT4_LEN) {
+        for (i = 0; i < res->n4; i++)
+            if (memcmp(res->peers4 + i * PEER_COMPACT4_LEN, c, PEER_COMPACT4_LEN) == 0)
+                return true;
+    } else {
+        for (i = 0; i < res->n6; i++)
+            if (memcmp(res->peers6 + i * PEER_COMPACT6_LEN, c, PEER_COMPACT6_LEN) == 0)
+                return true;
+    }
+    return false;
+}
+
+static void assert_stats(const struct swarm_stats *s, uint32_t complete, uint32_t incomplete,
+                         uint32_t downloaded)
+{
+    assert_int_equal(s->complete, complete);
+    assert_int_equal(s->incomplete, incomplete);
+    assert_int_equal(s->downloaded, downloaded);
+}
+
+static void scrape_cb(const struct scrape_reply *rep, int status, void *arg)
+{
+    struct scrape_result *res = arg;
+
+    res->calls++;
+    res->early = res->early || !res->returned;
+    res->called = true;
+    res->status = status;
+    if (status != STORAGE_OK || !rep)
+        return;
+    res->count = rep->count;
+    if (rep->count <= 8)
+        memcpy(res->stats, rep->stats, rep->count * sizeof(*rep->stats));
+}
+
+static void health_cb(int status, void *arg)
+{
+    struct health_result *res = arg;
+
+    res->calls++;
+    res->early = res->early || !res->returned;
+    res->called = true;
+    res->status = status;
+}
+
+static int health_of(struct storage *st, struct event_base *base)
+{
+    struct health_result res;
+
+    memset(&res, 0, sizeof(res));
+    assert_int_equal(storage_health(st, health_cb, &res), 0);
+    res.returned = true;
+    assert_true(run_until(base, &res.called, TEST_WAIT_MS));
+    assert_false(res.early);
+    assert_int_equal(res.calls, 1);
+    return res.status;
+}
+
+/* ---- the contract ------------------------------------------------------------------------ */
+
+static void test_storage_first_announce_counts_itself(void **state)
+{
+    struct fx *f = *state;
+    struct ann_result res;
+
+    announce_ok(f, 1, "10.0.0.1", 6881, 100, ANNOUNCE_EVENT_STARTED, 50, &res);
+    assert_stats(&res.stats, 0, 1, 0);
+    assert_int_equal(res.n4 + res.n6, 0);
+
+    announce_ok(f, 2, "10.0.0.1", 6881, 0, ANNOUNCE_EVENT_STARTED, 50, &res);
+    assert_stats(&res.stats, 1, 0, 0);
+    assert_int_equal(res.n4 + res.n6, 0);
+}
+
+static void test_storage_second_peer_gets_first(void **state)
+{
+    struct fx *f = *state;
+    struct ann_result res;
+
+    announce_ok(f, 1, "10.0.0.1", 6881, 100, ANNOUNCE_EVENT_STARTED, 50, &res);
+    announce_ok(f, 1, "10.0.0.2", 6882, 100, ANNOUNCE_EVENT_STARTED, 50, &res);
+    assert_stats(&res.stats, 0, 2, 0);
+    assert_int_equal(res.n4, 1);
+    assert_int_equal(res.n6, 0);
+    assert_true(has_peer(&res, "10.0.0.1", 6881));
+}
+
+static void test_storage_never_returns_self(void **state)
+{
+    struct fx *f = *state;
+    struct ann_result res;
+    int i;
+
+    for (i = 0; i < 3; i++) {
+        announce_ok(f, 1, "10.0.0.1", 6881, 100, ANNOUNCE_EVENT_NONE, 50, &res);
+        assert_stats(&res.stats, 0, 1, 0);
+        assert_int_equal(res.n4 + res.n6, 0);
+    }
+    announce_ok(f, 1, "10.0.0.2", 6881, 100, ANNOUNCE_EVENT_NONE, 50, &res);
+    for (i = 0; i < 10; i++) {
+        announce_ok(f, 1, "10.0.0.1", 6881, 100, ANNOUNCE_EVENT_NONE, 1, &res);
+        assert_int_equal(res.n4, 1);
+        assert_true(has_peer(&res, "10.0.0.2", 6881));
+        assert_false(has_peer(&res, "10.0.0.1", 6881));
+    }
+    /* Same address, other port: a different peer. */
+    announce_ok(f, 1, "10.0.0.1", 6882, 100, ANNOUNCE_EVENT_NONE, 50, &res);
+    assert_stats(&res.stats, 0, 3, 0);
+    assert_int_equal(res.n4, 2);
+    assert_false(has_peer(&res, "10.0.0.1", 6882));
+}
+
+static void test_storage_seeder_gets_only_leechers(void **state)
+{
+    struct fx *f = *state;
+    struct ann_result res;
+
+    announce_ok(f, 1, "10.0.0.1", 1001, 0, ANNOUNCE_EVENT_STARTED, 50, &res);
+    announce_ok(f, 1, "10.0.0.2", 1002, 0, ANNOUNCE_EVENT_STARTED, 50, &res);
+    announce_ok(f, 1, "10.0.0.3", 1003, 5, ANNOUNCE_EVENT_STARTED, 50, &res);
+    announce_ok(f, 1, "10.0.0.4", 1004, 5, ANNOUNCE_EVENT_STARTED, 50, &res);
+    announce_ok(f, 1, "10.0.0.5", 1005, 0, ANNOUNCE_EVENT_STARTED, 50, &res);
+    assert_stats(&res.stats, 3, 2, 0);
+    assert_int_equal(res.n4, 2);
+    assert_true(has_peer(&res, "10.0.0.3", 1003));
+    assert_true(has_peer(&res, "10.0.0.4", 1004));
+}
+
+static void test_storage_leecher_gets_seeders_and_leechers(void **state)
+{
+    struct fx *f = *state;
+    struct ann_result res;
+
+    announce_ok(f, 1, "10.0.0.1", 1001, 0, ANNOUNCE_EVENT_STARTED, 50, &res);
+    announce_ok(f, 1, "10.0.0.2", 1002, 9, ANNOUNCE_EVENT_STARTED, 50, &res);
+    announce_ok(f, 1, "10.0.0.3", 1003, 9, ANNOUNCE_EVENT_STARTED, 50, &res);
+    assert_stats(&res.stats, 1, 2, 0);
+    assert_int_equal(res.n4, 2);
+    assert_true(has_peer(&res, "10.0.0.1", 1001));
+    assert_true(has_peer(&res, "10.0.0.2", 1002));
+
+    /* numwant 1: seeders come first. */
+    announce_ok(f, 1, "10.0.0.3", 1003, 9, ANNOUNCE_EVENT_NONE, 1, &res);
+    assert_int_equal(res.n4, 1);
+    assert_true(has_peer(&res, "10.0.0.1", 1001));
+}
+
+static void test_storage_left_zero_moves_to_seeders(void **state)
+{
+    struct fx *f = *state;
+    struct ann_result res;
+
+    announce_ok(f, 1, "10.0.0.1", 6881, 100, ANNOUNCE_EVENT_STARTED, 50, &res);
+    assert_stats(&res.stats, 0, 1, 0);
+    announce_ok(f, 1, "10.0.0.1", 6881, 0, ANNOUNCE_EVENT_NONE, 50, &res);
+    assert_stats(&res.stats, 1, 0, 0);
+    /* And back (a re-check found a bad piece). */
+    announce_ok(f, 1, "10.0.0.1", 6881, 7, ANNOUNCE_EVENT_NONE, 50, &res);
+    assert_stats(&res.stats, 0, 1, 0);
+}
+
+static void test_storage_stopped_removes_peer(void **state)
+{
+    struct fx *f = *state;
+    struct ann_result res;
+
+    announce_ok(f, 1, "10.0.0.1", 6881, 100, ANNOUNCE_EVENT_STARTED, 50, &res);
+    announce_ok(f, 1, "10.0.0.2", 6881, 0, ANNOUNCE_EVENT_STARTED, 50, &res);
+    announce_ok(f, 1, "10.0.0.2", 6881, 0, ANNOUNCE_EVENT_STOPPED, 50, &res);
+    assert_stats(&res.stats, 0, 1, 0);
+    assert_int_equal(res.n4 + res.n6, 0);
+    announce_ok(f, 1, "10.0.0.3", 6881, 100, ANNOUNCE_EVENT_STARTED, 50, &res);
+    assert_stats(&res.stats, 0, 2, 0);
+    assert_int_equal(res.n4, 1);
+    assert_true(has_peer(&res, "10.0.0.1", 6881));
+    /* Stopping in an unknown swarm is fine and changes nothing. */
+    announce_ok(f, 9, "10.0.0.3", 6881, 100, ANNOUNCE_EVENT_STOPPED, 50, &res);
+    assert_stats(&res.stats, 0, 0, 0);
+}
+
+static void test_storage_completed_counts_downloaded(void **state)
+{
+    struct fx *f = *state;
+    struct ann_result res;
+
+    announce_ok(f, 1, "10.0.0.1", 6881, 100, ANNOUNCE_EVENT_STARTED, 50, &res);
+    announce_ok(f, 1, "10.0.0.1", 6881, 0, ANNOUNCE_EVENT_COMPLETED, 50, &res);
+    assert_stats(&res.stats, 1, 0, 1);
+    announce_ok(f, 1, "10.0.0.2", 6881, 0, ANNOUNCE_EVENT_COMPLETED, 50, &res);
+    assert_stats(&res.stats, 2, 0, 2);
+    announce_ok(f, 1, "10.0.0.1", 6881, 0, ANNOUNCE_EVENT_NONE, 50, &res);
+    assert_stats(&res.stats, 2, 0, 2);
+}
+
+static void test_storage_numwant_caps_sample(void **state)
+{
+    struct fx *f = *state;
+    struct ann_result res;
+    char ip[32];
+    int i;
+
+    for (i = 0; i < 10; i++) {
+        snprintf(ip, sizeof(ip), "10.0.1.%d", i + 1);
+        announce_ok(f, 1, ip, 6881, 0, ANNOUNCE_EVENT_STARTED, 0, &res);
+        assert_int_equal(res.n4 + res.n6, 0);
+    }
+    announce_ok(f, 1, "10.0.2.1", 6881, 1, ANNOUNCE_EVENT_STARTED, 3, &res);
+    assert_stats(&res.stats, 10, 1, 0);
+    assert_int_equal(res.n4, 3);
+    announce_ok(f, 1, "10.0.2.1", 6881, 1, ANNOUNCE_EVENT_NONE, 0, &res);
+    assert_int_equal(res.n4 + res.n6, 0);
+    announce_ok(f, 1, "10.0.2.1", 6881, 1, ANNOUNCE_EVENT_NONE, 200, &res);
+    assert_int_equal(res.n4, 10);
+    /* Past numwant_max the backend caps (and allocates nothing silly). */
+    announce_ok(f, 1, "10.0.2.1", 6881, 1, ANNOUNCE_EVENT_NONE, 4000000000u, &res);
+    assert_int_equal(res.n4, 10);
+    /* Distinct peers. */
+    for (i = 0; i < 10; i++) {
+        snprintf(ip, sizeof(ip), "10.0.1.%d", i + 1);
+        assert_true(has_peer(&res, ip, 6881));
+    }
+}
+
+static void test_storage_expired_peers_vanish(void **state)
+{
+    struct fx *f = *state;
+    struct announce_req req;
+    struct ann_result res;
+    int64_t t = f->now;
+
+    req = req_of(1, "10.0.0.1", 6881, 0, ANNOUNCE_EVENT_STARTED, 50, t);
+    announce(f, &req, &res);
+    assert_int_equal(res.status, STORAGE_OK);
+    req = req_of(1, "10.0.0.2", 6881, 5, ANNOUNCE_EVENT_STARTED, 50, t + TEST_TTL_S - 1);
+    announce(f, &req, &res);
+    assert_stats(&res.stats, 1, 1, 0);
+    assert_true(has_peer(&res, "10.0.0.1", 6881));
+
+    req = req_of(1, "10.0.0.3", 6881, 5, ANNOUNCE_EVENT_STARTED, 50, t + TEST_TTL_S + 1);
+    announce(f, &req, &res);
+    assert_int_equal(res.status, STORAGE_OK);
+    assert_stats(&res.stats, 0, 2, 0);
+    assert_int_equal(res.n4, 1);
+    assert_true(has_peer(&res, "10.0.0.2", 6881));
+    assert_false(has_peer(&res, "10.0.0.1", 6881));
+}
+
+static void test_storage_ipv6_in_peers6(void **state)
+{
+    struct fx *f = *state;
+    struct ann_result res;
+
+    announce_ok(f, 1, "2001:db8::1", 6881, 5, ANNOUNCE_EVENT_STARTED, 50, &res);
+    announce_ok(f, 1, "10.0.0.2", 6882, 5, ANNOUNCE_EVENT_STARTED, 50, &res);
+    announce_ok(f, 1, "2001:db8::3", 6883, 5, ANNOUNCE_EVENT_STARTED, 50, &res);
+    assert_stats(&res.stats, 0, 3, 0);
+    assert_int_equal(res.n4, 1);
+    assert_int_equal(res.n6, 1);
+    assert_true(has_peer(&res, "10.0.0.2", 6882));
+    assert_true(has_peer(&res, "2001:db8::1", 6881));
+    assert_memory_equal(res.peers6, "\x20\x01\x0d\xb8\0\0\0\0\0\0\0\0\0\0\0\x01\x1a\xe1", 18);
+    assert_memory_equal(res.peers4, "\x0a\x00\x00\x02\x1a\xe2", 6);
+}
+
+static void test_storage_scrape_counts_hashes(void **state)
+{
+    struct fx *f = *state;
+    struct scrape_result res;
+    struct ann_result ares;
+    struct scrape_req *req = calloc(1, sizeof(*req));
+
+    assert_non_null(req);
+    announce_ok(f, 1, "10.0.0.1", 6881, 0, ANNOUNCE_EVENT_COMPLETED, 50, &ares);
+    announce_ok(f, 1, "10.0.0.2", 6881, 3, ANNOUNCE_EVENT_STARTED, 50, &ares);
+    announce_ok(f, 1, "10.0.0.3", 6881, 3, ANNOUNCE_EVENT_STARTED, 50, &ares);
+    announce_ok(f, 2, "10.0.0.1", 6881, 3, ANNOUNCE_EVENT_STARTED, 50, &ares);
+    req->count = 3;
+    hash_of(req->info_hash[0], 2);
+    hash_of(req->info_hash[1], 77);    /* unknown */
+    hash_of(req->info_hash[2], 1);
+    req->now_s = f->now;
+
+    memset(&res, 0, sizeof(res));
+    assert_int_equal(storage_scrape(f->st, req, scrape_cb, &res), 0);
+    res.returned = true;
+    assert_true(run_until(f->base, &res.called, TEST_WAIT_MS));
+    assert_false(res.early);
+    assert_int_equal(res.calls, 1);
+    assert_int_equal(res.status, STORAGE_OK);
+    assert_int_equal(res.count, 3);
+    assert_stats(&res.stats[0], 0, 1, 0);
+    assert_stats(&res.stats[1], 0, 0, 0);
+    assert_stats(&res.stats[2], 1, 2, 1);
+
+    /* Scrape counts only live peers, and does not need a reap to have happened. */
+    req->count = 1;
+    hash_of(req->info_hash[0], 1);
+    req->now_s = f->now + TEST_TTL_S + 1;
+    memset(&res, 0, sizeof(res));
+    assert_int_equal(storage_scrape(f->st, req, scrape_cb, &res), 0);
+    res.returned = true;
+    assert_true(run_until(f->base, &res.called, TEST_WAIT_MS));
+    assert_int_equal(res.status, STORAGE_OK);
+    assert_stats(&res.stats[0], 0, 0, 1);
+    free(req);
+}
+
+static void test_storage_health_ok(void **state)
+{
+    struct fx *f = *state;
+
+    assert_int_equal(health_of(f->st, f->base), STORAGE_OK);
+}
+
+/* free() fails what is pending with UNAVAILABLE, each callback once. */
+static void test_storage_free_fails_pending(void **state)
+{
+    struct fx *f = *state;
+    struct announce_req req = req_of(1, "10.0.0.1", 6881, 1, ANNOUNCE_EVENT_STARTED, 50, f->now);
+    struct ann_result a, b;
+    struct health_result h;
+
+    assert_int_equal(health_of(f->st, f->base), STORAGE_OK);   /* connected */
+    memset(&a, 0, sizeof(a));
+    memset(&b, 0, sizeof(b));
+    memset(&h, 0, sizeof(h));
+    assert_int_equal(storage_announce(f->st, &req, announce_cb, &a), 0);
+    a.returned = true;
+    assert_int_equal(storage_announce(f->st, &req, announce_cb, &b), 0);
+    b.returned = true;
+    assert_int_equal(storage_health(f->st, health_cb, &h), 0);
+    h.returned = true;
+    storage_free(f->st);
+    f->st = NULL;
+    assert_int_equal(a.calls, 1);
+    assert_int_equal(b.calls, 1);
+    assert_int_equal(h.calls, 1);
+    assert_int_equal(a.status, STORAGE_ERR_UNAVAILABLE);
+    assert_int_equal(b.status, STORAGE_ERR_UNAVAILABLE);
+    assert_int_equal(h.status, STORAGE_ERR_UNAVAILABLE);
+    run_for(f->base, 50);
+    assert_int_equal(a.calls, 1);
+    assert_int_equal(h.calls, 1);
+}
+
+/* A callback may free the storage (a worker shutting down); the other pending call still gets
+ * exactly one callback, and nothing touches freed memory (ASan/valgrind watch this one). */
+struct free_in_cb {
+    struct fx *f;
+    struct ann_result *other;
+    int calls;
+};
+
+static void free_in_cb_cb(const struct announce_reply *rep, int status, void *arg)
+{
+    struct free_in_cb *c = arg;
+
+    (void)rep;
+    (void)status;
+    c->calls++;
+    storage_free(c->f->st);
+    c->f->st = NULL;
+}
+
+static void test_storage_free_from_callback(void **state)
+{
+    struct fx *f = *state;
+    struct announce_req req = req_of(1, "10.0.0.1", 6881, 1, ANNOUNCE_EVENT_STARTED, 50, f->now);
+    struct ann_result other;
+    struct free_in_cb c = { f, &other, 0 };
+
+    assert_int_equal(health_of(f->st, f->base), STORAGE_OK);
+    memset(&other, 0, sizeof(other));
+    assert_int_equal(storage_announce(f->st, &req, free_in_cb_cb, &c), 0);
+    assert_int_equal(storage_announce(f->st, &req, announce_cb, &other), 0);
+    other.returned = true;
+    assert_true(run_until(f->base, &other.called, TEST_WAIT_MS));
+    assert_int_equal(c.calls, 1);
+    assert_null(f->st);
+    run_for(f->base, 50);
+    assert_int_equal(other.calls, 1);
+    assert_false(other.early);
+}
+
+/* Calls made from inside a callback are answered too (the worker chains requests). */
+struct chain {
+    struct fx *f;
+    struct ann_result second;
+    bool first_done;
+};
+
+static void chain_cb(const struct announce_reply *rep, int status, void *arg)
+{
+    struct chain *c = arg;
+    struct announce_req req = req_of(1, "10.0.0.2", 6881, 1, ANNOUNCE_EVENT_STARTED, 50, c->f->now);
+
+    (void)rep;
+    (void)status;
+    c->first_done = true;
+    memset(&c->second, 0, sizeof(c->second));
+    storage_announce(c->f->st, &req, announce_cb, &c->second);
+    c->second.returned = true;
+}
+
+static void test_storage_call_from_callback(void **state)
+{
+    struct fx *f = *state;
+    struct announce_req req = req_of(1, "10.0.0.1", 6881, 1, ANNOUNCE_EVENT_STARTED, 50, f->now);
+    struct chain c;
+
+    memset(&c, 0, sizeof(c));
+    c.f = f;
+    assert_int_equal(storage_announce(f->st, &req, chain_cb, &c), 0);
+    assert_true(run_until(f->base, &c.first_done, TEST_WAIT_MS));
+    assert_true(run_until(f->base, &c.second.called, TEST_WAIT_MS));
+    assert_false(c.second.early);
+    assert_int_equal(c.second.status, STORAGE_OK);
+    assert_int_equal(c.second.n4, 1);
+    assert_true(has_peer(&c.second, "10.0.0.1", 6881));
+}
+
+/* Many announces issued in one loop iteration all complete (Redis: one pipeline). */
+static void test_storage_many_in_flight(void **state)
+{
+    struct fx *f = *state;
+    struct ann_result *res = calloc(100, sizeof(*res));
+    char ip[32];
+    int i;
+
+    assert_non_null(res);
+    for (i = 0; i < 100; i++) {
+        struct announce_req req;
+
+        snprintf(ip, sizeof(ip), "10.1.%d.%d", i / 250, i % 250 + 1);
+        req = req_of(1, ip, 6881, 1, ANNOUNCE_EVENT_STARTED, 5, f->now);
+        assert_int_equal(storage_announce(f->st, &req, announce_cb, &res[i]), 0);
+        res[i].returned = true;
+    }
+    assert_true(run_until(f->base, &res[99].called, TEST_WAIT_MS));
+    for (i = 0; i < 100; i++) {
+        assert_true(res[i].called);
+        assert_false(res[i].early);
+        assert_int_equal(res[i].calls, 1);
+        assert_int_equal(res[i].status, STORAGE_OK);
+        /* Each reply counts the peers announced before it, plus itself. */
+        assert_int_equal(res[i].stats.incomplete, (uint32_t)i + 1);
+        assert_int_equal(res[i].n4, (size_t)(i < 5 ? i : 5));
+    }
+    free(res);
+}
+
+/* ---- Redis only -------------------------------------------------------------------------- */
+
+static redisReply *side_cmd(struct fx *f, const char *fmt, ...)
+{
+    va_list ap;
+    redisReply *r;
+
+    va_start(ap, fmt);
+    r = redisvCommand(f->side, fmt, ap);
+    va_end(ap);
+    assert_non_null(r);
+    return r;
+}
+
+static void key_of(struct fx *f, char *dst, int hash, enum redis_keys_kind kind)
+{
+    uint8_t h[ANNOUNCE_HASH_LEN];
+
+    hash_of(h, hash);
+    assert_true(redis_keys_swarm(dst, 160, f->prefix, h, kind) > 0);
+}
+
+static void test_storage_redis_schema(void **state)
+{
+    struct fx *f = *state;
+    char kseed[160], kleech[160], kinfo[160], want[160];
+    struct ann_result res;
+    redisReply *r;
+    size_t i;
+
+    key_of(f, kseed, 1, REDIS_KEYS_SEEDERS);
+    key_of(f, kleech, 1, REDIS_KEYS_LEECHERS);
+    key_of(f, kinfo, 1, REDIS_KEYS_INFO);
+    snprintf(want, sizeof(want), "%s{a5" "0101010101" "0101010101" "0101010101" "01010101" "}:seeders", f->prefix);
+    assert_string_equal(kseed, want);
+
+    announce_ok(f, 1, "1.2.3.4", 6881, 0, ANNOUNCE_EVENT_COMPLETED, 50, &res);
+    announce_ok(f, 1, "2001:db8::1", 51413, 10, ANNOUNCE_EVENT_STARTED, 50, &res);
+
+    r = side_cmd(f, "ZRANGE %s 0 -1 WITHSCORES", kseed);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(r->elements, 2);
+    assert_string_equal(r->element[0]->str, "1.2.3.4:6881");
+    assert_int_equal(strtoll(r->element[1]->str, NULL, 10), f->now + TEST_TTL_S);
+    freeReplyObject(r);
+
+    r = side_cmd(f, "ZRANGE %s 0 -1 WITHSCORES", kleech);
+    assert_int_equal(r->elements, 2);
+    assert_string_equal(r->element[0]->str, "[2001:db8::1]:51413");
+    assert_int_equal(strtoll(r->element[1]->str, NULL, 10), f->now + TEST_TTL_S);
+    freeReplyObject(r);
+
+    r = side_cmd(f, "HGET %s downloaded", kinfo);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    assert_string_equal(r->str, "1");
+    freeReplyObject(r);
+
+    {
+        const char *keys[] = { kseed, kleech, kinfo };
+
+        for (i = 0; i < 3; i++) {
+            r = side_cmd(f, "TTL %s", keys[i]);
+            assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+            assert_true(r->integer > TEST_TTL_S - 10 && r->integer <= TEST_TTL_S);
+            freeReplyObject(r);
+        }
+    }
+    r = side_cmd(f, "KEYS %s*", f->prefix);
+    assert_int_equal(r->elements, 3);
+    freeReplyObject(r);
+}
+
+/* Scrape must not write: no key appears for an unknown swarm, and none is reaped. */
+static void test_storage_redis_scrape_is_read_only(void **state)
+{
+    struct fx *f = *state;
+    struct scrape_req *req = calloc(1, sizeof(*req));
+    struct scrape_result res;
+    struct ann_result ares;
+    char kseed[160];
+    redisReply *r;
+
+    assert_non_null(req);
+    announce_ok(f, 1, "1.2.3.4", 6881, 0, ANNOUNCE_EVENT_STARTED, 50, &ares);
+    req->count = 2;
+    hash_of(req->info_hash[0], 1);
+    hash_of(req->info_hash[1], 2);
+    req->now_s = f->now + TEST_TTL_S + 5;
+    memset(&res, 0, sizeof(res));
+    assert_int_equal(storage_scrape(f->st, req, scrape_cb, &res), 0);
+    res.returned = true;
+    assert_true(run_until(f->base, &res.called, TEST_WAIT_MS));
+    assert_int_equal(res.status, STORAGE_OK);
+    assert_stats(&res.stats[0], 0, 0, 0);
+    key_of(f, kseed, 1, REDIS_KEYS_SEEDERS);
+    r = side_cmd(f, "ZCARD %s", kseed);
+    assert_int_equal(r->integer, 1);
+    freeReplyObject(r);
+    r = side_cmd(f, "KEYS %s*", f->prefix);
+    assert_int_equal(r->elements, 1);   /* only swarm 1's seeders: no info key without a completion */
+    freeReplyObject(r);
+    free(req);
+}
+
+static void test_storage_redis_wrong_type_is_internal(void **state)
+{
+    struct fx *f = *state;
+    struct ann_result res;
+    struct announce_req req = req_of(1, "1.2.3.4", 6881, 0, ANNOUNCE_EVENT_STARTED, 50, f->now);
+    char kseed[160];
+
+    key_of(f, kseed, 1, REDIS_KEYS_SEEDERS);
+    freeReplyObject(side_cmd(f, "SET %s oops", kseed));
+    announce(f, &req, &res);
+    assert_int_equal(res.status, STORAGE_ERR_INTERNAL);
+    assert_int_equal(storage_status_err(res.status), ANNOUNCE_ERR_STORAGE_INTERNAL);
+}
+
+static int closed_port(void)
+{
+    struct sockaddr_in sa;
+    socklen_t len = sizeof(sa);
+    int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    port = ntohs(sa.sin_port);
+    close(fd);
+    return port;
+}
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void test_storage_redis_unreachable_is_unavailable(void **state)
+{
+    struct fx *f = *state;
+    struct announce_req req = req_of(1, "1.2.3.4", 6881, 0, ANNOUNCE_EVENT_STARTED, 50, f->now);
+    struct config cfg = f->cfg;
+    struct ann_result res;
+    struct storage *st;
+    char err[256];
+    uint64_t t0;
+    int i;
+
+    snprintf(cfg.redis_url, sizeof(cfg.redis_url), "redis://127.0.0.1:%d", closed_port());
+    st = storage_new(&cfg, f->base, err, sizeof(err));
+    assert_non_null(st);
+    for (i = 0; i < 3; i++) {
+        t0 = mono_ms();
+        announce_on(st, f->base, &req, &res);
+        assert_int_equal(res.status, STORAGE_ERR_UNAVAILABLE);
+        assert_true(mono_ms() - t0 < 500);
+        assert_int_equal(health_of(st, f->base), STORAGE_ERR_UNAVAILABLE);
+        run_for(f->base, 150);         /* let a reconnect attempt happen */
+    }
+    assert_true(st->counters.reconnects >= 1);
+    assert_true(st->counters.errors >= 6);
+    storage_free(st);
+}
+
+static void test_storage_redis_paused_times_out_then_recovers(void **state)
+{
+    struct fx *f = *state;
+    struct announce_req req = req_of(1, "1.2.3.4", 6881, 0, ANNOUNCE_EVENT_STARTED, 50, f->now);
+    struct config cfg = f->cfg;
+    struct ann_result res;
+    struct storage *st;
+    char err[256];
+    uint64_t t0;
+
+    cfg.redis_timeout_ms = 200;
+    st = storage_new(&cfg, f->base, err, sizeof(err));
+    assert_non_null(st);
+    assert_int_equal(health_of(st, f->base), STORAGE_OK);
+
+    freeReplyObject(side_cmd(f, "CLIENT PAUSE 2000"));
+    t0 = mono_ms();
+    announce_on(st, f->base, &req, &res);
+    assert_int_equal(res.status, STORAGE_ERR_TIMEOUT);
+    assert_int_equal(storage_status_err(res.status), ANNOUNCE_ERR_STORAGE_TIMEOUT);
+    assert_true(mono_ms() - t0 >= 150 && mono_ms() - t0 < 1000);
+    assert_true(st->counters.timeouts >= 1);
+
+    /* Once the pause ends the backend answers again, on its own. */
+    do {
+        announce_on(st, f->base, &req, &res);
+        if (res.status == STORAGE_OK)
+            break;
+        run_for(f->base, 50);
+    } while (mono_ms() - t0 < 6000);
+    assert_int_equal(res.status, STORAGE_OK);
+    assert_true(mono_ms() - t0 >= 1500);
+    assert_stats(&res.stats, 1, 0, 0);
+    storage_free(st);
+}
+
+static void test_storage_redis_oom_is_full(void **state)
+{
+    struct fx *f = *state;
+    struct announce_req req = req_of(1, "1.2.3.4", 6881, 0, ANNOUNCE_EVENT_STARTED, 50, f->now);
+    char maxmemory[64], policy[64];
+    struct ann_result res;
+    redisReply *r;
+
+    assert_int_equal(health_of(f->st, f->base), STORAGE_OK);
+    r = side_cmd(f, "CONFIG GET maxmemory");
+    snprintf(maxmemory, sizeof(maxmemory), "%s", r->element[1]->str);
+    freeReplyObject(r);
+    r = side_cmd(f, "CONFIG GET maxmemory-policy");
+    snprintf(policy, sizeof(policy), "%s", r->element[1]->str);
+    freeReplyObject(r);
+
+    freeReplyObject(side_cmd(f, "CONFIG SET maxmemory-policy noeviction"));
+    freeReplyObject(side_cmd(f, "CONFIG SET maxmemory 1"));
+    announce(f, &req, &res);
+    freeReplyObject(side_cmd(f, "CONFIG SET maxmemory %s", maxmemory));
+    freeReplyObject(side_cmd(f, "CONFIG SET maxmemory-policy %s", policy));
+    assert_int_equal(res.status, STORAGE_ERR_FULL);
+    assert_int_equal(storage_status_err(res.status), ANNOUNCE_ERR_STORAGE_FULL);
+
+    announce(f, &req, &res);
+    assert_int_equal(res.status, STORAGE_OK);
+}
+
+/* The connection dies under the backend (CLIENT KILL): requests fail or succeed, each once,
+ * and it reconnects by itself. */
+static void test_storage_redis_reconnects_after_kill(void **state)
+{
+    struct fx *f = *state;
+    struct announce_req req = req_of(1, "1.2.3.4", 6881, 0, ANNOUNCE_EVENT_STARTED, 50, f->now);
+    struct ann_result res;
+    uint64_t t0;
+
+    assert_int_equal(health_of(f->st, f->base), STORAGE_OK);
+    freeReplyObject(side_cmd(f, "CLIENT KILL TYPE normal SKIPME yes"));
+    announce(f, &req, &res);
+    assert_true(res.status == STORAGE_ERR_UNAVAILABLE || res.status == STORAGE_OK);
+    t0 = mono_ms();
+    do {
+        announce(f, &req, &res);
+        if (res.status == STORAGE_OK)
+            break;
+        run_for(f->base, 20);
+    } while (mono_ms() - t0 < 3000);
+    assert_int_equal(res.status, STORAGE_OK);
+    assert_true(f->st->counters.reconnects >= 1);
+    assert_true(f->st->counters.round_trips >= 1);
+    assert_true(f->st->counters.commands >= 10);
+}
+
+/* AUTH from the URL goes out first; a wrong password fails requests instead of hanging them. */
+static void test_storage_redis_auth(void **state)
+{
+    struct fx *f = *state;
+    struct announce_req req = req_of(1, "1.2.3.4", 6881, 0, ANNOUNCE_EVENT_STARTED, 50, f->now);
+    struct config good = f->cfg, bad = f->cfg;
+    const char *rest = strstr(f->cfg.redis_url, "://") + 3;
+    struct storage *st_good, *st_bad;
+    struct ann_result res_good, res_bad;
+    int health_bad;
+    char err[256];
+
+    snprintf(good.redis_url, sizeof(good.redis_url), "%.*s:s3cret@%s",
+             (int)(rest - f->cfg.redis_url), f->cfg.redis_url, rest);
+    snprintf(bad.redis_url, sizeof(bad.redis_url), "%.*s:wrong@%s",
+             (int)(rest - f->cfg.redis_url), f->cfg.redis_url, rest);
+    freeReplyObject(side_cmd(f, "CONFIG SET requirepass s3cret"));
+    st_good = storage_new(&good, f->base, err, sizeof(err));
+    st_bad = storage_new(&bad, f->base, err, sizeof(err));
+    if (st_good && st_bad) {
+        announce_on(st_good, f->base, &req, &res_good);
+        announce_on(st_bad, f->base, &req, &res_bad);
+        health_bad = health_of(st_bad, f->base);
+    }
+    freeReplyObject(side_cmd(f, "CONFIG SET requirepass %s", ""));
+    assert_non_null(st_good);
+    assert_non_null(st_bad);
+    assert_int_equal(res_good.status, STORAGE_OK);
+    assert_int_not_equal(res_bad.status, STORAGE_OK);
+    assert_int_not_equal(health_bad, STORAGE_OK);
+    storage_free(st_good);
+    storage_free(st_bad);
+}
+
+#define CONTRACT_TESTS(setup)                                                                   \
+    cmocka_unit_test_setup_teardown(test_storage_first_announce_counts_itself, setup, teardown), \
+    cmocka_unit_test_setup_teardown(test_storage_second_peer_gets_first, setup, teardown),       \
+    cmocka_unit_test_setup_teardown(test_storage_never_returns_self, setup, teardown),           \
+    cmocka_unit_test_setup_teardown(test_storage_seeder_gets_only_leechers, setup, teardown),    \
+    cmocka_unit_test_setup_teardown(test_storage_leecher_gets_seeders_and_leechers, setup, teardown), \
+    cmocka_unit_test_setup_teardown(test_storage_left_zero_moves_to_seeders, setup, teardown),   \
+    cmocka_unit_test_setup_teardown(test_storage_stopped_removes_peer, setup, teardown),         \
+    cmocka_unit_test_setup_teardown(test_storage_completed_counts_downloaded, setup, teardown),  \
+    cmocka_unit_test_setup_teardown(test_storage_numwant_caps_sample, setup, teardown),          \
+    cmocka_unit_test_setup_teardown(test_storage_expired_peers_vanish, setup, teardown),         \
+    cmocka_unit_test_setup_teardown(test_storage_ipv6_in_peers6, setup, teardown),               \
+    cmocka_unit_test_setup_teardown(test_storage_scrape_counts_hashes, setup, teardown),         \
+    cmocka_unit_test_setup_teardown(test_storage_health_ok, setup, teardown),                    \
+    cmocka_unit_test_setup_teardown(test_storage_free_fails_pending, setup, teardown),           \
+    cmocka_unit_test_setup_teardown(test_storage_free_from_callback, setup, teardown),           \
+    cmocka_unit_test_setup_teardown(test_storage_call_from_callback, setup, teardown),           \
+    cmocka_unit_test_setup_teardown(test_storage_many_in_flight, setup, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest memory_tests[] = {
+        CONTRACT_TESTS(setup_memory),
+    };
+    const struct CMUnitTest redis_tests[] = {
+        CONTRACT_TESTS(setup_redis),
+        cmocka_unit_test_setup_teardown(test_storage_redis_schema, setup_redis, teardown),
+        cmocka_unit_test_setup_teardown(test_storage_redis_scrape_is_read_only, setup_redis, teardown),
+        cmocka_unit_test_setup_teardown(test_storage_redis_wrong_type_is_internal, setup_redis, teardown),
+        cmocka_unit_test_setup_teardown(test_storage_redis_unreachable_is_unavailable, setup_redis, teardown),
+        cmocka_unit_test_setup_teardown(test_storage_redis_paused_times_out_then_recovers, setup_redis, teardown),
+        cmocka_unit_test_setup_teardown(test_storage_redis_oom_is_full, setup_redis, teardown),
+        cmocka_unit_test_setup_teardown(test_storage_redis_reconnects_after_kill, setup_redis, teardown),
+        cmocka_unit_test_setup_teardown(test_storage_redis_auth, setup_redis, teardown),
+    };
+    int failed = 0;
+
+    /* hiredis 0.14 writes with write(2): a dead connection must not kill us (the worker does the same). */
+    signal(SIGPIPE, SIG_IGN);
+    failed += cmocka_run_group_tests_name("storage/memory", memory_tests, NULL, NULL);
+    failed += cmocka_run_group_tests_name("storage/redis", redis_tests, NULL, NULL);
+    return failed;
+}
