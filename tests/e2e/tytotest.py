@@ -1,0 +1,780 @@
+"""Shared helpers for tyto's end-to-end tests: start a real tyto on a free loopback port with a
+temporary tyto.yaml, speak HTTP to it, decode its bencoded replies strictly, and look at what it
+wrote in Redis. tests/run.sh provides the Redis (TYTO_TEST_REDIS); run alone, the first test that
+needs one starts a private redis-server. Each test file ends with tytotest.main(), which runs its
+cases and prints one "E2E-RESULT passed=N failed=N" line for run.sh to count.
+
+Environment: TYTO_BIN (the binary), TYTO_TEST_REDIS (Redis unix socket), TYTO_TEST_TMP (scratch
+directory), TYTO_TEST_VALGRIND=1 (run tyto under valgrind), TYTO_TEST_FILTER (substring of the
+test ids to run)."""
+
+import atexit
+import glob
+import http.client
+import json
+import os
+import random
+import re
+import secrets
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.parse
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TYTO_BIN = os.path.abspath(os.environ.get('TYTO_BIN') or os.path.join(ROOT, 'build', 'tyto'))
+VALGRIND = os.environ.get('TYTO_TEST_VALGRIND') == '1'
+# Every wall-clock bound is multiplied by SLOW: valgrind makes tyto 10-50 times slower.
+SLOW = 10 if VALGRIND else 1
+SANITIZER_MARKS = ('AddressSanitizer', 'LeakSanitizer', 'runtime error:', 'UndefinedBehaviorSanitizer')
+
+
+# ---------------------------------------------------------------------------------------------
+# Scratch space and Redis
+
+_private_tmp = None
+
+
+def tmp_root():
+    """The directory every test's scratch directory lives in."""
+    global _private_tmp
+    base = os.environ.get('TYTO_TEST_TMP')
+    if base and os.path.isdir(base):
+        return base
+    if _private_tmp is None:
+        _private_tmp = tempfile.mkdtemp(prefix='tyto-e2e.')
+    return _private_tmp
+
+
+def make_tmpdir(prefix='t'):
+    return tempfile.mkdtemp(prefix=prefix + '.', dir=tmp_root())
+
+
+def ipv6_available():
+    try:
+        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        try:
+            s.bind(('::1', 0))
+        finally:
+            s.close()
+        return True
+    except OSError:
+        return False
+
+
+def free_port():
+    """A TCP port free on 127.0.0.1 and, when IPv6 works, on ::1 (bind port 0, close)."""
+    for _ in range(50):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+        s.close()
+        if not ipv6_available():
+            return port
+        try:
+            s6 = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+            s6.bind(('::1', port))
+            s6.close()
+            return port
+        except OSError:
+            continue
+    raise RuntimeError('no free port')
+
+
+class RedisError(Exception):
+    pass
+
+
+class Redis:
+    """A minimal binary-safe RESP2 client over a unix socket. cmd() returns bytes, int, None or a
+    list; an error reply raises RedisError."""
+
+    def __init__(self, path, timeout=5.0):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path)
+        self.rf = self.sock.makefile('rb')
+
+    def close(self):
+        try:
+            self.rf.close()
+        finally:
+            self.sock.close()
+
+    def cmd(self, *args):
+        out = [b'*%d\r\n' % len(args)]
+        for a in args:
+            if isinstance(a, str):
+                a = a.encode()
+            elif isinstance(a, (int, float)):
+                a = str(a).encode()
+            out.append(b'$%d\r\n%s\r\n' % (len(a), a))
+        self.sock.sendall(b''.join(out))
+        return self._reply()
+
+    def _line(self):
+        line = self.rf.readline()
+        if not line.endswith(b'\r\n'):
+            raise RedisError('connection closed')
+        return line[:-2]
+
+    def _reply(self):
+        line = self._line()
+        kind, rest = line[:1], line[1:]
+        if kind == b'+':
+            return rest
+        if kind == b'-':
+            raise RedisError(rest.decode(errors='replace'))
+        if kind == b':':
+            return int(rest)
+        if kind == b'$':
+            n = int(rest)
+            if n < 0:
+                return None
+            data = self.rf.read(n + 2)
+            if len(data) != n + 2:
+                raise RedisError('short bulk reply')
+            return data[:-2]
+        if kind == b'*':
+            n = int(rest)
+            if n < 0:
+                return None
+            return [self._reply() for _ in range(n)]
+        raise RedisError('bad reply %r' % line)
+
+    # Conveniences used by the tests.
+    def zscores(self, key):
+        """{member bytes: score float} of a sorted set."""
+        r = self.cmd('ZRANGE', key, 0, -1, 'WITHSCORES')
+        return {r[i]: float(r[i + 1]) for i in range(0, len(r), 2)}
+
+    def keys(self, pattern):
+        cursor, found = b'0', []
+        while True:
+            cursor, batch = self.cmd('SCAN', cursor, 'MATCH', pattern, 'COUNT', 1000)
+            found.extend(batch)
+            if cursor == b'0':
+                return sorted(set(found))
+
+
+class RedisServer:
+    """A redis-server of our own on a unix socket, run as our child (not daemonized), so that it
+    is stopped by its pid."""
+
+    def __init__(self, sock_path, workdir, tcp_port=0):
+        self.path = sock_path
+        self.dir = workdir
+        self.tcp_port = tcp_port       # also listen on 127.0.0.1:tcp_port when non-zero
+        self.proc = None
+
+    def start(self, timeout=10.0):
+        log = open(os.path.join(self.dir, 'redis-%d.log' % random.randrange(1 << 30)), 'wb')
+        self.proc = subprocess.Popen(
+            ['redis-server', '--port', str(self.tcp_port), '--bind', '127.0.0.1',
+             '--unixsocket', self.path, '--unixsocketperm', '700',
+             '--save', '', '--appendonly', 'no', '--dir', self.dir],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+        _redis_servers.append(self)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError('redis-server exited with %s' % self.proc.returncode)
+            try:
+                r = Redis(self.path, timeout=1)
+                try:
+                    if r.cmd('PING') == b'PONG':
+                        return self
+                finally:
+                    r.close()
+            except (OSError, RedisError):
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError('redis-server at %s did not answer PING' % self.path)
+
+    def stop(self):
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+_private_redis = None
+_redis_servers = []      # every RedisServer started, stopped at exit whatever happened
+
+
+def redis_socket():
+    """The unix socket of the test Redis: TYTO_TEST_REDIS, or a private one started on demand."""
+    global _private_redis
+    path = os.environ.get('TYTO_TEST_REDIS')
+    if path:
+        return path
+    if _private_redis is None:
+        d = make_tmpdir('redis')
+        _private_redis = RedisServer(os.path.join(d, 'redis.sock'), d).start()
+    return _private_redis.path
+
+
+# ---------------------------------------------------------------------------------------------
+# Bencoding
+
+class BencodeError(ValueError):
+    pass
+
+
+_INT_RE = re.compile(rb'-?(0|[1-9][0-9]*)\Z')
+_LEN_RE = re.compile(rb'(0|[1-9][0-9]*)\Z')
+
+
+def bdecode(data):
+    """Strict bencode decoder: bytes in; int, bytes, list, dict with bytes keys out. Rejects
+    leading zeros, -0, unsorted or repeated dict keys, non-string keys and trailing data."""
+    if not isinstance(data, (bytes, bytearray)):
+        raise BencodeError('not bytes')
+    data = bytes(data)
+    value, pos = _bdecode(data, 0, 0)
+    if pos != len(data):
+        raise BencodeError('trailing data at offset %d' % pos)
+    return value
+
+
+def _bdecode(d, i, depth):
+    if depth > 64:
+        raise BencodeError('nested too deep')
+    if i >= len(d):
+        raise BencodeError('truncated at offset %d' % i)
+    c = d[i:i + 1]
+    if c == b'i':
+        j = d.find(b'e', i + 1)
+        if j < 0:
+            raise BencodeError('unterminated integer at offset %d' % i)
+        s = d[i + 1:j]
+        if not _INT_RE.match(s) or s == b'-0':
+            raise BencodeError('bad integer %r at offset %d' % (s, i))
+        return int(s), j + 1
+    if c == b'l':
+        out, i = [], i + 1
+        while True:
+            if i >= len(d):
+                raise BencodeError('unterminated list')
+            if d[i:i + 1] == b'e':
+                return out, i + 1
+            v, i = _bdecode(d, i, depth + 1)
+            out.append(v)
+    if c == b'd':
+        out, i, last = {}, i + 1, None
+        while True:
+            if i >= len(d):
+                raise BencodeError('unterminated dict')
+            if d[i:i + 1] == b'e':
+                return out, i + 1
+            if not d[i:i + 1].isdigit():
+                raise BencodeError('dict key is not a string at offset %d' % i)
+            k, i = _bdecode(d, i, depth + 1)
+            if last is not None and k <= last:
+                raise BencodeError('dict keys not sorted/unique: %r after %r' % (k, last))
+            last = k
+            v, i = _bdecode(d, i, depth + 1)
+            out[k] = v
+    if c.isdigit():
+        j = d.find(b':', i)
+        if j < 0:
+            raise BencodeError('string without colon at offset %d' % i)
+        s = d[i:j]
+        if not _LEN_RE.match(s):
+            raise BencodeError('bad string length %r at offset %d' % (s, i))
+        n = int(s)
+        if j + 1 + n > len(d):
+            raise BencodeError('string overruns the data at offset %d' % i)
+        return d[j + 1:j + 1 + n], j + 1 + n
+    raise BencodeError('unexpected byte %r at offset %d' % (c, i))
+
+
+def parse_peers4(blob):
+    """BEP 23 compact peers -> [(ip str, port)]."""
+    assert len(blob) % 6 == 0, 'peers length %d is not a multiple of 6' % len(blob)
+    return [(socket.inet_ntop(socket.AF_INET, blob[i:i + 4]), struct.unpack('!H', blob[i + 4:i + 6])[0])
+            for i in range(0, len(blob), 6)]
+
+
+def parse_peers6(blob):
+    """BEP 7 compact peers6 -> [(ip str, port)]."""
+    assert len(blob) % 18 == 0, 'peers6 length %d is not a multiple of 18' % len(blob)
+    return [(socket.inet_ntop(socket.AF_INET6, blob[i:i + 16]), struct.unpack('!H', blob[i + 16:i + 18])[0])
+            for i in range(0, len(blob), 18)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Requests
+
+def rand_hash():
+    return secrets.token_bytes(20)
+
+
+def q(value):
+    """Percent-encodes one query value (raw bytes, str or int)."""
+    if isinstance(value, int):
+        value = str(value)
+    if isinstance(value, str):
+        value = value.encode()
+    return urllib.parse.quote(value, safe='')
+
+
+def build_query(params):
+    """params: list of (name, value) pairs; value None leaves the pair out; a value of type
+    Raw goes in as written (for broken encodings)."""
+    parts = []
+    for k, v in params:
+        if v is None:
+            continue
+        parts.append('%s=%s' % (k, v.text if isinstance(v, Raw) else q(v)))
+    return '&'.join(parts)
+
+
+class Raw:
+    def __init__(self, text):
+        self.text = text
+
+
+def announce_path(info_hash, peer_id, port, left=0, uploaded=0, downloaded=0, event=None,
+                  numwant=None, compact=None, extra=(), path='/announce'):
+    params = [('info_hash', info_hash), ('peer_id', peer_id), ('port', port),
+              ('uploaded', uploaded), ('downloaded', downloaded), ('left', left),
+              ('event', event), ('numwant', numwant), ('compact', compact)]
+    params.extend(extra)
+    return path + '?' + build_query(params)
+
+
+def scrape_path(hashes, path='/scrape'):
+    return path + '?' + build_query([('info_hash', h) for h in hashes])
+
+
+class Peer:
+    """A fake client: a random peer_id and a port of its own (nothing listens there)."""
+
+    def __init__(self, port=None):
+        self.peer_id = b'-TT0001-' + secrets.token_bytes(12)
+        self.port = port or random.randrange(1025, 65535)
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status, self.headers, self.body = status, headers, body
+
+    def header(self, name):
+        for k, v in self.headers:
+            if k.lower() == name.lower():
+                return v
+        return None
+
+    def __repr__(self):
+        return 'HTTP %d %r' % (self.status, self.body[:300])
+
+
+def read_response(rf):
+    """Reads one HTTP/1.x response from a buffered binary file (Content-Length or chunked).
+    Returns a Response, or None if the connection closed before a status line."""
+    line = rf.readline(65536)
+    if not line:
+        return None
+    parts = line.split(None, 2)
+    if len(parts) < 2 or not parts[0].startswith(b'HTTP/'):
+        raise AssertionError('bad status line %r' % line)
+    status = int(parts[1])
+    headers = []
+    while True:
+        h = rf.readline(65536)
+        if h in (b'\r\n', b'\n', b''):
+            break
+        k, _, v = h.decode('latin-1').partition(':')
+        headers.append((k.strip(), v.strip()))
+    r = Response(status, headers, b'')
+    te = (r.header('Transfer-Encoding') or '').lower()
+    if 'chunked' in te:
+        body = []
+        while True:
+            n = int(rf.readline().split(b';')[0].strip(), 16)
+            if n == 0:
+                while rf.readline() not in (b'\r\n', b'\n', b''):
+                    pass
+                break
+            body.append(rf.read(n))
+            rf.readline()
+        r.body = b''.join(body)
+    elif r.header('Content-Length') is not None:
+        r.body = rf.read(int(r.header('Content-Length')))
+    return r
+
+
+# ---------------------------------------------------------------------------------------------
+# The server under test
+
+_started = []     # every Tyto started, for logs on failure
+
+
+def yaml_text(tree, indent=0):
+    """Writes a nested dict of str/int/bool/list as YAML (strings JSON-quoted, valid YAML)."""
+    out = []
+    pad = '  ' * indent
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.append('%s%s:\n%s' % (pad, k, yaml_text(v, indent + 1)))
+        elif isinstance(v, bool):
+            out.append('%s%s: %s\n' % (pad, k, 'true' if v else 'false'))
+        elif isinstance(v, int):
+            out.append('%s%s: %d\n' % (pad, k, v))
+        elif isinstance(v, list):
+            out.append('%s%s: [%s]\n' % (pad, k, ', '.join(json.dumps(x) for x in v)))
+        else:
+            out.append('%s%s: %s\n' % (pad, k, json.dumps(v)))
+    return ''.join(out)
+
+
+def merge(base, over):
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            merge(base[k], v)
+        else:
+            base[k] = v
+    return base
+
+
+def valgrind_prefix(logdir):
+    return ['valgrind', '--leak-check=full', '--error-exitcode=99', '--errors-for-leak-kinds=definite',
+            '--show-leak-kinds=definite', '--log-file=%s/valgrind.%%p.log' % logdir]
+
+
+def tyto_command(logdir, args):
+    cmd = [TYTO_BIN] + list(args)
+    return valgrind_prefix(logdir) + cmd if VALGRIND else cmd
+
+
+def clean_env():
+    """os.environ without TYTO_* variables (they would override the test's config file)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith('TYTO_')}
+
+
+VALGRIND_ERROR_MARKS = ('Invalid read', 'Invalid write', 'Invalid free', 'Conditional jump',
+                        'uninitialised', 'Syscall param', 'Mismatched free', 'definitely lost in',
+                        'Source and destination overlap', 'Process terminating')
+
+
+def check_valgrind_logs(logdir, ignore_pids=()):
+    """Raises AssertionError if any valgrind log in logdir reports an error. A log without its
+    final summary belongs to a process killed by SIGKILL (a test killing a worker): it passes if
+    it reports nothing so far. Logs of ignore_pids are skipped."""
+    for path in sorted(glob.glob(os.path.join(logdir, 'valgrind.*.log'))):
+        if any(path.endswith('.%d.log' % pid) for pid in ignore_pids):
+            continue
+        with open(path, errors='replace') as f:
+            text = f.read()
+        m = re.search(r'ERROR SUMMARY: (\d+) errors', text)
+        if m is not None and int(m.group(1)) == 0:
+            continue
+        if m is None and not any(mark in text for mark in VALGRIND_ERROR_MARKS):
+            continue
+        raise AssertionError('valgrind reports errors (%s):\n%s' % (path, text[-6000:]))
+
+
+class Tyto:
+    """One tyto process with its own config file, log and scratch directory.
+
+    config: a nested dict merged over the defaults below (listen.port is always chosen here)."""
+
+    START_TIMEOUT = 10.0
+
+    def __init__(self, backend='redis', config=None, env=None, ipv6=True, redis_url=None):
+        self.dir = make_tmpdir('tyto')
+        self.prefix = 't%s:' % secrets.token_hex(4)
+        self.ipv6 = ipv6 and ipv6_available()
+        self.cfg = {
+            'listen': {'port': 0, 'ipv4': '127.0.0.1', 'ipv6': '::1' if self.ipv6 else ''},
+            'workers': 1,
+            'storage': {'backend': backend},
+            'redis': {'url': redis_url or ('unix://' + redis_socket() if backend == 'redis'
+                                           else 'unix:///nonexistent/redis.sock'),
+                      'prefix': self.prefix, 'timeout_ms': 1000 * SLOW},
+            'announce': {'interval_s': 1234, 'min_interval_s': 617, 'peer_ttl_s': 3000,
+                         'numwant_default': 4, 'numwant_max': 8},
+            'scrape': {'max_hashes': 4},
+            'log': {'level': 'info'},
+        }
+        if config:
+            merge(self.cfg, config)
+        # TYTO_* variables override the file: keep the caller's out, so that only the
+        # test's own reach tyto.
+        self.env = clean_env()
+        self.env.update(env or {})
+        self.proc = None
+        self.port = None
+        self.config_path = os.path.join(self.dir, 'tyto.yaml')
+        self.log_path = os.path.join(self.dir, 'tyto.log')
+        self.exit_status = None
+        self.killed_pids = set()       # processes a test killed on purpose (no valgrind summary)
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    def write_config(self):
+        with open(self.config_path, 'w') as f:
+            f.write(yaml_text(self.cfg))
+
+    def start(self, expect_status=200, timeout=None):
+        """Starts tyto and waits until GET /healthz answers expect_status (None: any status)."""
+        timeout = (timeout or self.START_TIMEOUT) * SLOW
+        _started.append(self)
+        for attempt in range(3):
+            self.port = free_port()
+            self.cfg['listen']['port'] = self.port
+            self.write_config()
+            log = open(self.log_path, 'ab')
+            log.write(b'=== start attempt %d, port %d\n' % (attempt, self.port))
+            log.flush()
+            self.proc = subprocess.Popen(tyto_command(self.dir, ['-c', self.config_path]),
+                                         stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, env=self.env)
+            log.close()
+            deadline = time.monotonic() + timeout
+            last = None
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    break
+                try:
+                    r = self.get('/healthz', timeout=1.0 * SLOW)
+                    last = r.status
+                    if expect_status is None or r.status == expect_status:
+                        return self
+                except OSError as e:
+                    last = e
+                time.sleep(0.05)
+            if self.proc.poll() is not None:
+                text = self.log()
+                if 'in use' in text and attempt < 2:
+                    continue          # lost the race for the port: try another
+                raise AssertionError('tyto exited with status %s at start-up; log:\n%s'
+                                     % (self.proc.returncode, text[-4000:]))
+            self.kill()
+            raise AssertionError('tyto did not answer GET /healthz with %s within %.0f s (last: %r); '
+                                 'log:\n%s' % (expect_status, timeout, last, self.log()[-4000:]))
+        raise AssertionError('tyto could not bind a port')
+
+    def stop(self, timeout=10.0):
+        """SIGTERM, then asserts exit status 0 within timeout and no sanitizer/valgrind report."""
+        if self.proc is None:
+            return
+        proc, self.proc = self.proc, None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            rc = proc.wait(timeout * SLOW)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+            raise AssertionError('tyto did not exit within %.0f s of SIGTERM; log:\n%s'
+                                 % (timeout * SLOW, self.log()[-4000:]))
+        self.exit_status = rc
+        if rc != 0:
+            raise AssertionError('tyto exited with status %s after SIGTERM (expected 0); log:\n%s'
+                                 % (rc, self.log()[-4000:]))
+        self.check_clean()
+
+    def check_clean(self):
+        text = self.log()
+        for mark in SANITIZER_MARKS:
+            if mark in text:
+                raise AssertionError('sanitizer report in the tyto log:\n%s' % text[-6000:])
+        check_valgrind_logs(self.dir, self.killed_pids)
+
+    def kill(self):
+        """For cleanup after a failure: SIGKILL our own process if it still runs."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+        self.proc = None
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self):
+        try:
+            with open(self.log_path, errors='replace') as f:
+                return f.read()
+        except OSError:
+            return ''
+
+    # -- HTTP ----------------------------------------------------------------------------------
+
+    def host(self, v6=False):
+        return '::1' if v6 else '127.0.0.1'
+
+    def connection(self, v6=False, timeout=5.0):
+        return http.client.HTTPConnection(self.host(v6), self.port, timeout=timeout * SLOW)
+
+    def get(self, path, v6=False, timeout=5.0, headers=None):
+        """One GET on a fresh connection -> Response."""
+        conn = self.connection(v6, timeout)
+        try:
+            conn.request('GET', path, headers=headers or {})
+            r = conn.getresponse()
+            return Response(r.status, r.getheaders(), r.read())
+        finally:
+            conn.close()
+
+    def decode_ok(self, r, what):
+        if r.status != 200:
+            raise AssertionError('%s: HTTP %d, body %r' % (what, r.status, r.body[:500]))
+        try:
+            return bdecode(r.body)
+        except BencodeError as e:
+            raise AssertionError('%s: reply is not canonical bencode (%s): %r' % (what, e, r.body[:500]))
+
+    def announce_raw(self, path, v6=False):
+        """GET an announce path, assert HTTP 200 and canonical bencode; returns the dict (which
+        may be a failure)."""
+        return self.decode_ok(self.get(path, v6=v6), 'GET %s' % path[:200])
+
+    def announce(self, info_hash, peer, left=0, v6=False, expect_ok=True, **kw):
+        path = announce_path(info_hash, peer.peer_id, peer.port, left=left, **kw)
+        d = self.announce_raw(path, v6=v6)
+        if expect_ok and b'failure reason' in d:
+            raise AssertionError('announce %s failed: %r' % (path[:200], d))
+        return d
+
+    def scrape(self, hashes, v6=False):
+        return self.announce_raw(scrape_path(hashes), v6=v6)
+
+
+# ---------------------------------------------------------------------------------------------
+# Test cases
+
+class ServerTestCase(unittest.TestCase):
+    """A test class sharing one tyto (cls.tyto) across its cases, started in setUpClass with
+    cls.BACKEND / cls.CONFIG and stopped (exit status 0 asserted) in tearDownClass."""
+
+    BACKEND = 'redis'
+    CONFIG = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tyto = Tyto(backend=cls.BACKEND, config=cls.CONFIG)
+        try:
+            cls.tyto.start()
+        except BaseException:
+            cls.tyto.kill()
+            raise
+        cls.redis = Redis(redis_socket()) if cls.BACKEND == 'redis' else None
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.redis is not None:
+            cls.redis.close()
+        try:
+            cls.tyto.stop()
+        finally:
+            cls.tyto.kill()
+
+    def key(self, info_hash, kind):
+        return '%s{%s}:%s' % (self.tyto.prefix, info_hash.hex(), kind)
+
+
+# ---------------------------------------------------------------------------------------------
+# Runner
+
+class _Result(unittest.TextTestResult):
+    """Prints the log tail of the servers involved when a case fails."""
+
+    ran_ids = set()
+
+    def startTest(self, test):
+        self._mark = len(_started)
+        self.ran_ids.add(test.id())
+        super().startTest(test)
+
+    def _dump(self):
+        mark = getattr(self, '_mark', 0)
+        shown = set()
+        for t in _started[mark:] + [t for t in _started[:mark] if t.running()]:
+            if id(t) in shown:
+                continue
+            shown.add(id(t))
+            self.stream.write('\n----- tyto log %s (tail) -----\n%s\n-----\n'
+                              % (t.log_path, t.log()[-3000:]))
+
+    def addFailure(self, test, err):
+        super().addFailure(test, err)
+        self._dump()
+
+    def addError(self, test, err):
+        super().addError(test, err)
+        self._dump()
+
+
+def _flatten(suite):
+    for t in suite:
+        if isinstance(t, unittest.TestSuite):
+            yield from _flatten(t)
+        else:
+            yield t
+
+
+def _at_exit():
+    """At exit (also after SIGTERM/SIGINT): stop our own tyto and redis-server children, by
+    pid, then remove the private scratch directory if there is one."""
+    for t in _started:
+        t.kill()
+    for r in _redis_servers:
+        r.stop()
+    if _private_tmp is not None:
+        shutil.rmtree(_private_tmp, True)
+
+
+atexit.register(_at_exit)
+
+
+def _on_signal(signum, frame):
+    raise KeyboardInterrupt('signal %d' % signum)
+
+
+def main():
+    """Runs the calling script's test cases (filtered by TYTO_TEST_FILTER unless the script's own
+    name matches it), prints "E2E-RESULT passed=N failed=N", exits non-zero on any failure."""
+    signal.signal(signal.SIGTERM, _on_signal)
+    module = sys.modules['__main__']
+    suite = unittest.TestLoader().loadTestsFromModule(module)
+    filt = os.environ.get('TYTO_TEST_FILTER', '')
+    script = os.path.basename(sys.argv[0])
+    tests = list(_flatten(suite))
+    if filt and filt not in script:
+        tests = [t for t in tests if filt in t.id()]
+    suite = unittest.TestSuite(tests)
+    sys.stdout.write('%s: tyto %s%s\n' % (script, TYTO_BIN, ' (valgrind)' if VALGRIND else ''))
+    runner = unittest.TextTestRunner(stream=sys.stdout, verbosity=2, resultclass=_Result)
+    result = runner.run(suite)
+    ids = {t.id() for t in tests}
+    bad = {t.id() for t, _ in result.failures + result.errors}
+    bad |= {t.id() for t in result.unexpectedSuccesses}
+    # Skips count as failures: a missing dependency must not pass silently.
+    bad |= {t.id() for t, _ in result.skipped}
+    # A case that never ran (its setUpClass failed) is a failed case; a failed setUpClass is
+    # therefore not counted again, a failed tearDownClass (e.g. exit status) is.
+    failed_ids = (bad & ids) | (ids - result.ran_ids)
+    fixtures = {b for b in bad - ids if not b.startswith('setUpClass')}
+    passed = len(ids) - len(failed_ids)
+    failed = len(failed_ids) + len(fixtures)
+    sys.stdout.write('E2E-RESULT passed=%d failed=%d\n' % (passed, failed))
+    sys.stdout.flush()
+    sys.exit(1 if failed else 0)
