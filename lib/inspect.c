@@ -1,0 +1,453 @@
+/* `tyto swarm` and `tyto swarms`: read-only inspection of the swarms in Redis for operators.
+ * cmd/tyto.c calls inspect_main() instead of starting the master. Keys follow DESIGN.md's
+ * schema: "<prefix>{<hex>}:seeders" / ":leechers" (sorted sets scored by expiry time) and
+ * "<prefix>{<hex>}:info" (hash with "downloaded"). Synchronous hiredis; nothing is written. */
+#include "lib/inspect.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include <hiredis/hiredis.h>
+
+#define INSPECT_HEX_LEN 40
+#define INSPECT_KEY_MAX 160
+#define INSPECT_BATCH 512              /* swarms counted per pipeline in `swarms` */
+
+struct inspect_swarm {
+    char hex[INSPECT_HEX_LEN + 1];
+    long long seeders, leechers;       /* live members (score > now) */
+    long long downloaded;
+};
+
+/* ---- connection -------------------------------------------------------------------------- */
+
+/* Sends one command (argv form) and returns its reply, or NULL with a message on errout. An
+ * error reply is turned into NULL too. */
+static redisReply *inspect_command(redisContext *c, FILE *errout, int argc, const char **argv)
+{
+    redisReply *r = redisCommandArgv(c, argc, argv, NULL);
+
+    if (r == NULL) {
+        fprintf(errout, "tyto: redis: %s\n", c->errstr[0] ? c->errstr : "no reply");
+        return NULL;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        fprintf(errout, "tyto: redis %s: %.*s\n", argv[0], (int)r->len, r->str);
+        freeReplyObject(r);
+        return NULL;
+    }
+    return r;
+}
+
+/* Connects as the workers would (URL, password, database), with redis.timeout_ms (at least one
+ * second: this is a person waiting, not a request deadline) for connect and for each command. */
+static redisContext *inspect_connect(const struct config *cfg, FILE *errout)
+{
+    struct config_redis_target t;
+    char err[256];
+    int ms = cfg->redis_timeout_ms < 1000 ? 1000 : cfg->redis_timeout_ms;
+    struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+    redisContext *c;
+
+    if (config_parse_redis_url(cfg->redis_url, &t, err, sizeof(err)) < 0) {
+        fprintf(errout, "tyto: redis.url: %s\n", err);
+        return NULL;
+    }
+    if (t.unix_socket)
+        c = redisConnectUnixWithTimeout(t.path, tv);
+    else
+        c = redisConnectWithTimeout(t.host, t.port, tv);
+    if (c == NULL || c->err) {
+        fprintf(errout, "tyto: cannot connect to Redis at %s: %s\n", cfg->redis_url,
+                c ? c->errstr : "out of memory");
+        goto fail;
+    }
+    if (redisSetTimeout(c, tv) != REDIS_OK) {
+        fprintf(errout, "tyto: redis: cannot set a timeout\n");
+        goto fail;
+    }
+    if (t.password[0] != '\0') {
+        const char *argv[] = { "AUTH", t.password };
+        redisReply *r = inspect_command(c, errout, 2, argv);
+        if (r == NULL)
+            goto fail;
+        freeReplyObject(r);
+    }
+    if (t.db != 0) {
+        char db[16];
+        snprintf(db, sizeof(db), "%d", t.db);
+        const char *argv[] = { "SELECT", db };
+        redisReply *r = inspect_command(c, errout, 2, argv);
+        if (r == NULL)
+            goto fail;
+        freeReplyObject(r);
+    }
+    return c;
+fail:
+    if (c != NULL)
+        redisFree(c);
+    return NULL;
+}
+
+/* ---- helpers ----------------------------------------------------------------------------- */
+
+/* Copies a 40-digit hex info_hash in lowercase (the form keys use). 0 or -1. */
+static int inspect_parse_hex(const char *s, char out[INSPECT_HEX_LEN + 1])
+{
+    if (strlen(s) != INSPECT_HEX_LEN)
+        return -1;
+    for (size_t i = 0; i < INSPECT_HEX_LEN; i++) {
+        if (!isxdigit((unsigned char)s[i]))
+            return -1;
+        out[i] = (char)tolower((unsigned char)s[i]);
+    }
+    out[INSPECT_HEX_LEN] = '\0';
+    return 0;
+}
+
+static void inspect_key(char *dst, const struct config *cfg, const char *hex, const char *kind)
+{
+    snprintf(dst, INSPECT_KEY_MAX, "%s{%s}:%s", cfg->redis_prefix, hex, kind);
+}
+
+static long long inspect_reply_int(const redisReply *r)
+{
+    if (r == NULL)
+        return 0;
+    if (r->type == REDIS_REPLY_INTEGER)
+        return r->integer;
+    if (r->type == REDIS_REPLY_STRING)
+        return strtoll(r->str, NULL, 10);
+    return 0;                          /* nil: no such field */
+}
+
+/* Writes a member as text: members are "a.b.c.d:port" / "[v6]:port", but a byte that is not
+ * printable is shown as \xNN rather than sent to the terminal. */
+static void inspect_put_member(FILE *out, const char *s, size_t len, int width)
+{
+    int n = 0;
+
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (isprint(ch) && ch != '\\')
+            n += fprintf(out, "%c", ch);
+        else
+            n += fprintf(out, "\\x%02x", ch);
+    }
+    for (; n < width; n++)
+        fputc(' ', out);
+}
+
+static void inspect_put_left(FILE *out, long long left_s)
+{
+    if (left_s > 0)
+        fprintf(out, "expires in %llds\n", left_s);
+    else
+        fprintf(out, "EXPIRED %llds ago (not yet reaped)\n", -left_s);
+}
+
+/* ---- tyto swarm <hex> -------------------------------------------------------------------- */
+
+/* Counts the members of one ZRANGE ... WITHSCORES reply that are live at now. */
+static long long inspect_live(const redisReply *r, long long now)
+{
+    long long live = 0;
+
+    for (size_t i = 0; i + 1 < r->elements; i += 2)
+        if (strtod(r->element[i + 1]->str, NULL) > (double)now)
+            live++;
+    return live;
+}
+
+static void inspect_print_peers(FILE *out, const char *role, const redisReply *r, long long now)
+{
+    for (size_t i = 0; i + 1 < r->elements; i += 2) {
+        const redisReply *m = r->element[i], *s = r->element[i + 1];
+        long long expiry = (long long)strtod(s->str, NULL);
+        fprintf(out, "  %-8s ", role);
+        inspect_put_member(out, m->str, m->len, 48);
+        inspect_put_left(out, expiry - now);
+    }
+}
+
+static int inspect_swarm(const struct config *cfg, redisContext *c, const char *hex, FILE *out, FILE *errout)
+{
+    char seeders_key[INSPECT_KEY_MAX], leechers_key[INSPECT_KEY_MAX], info_key[INSPECT_KEY_MAX];
+    const char *zs[] = { "ZRANGE", seeders_key, "0", "-1", "WITHSCORES" };
+    const char *zl[] = { "ZRANGE", leechers_key, "0", "-1", "WITHSCORES" };
+    const char *hg[] = { "HGET", info_key, "downloaded" };
+    redisReply *rs = NULL, *rl = NULL, *rd = NULL;
+    long long now = (long long)time(NULL);
+    int status = 1;
+
+    inspect_key(seeders_key, cfg, hex, "seeders");
+    inspect_key(leechers_key, cfg, hex, "leechers");
+    inspect_key(info_key, cfg, hex, "info");
+    if ((rs = inspect_command(c, errout, 5, zs)) == NULL || (rl = inspect_command(c, errout, 5, zl)) == NULL ||
+        (rd = inspect_command(c, errout, 3, hg)) == NULL)
+        goto out;
+    if (rs->type != REDIS_REPLY_ARRAY || rl->type != REDIS_REPLY_ARRAY) {
+        fprintf(errout, "tyto: %s or %s is not a sorted set\n", seeders_key, leechers_key);
+        goto out;
+    }
+    if (rs->elements == 0 && rl->elements == 0 && rd->type == REDIS_REPLY_NIL) {
+        fprintf(errout, "tyto: no swarm %s in Redis (no keys %s{%s}:*)\n", hex, cfg->redis_prefix, hex);
+        goto out;
+    }
+    long long s_all = (long long)rs->elements / 2, l_all = (long long)rl->elements / 2;
+    long long s_live = inspect_live(rs, now), l_live = inspect_live(rl, now);
+    fprintf(out, "swarm %s\n", hex);
+    fprintf(out, "  seeders     %lld", s_live);
+    if (s_all > s_live)
+        fprintf(out, " (+%lld expired)", s_all - s_live);
+    fprintf(out, "\n  leechers    %lld", l_live);
+    if (l_all > l_live)
+        fprintf(out, " (+%lld expired)", l_all - l_live);
+    fprintf(out, "\n  downloaded  %lld\n", inspect_reply_int(rd));
+    if (s_all + l_all > 0)
+        fprintf(out, "peers:\n");
+    inspect_print_peers(out, "seeder", rs, now);
+    inspect_print_peers(out, "leecher", rl, now);
+    status = 0;
+out:
+    if (rs)
+        freeReplyObject(rs);
+    if (rl)
+        freeReplyObject(rl);
+    if (rd)
+        freeReplyObject(rd);
+    return status;
+}
+
+/* ---- tyto swarms [N] --------------------------------------------------------------------- */
+
+struct inspect_list {
+    struct inspect_swarm *v;
+    size_t len, cap;
+};
+
+static int inspect_list_add(struct inspect_list *l, const char *hex)
+{
+    if (l->len == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 1024;
+        struct inspect_swarm *v = realloc(l->v, cap * sizeof(*v));
+        if (v == NULL)
+            return -1;
+        l->v = v;
+        l->cap = cap;
+    }
+    memset(&l->v[l->len], 0, sizeof(l->v[0]));
+    memcpy(l->v[l->len].hex, hex, INSPECT_HEX_LEN + 1);
+    l->len++;
+    return 0;
+}
+
+static int inspect_cmp_hex(const void *a, const void *b)
+{
+    return strcmp(((const struct inspect_swarm *)a)->hex, ((const struct inspect_swarm *)b)->hex);
+}
+
+static int inspect_cmp_busy(const void *a, const void *b)
+{
+    const struct inspect_swarm *x = a, *y = b;
+    long long px = x->seeders + x->leechers, py = y->seeders + y->leechers;
+
+    if (px != py)
+        return px > py ? -1 : 1;
+    if (x->seeders != y->seeders)
+        return x->seeders > y->seeders ? -1 : 1;
+    return strcmp(x->hex, y->hex);
+}
+
+/* The info_hash of a key "<prefix>{<hex>}:<kind>", or -1 if key is not of that shape. */
+static int inspect_key_hex(const struct config *cfg, const char *key, size_t len, char hex[INSPECT_HEX_LEN + 1])
+{
+    size_t plen = strlen(cfg->redis_prefix);
+    char tmp[INSPECT_HEX_LEN + 1];
+
+    if (len < plen + INSPECT_HEX_LEN + 3 || memcmp(key, cfg->redis_prefix, plen) != 0 || key[plen] != '{' ||
+        key[plen + 1 + INSPECT_HEX_LEN] != '}' || key[plen + 2 + INSPECT_HEX_LEN] != ':')
+        return -1;
+    memcpy(tmp, key + plen + 1, INSPECT_HEX_LEN);
+    tmp[INSPECT_HEX_LEN] = '\0';
+    return inspect_parse_hex(tmp, hex);
+}
+
+/* Every swarm with at least one key, deduplicated and sorted by hex. 0 or -1. */
+static int inspect_scan(const struct config *cfg, redisContext *c, struct inspect_list *l, FILE *errout)
+{
+    char pattern[INSPECT_KEY_MAX], cursor[32] = "0";
+
+    snprintf(pattern, sizeof(pattern), "%s{*}:*", cfg->redis_prefix);
+    do {
+        const char *argv[] = { "SCAN", cursor, "MATCH", pattern, "COUNT", INSPECT_SCAN_COUNT };
+        redisReply *r = inspect_command(c, errout, 6, argv);
+        if (r == NULL)
+            return -1;
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || r->element[0]->type != REDIS_REPLY_STRING ||
+            r->element[1]->type != REDIS_REPLY_ARRAY) {
+            fprintf(errout, "tyto: redis: unexpected SCAN reply\n");
+            freeReplyObject(r);
+            return -1;
+        }
+        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+        for (size_t i = 0; i < r->element[1]->elements; i++) {
+            const redisReply *k = r->element[1]->element[i];
+            char hex[INSPECT_HEX_LEN + 1];
+            if (k->type != REDIS_REPLY_STRING || inspect_key_hex(cfg, k->str, k->len, hex) < 0)
+                continue;
+            if (inspect_list_add(l, hex) < 0) {
+                fprintf(errout, "tyto: out of memory\n");
+                freeReplyObject(r);
+                return -1;
+            }
+        }
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0") != 0);
+
+    /* SCAN may return a key more than once, and each swarm has up to three keys. */
+    if (l->len > 1) {
+        qsort(l->v, l->len, sizeof(l->v[0]), inspect_cmp_hex);
+        size_t w = 1;
+        for (size_t i = 1; i < l->len; i++)
+            if (strcmp(l->v[i].hex, l->v[w - 1].hex) != 0)
+                l->v[w++] = l->v[i];
+        l->len = w;
+    }
+    return 0;
+}
+
+/* Fills the counts of l->v[from .. to) with one pipeline: ZCOUNT live seeders, live leechers,
+ * HGET downloaded for each. 0 or -1. */
+static int inspect_count_batch(const struct config *cfg, redisContext *c, struct inspect_list *l, size_t from,
+                               size_t to, const char *now, FILE *errout)
+{
+    char key[INSPECT_KEY_MAX];
+
+    for (size_t i = from; i < to; i++) {
+        inspect_key(key, cfg, l->v[i].hex, "seeders");
+        const char *zs[] = { "ZCOUNT", key, now, "+inf" };
+        redisAppendCommandArgv(c, 4, zs, NULL);
+        inspect_key(key, cfg, l->v[i].hex, "leechers");
+        const char *zl[] = { "ZCOUNT", key, now, "+inf" };
+        redisAppendCommandArgv(c, 4, zl, NULL);
+        inspect_key(key, cfg, l->v[i].hex, "info");
+        const char *hg[] = { "HGET", key, "downloaded" };
+        redisAppendCommandArgv(c, 3, hg, NULL);
+    }
+    bool reported = false;
+    for (size_t i = from; i < to; i++) {
+        long long *slot[3] = { &l->v[i].seeders, &l->v[i].leechers, &l->v[i].downloaded };
+        for (int j = 0; j < 3; j++) {
+            void *p = NULL;
+            if (redisGetReply(c, &p) != REDIS_OK || p == NULL) {
+                fprintf(errout, "tyto: redis: %s\n", c->errstr[0] ? c->errstr : "no reply");
+                return -1;         /* the connection is unusable now: no point draining it */
+            }
+            redisReply *r = p;
+            if (r->type == REDIS_REPLY_ERROR) {
+                /* A key of another type (WRONGTYPE): report once, count it as 0. */
+                if (!reported)
+                    fprintf(errout, "tyto: redis (swarm %s): %.*s\n", l->v[i].hex, (int)r->len, r->str);
+                reported = true;
+            } else {
+                *slot[j] = inspect_reply_int(r);
+            }
+            freeReplyObject(r);
+        }
+    }
+    return 0;
+}
+
+static int inspect_swarms(const struct config *cfg, redisContext *c, long limit, FILE *out, FILE *errout)
+{
+    struct inspect_list l = { 0 };
+    char now[32];
+    int status = 1;
+
+    /* "(" + now: strictly later than now, the same rule as the workers' reaping. */
+    snprintf(now, sizeof(now), "(%lld", (long long)time(NULL));
+    if (inspect_scan(cfg, c, &l, errout) < 0)
+        goto out;
+    for (size_t i = 0; i < l.len; i += INSPECT_BATCH) {
+        size_t to = i + INSPECT_BATCH < l.len ? i + INSPECT_BATCH : l.len;
+        if (inspect_count_batch(cfg, c, &l, i, to, now, errout) < 0)
+            goto out;
+    }
+    if (l.len > 1)
+        qsort(l.v, l.len, sizeof(l.v[0]), inspect_cmp_busy);
+    size_t shown = (size_t)limit < l.len ? (size_t)limit : l.len;
+    fprintf(out, "%-40s  %9s  %9s  %10s\n", "info_hash", "seeders", "leechers", "downloaded");
+    for (size_t i = 0; i < shown; i++)
+        fprintf(out, "%-40s  %9lld  %9lld  %10lld\n", l.v[i].hex, l.v[i].seeders, l.v[i].leechers,
+                l.v[i].downloaded);
+    fprintf(out, "%zu swarm%s under prefix \"%s\", %zu shown (busiest first, live peers)\n", l.len,
+            l.len == 1 ? "" : "s", cfg->redis_prefix, shown);
+    status = 0;
+out:
+    free(l.v);
+    return status;
+}
+
+/* ---- entry ------------------------------------------------------------------------------- */
+
+static void inspect_usage(FILE *errout)
+{
+    fprintf(errout,
+            "usage: tyto [-c PATH] swarm <info_hash as 40 hex digits>\n"
+            "       tyto [-c PATH] swarms [N]     (the N busiest swarms, default %d)\n",
+            INSPECT_SWARMS_DEFAULT);
+}
+
+int inspect_main(const struct config *cfg, int argc, char **argv, FILE *out, FILE *errout)
+{
+    char hex[INSPECT_HEX_LEN + 1];
+    long limit = INSPECT_SWARMS_DEFAULT;
+    bool one;
+    redisContext *c;
+    int status;
+
+    if (argc < 1 || argv == NULL || argv[0] == NULL)
+        goto usage;
+    if (strcmp(argv[0], "swarm") == 0) {
+        one = true;
+        if (argc != 2)
+            goto usage;
+        if (inspect_parse_hex(argv[1], hex) < 0) {
+            fprintf(errout, "tyto: swarm: '%s' is not an info_hash (40 hex digits)\n", argv[1]);
+            return 2;
+        }
+    } else if (strcmp(argv[0], "swarms") == 0) {
+        one = false;
+        if (argc > 2)
+            goto usage;
+        if (argc == 2) {
+            char *end;
+            errno = 0;
+            limit = strtol(argv[1], &end, 10);
+            if (errno != 0 || end == argv[1] || *end != '\0' || limit < 1 || limit > 1000000) {
+                fprintf(errout, "tyto: swarms: N must be a number from 1 to 1000000, not '%s'\n", argv[1]);
+                return 2;
+            }
+        }
+    } else {
+        goto usage;
+    }
+    if (cfg->storage != CONFIG_STORAGE_REDIS)
+        fprintf(errout, "tyto: note: storage.backend is memory; reading Redis at %s anyway\n", cfg->redis_url);
+    if ((c = inspect_connect(cfg, errout)) == NULL)
+        return 1;
+    status = one ? inspect_swarm(cfg, c, hex, out, errout) : inspect_swarms(cfg, c, limit, out, errout);
+    redisFree(c);
+    fflush(out);
+    return status;
+usage:
+    inspect_usage(errout);
+    return 2;
+}

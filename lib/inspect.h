@@ -1,0 +1,23 @@
+/* `tyto swarm <info_hash>` and `tyto swarms [N]`: an operator's read-only view of the swarms in
+ * Redis, with the schema the workers write (DESIGN.md "Redis schema"). Synchronous hiredis, one
+ * connection, never on the request path. */
+#ifndef TYTO_INSPECT_H
+#define TYTO_INSPECT_H
+
+#include <stdio.h>
+
+#include "lib/config.h"
+
+#define INSPECT_SWARMS_DEFAULT 20      /* `tyto swarms` without N */
+#define INSPECT_SCAN_COUNT "1000"      /* SCAN's COUNT hint */
+
+/* Runs one inspection command. argv[0] is "swarm" or "swarms", the rest its arguments:
+ *   swarm <40 hex digits>   counts, downloaded, and every peer with its role and time left
+ *                           (expired members not yet reaped are marked)
+ *   swarms [N]              the N busiest swarms by live peers (default 20)
+ * Reads cfg->redis_url, redis_prefix and redis_timeout_ms. Writes the report to out and problems
+ * to errout. Returns the exit status: 0, 1 (Redis unreachable or failing, unknown swarm) or
+ * 2 (usage). */
+int inspect_main(const struct config *cfg, int argc, char **argv, FILE *out, FILE *errout);
+
+#endif
