@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "lib/config.h"
+#include "lib/inspect.h"
 #include "lib/log.h"
 #include "lib/master.h"
 
@@ -22,6 +23,8 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: tyto [-c PATH] [-t] [-d]\n"
+            "       tyto [-c PATH] swarm <hex info_hash>   peers of one swarm, read from Redis\n"
+            "       tyto [-c PATH] swarms [N]              the N busiest swarms (default 20)\n"
             "  -c PATH  configuration file (default ./" TYTO_DEFAULT_CONFIG "; without it, defaults and TYTO_* variables)\n"
             "  -t       check the configuration and exit\n"
             "  -d       detach and run in the background (set log.file and pid_file)\n"
@@ -69,7 +72,7 @@ int main(int argc, char **argv)
 {
     const char *path = TYTO_DEFAULT_CONFIG;
     int explicit_path = 0, check_only = 0, detach = 0, opt;
-    while ((opt = getopt(argc, argv, "c:tdVh")) != -1) {
+    while ((opt = getopt(argc, argv, "+c:tdVh")) != -1) {
         switch (opt) {
         case 'c':
             path = optarg;
@@ -92,7 +95,8 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (optind < argc) {
+    int inspect = optind < argc && (strcmp(argv[optind], "swarm") == 0 || strcmp(argv[optind], "swarms") == 0);
+    if (optind < argc && !inspect) {
         usage(stderr);
         return 2;
     }
@@ -103,6 +107,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "tyto: %s\n", err);
         return 1;
     }
+    if (inspect)
+        return inspect_main(&cfg, argc - optind, argv + optind, stdout, stderr);
     if (check_only) {
         printf("tyto: configuration %s is valid\n", explicit_path || access(path, F_OK) == 0 ? path : "(defaults)");
         return 0;

@@ -128,6 +128,8 @@ void metrics_write_prometheus(const struct metrics *m, struct evbuffer *out)
     evbuffer_add_printf(out, "# HELP tyto_worker_requests_total HTTP requests answered, by worker slot.\n"
                              "# TYPE tyto_worker_requests_total counter\n");
     for (int i = 0; i < m->nslots; i++) {
+        if (m->slot[i].started == 0)
+            continue; /* never used: the table has room for reload generations */
         uint64_t n = 0;
         for (int r = 0; r < METRICS_ROUTE_COUNT; r++)
             n += m->slot[i].requests[r];
@@ -136,7 +138,8 @@ void metrics_write_prometheus(const struct metrics *m, struct evbuffer *out)
     evbuffer_add_printf(out, "# HELP tyto_worker_up 1 while a worker process holds the slot.\n"
                              "# TYPE tyto_worker_up gauge\n");
     for (int i = 0; i < m->nslots; i++)
-        evbuffer_add_printf(out, "tyto_worker_up{worker=\"%d\"} %d\n", i, m->slot[i].pid != 0);
+        if (m->slot[i].started != 0)
+            evbuffer_add_printf(out, "tyto_worker_up{worker=\"%d\"} %d\n", i, m->slot[i].pid != 0);
 }
 
 void metrics_write_json(const struct metrics *m, struct evbuffer *out)
