@@ -56,7 +56,8 @@ void http_server_free(struct http_server *s);
 /* Request accessors; pointers are valid until http_reply(). */
 const char *http_request_path(const struct http_request *r, size_t *len);   /* before '?' */
 const char *http_request_query(const struct http_request *r, size_t *len);  /* after '?', "" if none */
-/* Case-insensitive lookup of the first header named name; NULL if absent. */
+/* Case-insensitive lookup of the LAST header named name (for X-Forwarded-For, the line the
+ * nearest proxy added: earlier lines may be a client's forgeries); NULL if absent. */
 const char *http_request_header(const struct http_request *r, const char *name, size_t *len);
 /* The TCP peer (the proxy, for proxied connections). */
 const struct sockaddr *http_request_peer(const struct http_request *r);

@@ -1,8 +1,9 @@
 /* A worker: one libevent loop that reads HTTP requests from the inherited listeners, parses them
  * into typed requests (lib/announce.c), hands them to storage, and bencodes storage's answer
  * back. It keeps no swarm state. Request path, top to bottom:
- *   worker_on_request -> worker_route -> worker_announce -> storage_announce
- *   -> worker_announce_done -> announce_write_reply -> worker_finish */
+ *   worker_on_request (lib/http.c parsed it) -> worker_announce -> worker_client_addr
+ *   -> announce_parse -> storage_announce -> worker_announce_done -> announce_write_reply
+ *   -> worker_send -> http_reply */
 #include "lib/worker.h"
 
 #include <arpa/inet.h>
@@ -16,22 +17,21 @@
 
 #include <event2/buffer.h>
 #include <event2/event.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 
+#include "lib/accesslog.h"
 #include "lib/announce.h"
+#include "lib/clientip.h"
+#include "lib/http.h"
 #include "lib/log.h"
 #include "lib/metrics.h"
 #include "storage/storage.h"
 
-#define WORKER_MAX_LISTENERS 8
-
 struct worker {
     const struct config *cfg;
     struct event_base *base;
-    struct evhttp *http;
-    struct evhttp_bound_socket *bound[WORKER_MAX_LISTENERS];
-    int nbound;
+    struct http_server *http;
+    struct clientip_trust trust;
+    struct accesslog *access;          /* NULL when log.access is "" */
     struct storage *st;
     struct announce_limits lim;
     struct announce_timing timing;
@@ -42,12 +42,13 @@ struct worker {
     struct event *sig_term, *sig_int, *sig_usr1, *drain_timer;
     unsigned inflight;                 /* requests waiting for storage */
     int draining;
+    struct timespec drain_start;
 };
 
 /* One request waiting for storage; freed when its reply is sent. */
 struct worker_call {
     struct worker *w;
-    struct evhttp_request *req;
+    struct http_request *req;
     enum metrics_route route;
     struct timespec start;
     union {
@@ -83,28 +84,34 @@ static void worker_copy_storage_counters(struct worker *w)
     w->slot->storage_reconnects = w->counted.reconnects + c->reconnects;
 }
 
-/* Sends the reply already in req's output buffer and does the bookkeeping common to all routes. */
-static void worker_send(struct worker *w, struct evhttp_request *req, int code, const char *reason,
-                        const char *content_type, enum metrics_route route, const struct timespec *start)
+/* Sends the reply already in req's body buffer and does the bookkeeping common to all routes. */
+static void worker_send(struct worker *w, struct http_request *req, int code, const char *content_type,
+                        enum metrics_route route, const struct timespec *start)
 {
-    struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
-    evhttp_add_header(headers, "Content-Type", content_type);
-    if (w->draining)
-        evhttp_add_header(headers, "Connection", "close");
-    evhttp_send_reply(req, code, reason, NULL);
-    metrics_count_request(w->slot, route, worker_elapsed_us(start));
+    uint64_t latency_us = worker_elapsed_us(start);
+    if (w->access) {
+        size_t path_len, query_len;
+        const char *path = http_request_path(req, &path_len);
+        http_request_query(req, &query_len);
+        /* path and query are contiguous in the request line: log the whole target */
+        size_t target_len = query_len ? path_len + 1 + query_len : path_len;
+        accesslog_write(w->access, worker_now_s(w), http_request_peer(req), code,
+                        evbuffer_get_length(http_reply_body(req)), latency_us, path, target_len);
+    }
+    http_reply(req, code, content_type);
+    metrics_count_request(w->slot, route, latency_us);
 }
 
-static void worker_send_failure(struct worker *w, struct evhttp_request *req, enum announce_err err,
+static void worker_send_failure(struct worker *w, struct http_request *req, enum announce_err err,
                                 enum metrics_route route, const struct timespec *start)
 {
-    announce_write_failure(evhttp_request_get_output_buffer(req), err);
+    announce_write_failure(http_reply_body(req), err);
     if (err > 0 && err < ANNOUNCE_ERR_COUNT)
         w->slot->failures[err]++;
-    worker_send(w, req, HTTP_OK, "OK", "text/plain", route, start);
+    worker_send(w, req, 200, "text/plain", route, start);
 }
 
-static struct worker_call *worker_call_new(struct worker *w, struct evhttp_request *req,
+static struct worker_call *worker_call_new(struct worker *w, struct http_request *req,
                                            enum metrics_route route, const struct timespec *start)
 {
     struct worker_call *call = malloc(sizeof(*call));
@@ -119,7 +126,6 @@ static struct worker_call *worker_call_new(struct worker *w, struct evhttp_reque
     return call;
 }
 
-/* Frees call; the last one out of a draining worker ends the loop. */
 static void worker_call_free(struct worker_call *call)
 {
     struct worker *w = call->w;
@@ -127,37 +133,21 @@ static void worker_call_free(struct worker_call *call)
     w->inflight--;
     w->slot->inflight = w->inflight;
     worker_copy_storage_counters(w);
-    if (w->draining && w->inflight == 0)
-        event_base_loopexit(w->base, NULL);
 }
 
-/* The client's address as storage records it. IPv4-mapped IPv6 addresses become IPv4, so one
- * host is one member whichever socket it came in on. */
-static int worker_peer_addr(struct evhttp_request *req, struct peer_addr *peer)
+/* The client's address as storage records it: the socket peer, or what a trusted proxy says
+ * (PROXY header, X-Forwarded-For, X-Real-IP). */
+static int worker_client_addr(struct worker *w, struct http_request *req, struct peer_addr *peer)
 {
-    struct evhttp_connection *conn = evhttp_request_get_connection(req);
-    const struct sockaddr *sa = conn ? evhttp_connection_get_addr(conn) : NULL;
+    const struct sockaddr *sa = http_request_peer(req);
+    size_t xff_len = 0, xri_len = 0;
+    const char *xff = NULL, *xri = NULL;
+    if (w->trust.count > 0 && clientip_is_trusted(&w->trust, sa)) {
+        xff = http_request_header(req, "X-Forwarded-For", &xff_len);
+        xri = http_request_header(req, "X-Real-IP", &xri_len);
+    }
     memset(peer, 0, sizeof(*peer));
-    if (!sa)
-        return -1;
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
-        peer->family = AF_INET;
-        memcpy(peer->addr, &sin->sin_addr, 4);
-        return 0;
-    }
-    if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
-        if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
-            peer->family = AF_INET;
-            memcpy(peer->addr, &sin6->sin6_addr.s6_addr[12], 4);
-        } else {
-            peer->family = AF_INET6;
-            memcpy(peer->addr, &sin6->sin6_addr, 16);
-        }
-        return 0;
-    }
-    return -1;
+    return clientip_resolve(&w->trust, sa, http_request_proxied(req), xff, xff_len, xri, xri_len, peer) < 0 ? -1 : 0;
 }
 
 static void worker_announce_done(const struct announce_reply *rep, int status, void *arg)
@@ -167,13 +157,13 @@ static void worker_announce_done(const struct announce_reply *rep, int status, v
     if (status != STORAGE_OK) {
         worker_send_failure(w, call->req, storage_status_err(status), call->route, &call->start);
     } else {
-        announce_write_reply(evhttp_request_get_output_buffer(call->req), &call->u.announce, rep, &w->timing);
-        worker_send(w, call->req, HTTP_OK, "OK", "text/plain", call->route, &call->start);
+        announce_write_reply(http_reply_body(call->req), &call->u.announce, rep, &w->timing);
+        worker_send(w, call->req, 200, "text/plain", call->route, &call->start);
     }
     worker_call_free(call);
 }
 
-static void worker_announce(struct worker *w, struct evhttp_request *req, const char *query,
+static void worker_announce(struct worker *w, struct http_request *req, const char *query,
                             size_t query_len, const struct timespec *start)
 {
     struct worker_call *call = worker_call_new(w, req, METRICS_ROUTE_ANNOUNCE, start);
@@ -185,7 +175,7 @@ static void worker_announce(struct worker *w, struct evhttp_request *req, const 
     memset(areq, 0, sizeof(*areq));
     areq->now_s = worker_now_s(w);
     enum announce_err err = ANNOUNCE_ERR_STORAGE_INTERNAL;
-    if (worker_peer_addr(req, &areq->peer) == 0)
+    if (worker_client_addr(w, req, &areq->peer) == 0)
         err = announce_parse(query, query_len, &w->lim, areq);
     if (err != ANNOUNCE_OK) {
         worker_send_failure(w, req, err, METRICS_ROUTE_ANNOUNCE, start);
@@ -202,13 +192,13 @@ static void worker_scrape_done(const struct scrape_reply *rep, int status, void 
     if (status != STORAGE_OK) {
         worker_send_failure(w, call->req, storage_status_err(status), call->route, &call->start);
     } else {
-        scrape_write_reply(evhttp_request_get_output_buffer(call->req), &call->u.scrape, rep);
-        worker_send(w, call->req, HTTP_OK, "OK", "text/plain", call->route, &call->start);
+        scrape_write_reply(http_reply_body(call->req), &call->u.scrape, rep);
+        worker_send(w, call->req, 200, "text/plain", call->route, &call->start);
     }
     worker_call_free(call);
 }
 
-static void worker_scrape(struct worker *w, struct evhttp_request *req, const char *query,
+static void worker_scrape(struct worker *w, struct http_request *req, const char *query,
                           size_t query_len, const struct timespec *start)
 {
     struct worker_call *call = worker_call_new(w, req, METRICS_ROUTE_SCRAPE, start);
@@ -231,38 +221,39 @@ static void worker_scrape(struct worker *w, struct evhttp_request *req, const ch
 static void worker_health_done(int status, void *arg)
 {
     struct worker_call *call = arg;
-    struct evbuffer *out = evhttp_request_get_output_buffer(call->req);
+    struct evbuffer *out = http_reply_body(call->req);
     if (status == STORAGE_OK) {
         evbuffer_add_printf(out, "ok\n");
-        worker_send(call->w, call->req, HTTP_OK, "OK", "text/plain", call->route, &call->start);
+        worker_send(call->w, call->req, 200, "text/plain", call->route, &call->start);
     } else {
         evbuffer_add_printf(out, "storage unavailable: %s\n", announce_reason(storage_status_err(status)));
-        worker_send(call->w, call->req, 503, "Service Unavailable", "text/plain", call->route, &call->start);
+        worker_send(call->w, call->req, 503, "text/plain", call->route, &call->start);
     }
     worker_call_free(call);
 }
 
-static void worker_healthz(struct worker *w, struct evhttp_request *req, const struct timespec *start)
+static void worker_healthz(struct worker *w, struct http_request *req, const struct timespec *start)
 {
     struct worker_call *call = worker_call_new(w, req, METRICS_ROUTE_HEALTHZ, start);
     if (!call) {
-        worker_send(w, req, 503, "Service Unavailable", "text/plain", METRICS_ROUTE_HEALTHZ, start);
+        worker_send(w, req, 503, "text/plain", METRICS_ROUTE_HEALTHZ, start);
         return;
     }
     storage_health(w->st, worker_health_done, call);
 }
 
-static void worker_metrics(struct worker *w, struct evhttp_request *req, int json,
+static void worker_metrics(struct worker *w, struct http_request *req, int json,
                            const struct timespec *start)
 {
     worker_copy_storage_counters(w);
-    struct evbuffer *out = evhttp_request_get_output_buffer(req);
+    w->slot->open_connections = http_server_connections(w->http);
+    struct evbuffer *out = http_reply_body(req);
     if (json) {
         metrics_write_json(w->metrics, out);
-        worker_send(w, req, HTTP_OK, "OK", "application/json", METRICS_ROUTE_STATS, start);
+        worker_send(w, req, 200, "application/json", METRICS_ROUTE_STATS, start);
     } else {
         metrics_write_prometheus(w->metrics, out);
-        worker_send(w, req, HTTP_OK, "OK", "text/plain; version=0.0.4", METRICS_ROUTE_METRICS, start);
+        worker_send(w, req, 200, "text/plain; version=0.0.4", METRICS_ROUTE_METRICS, start);
     }
 }
 
@@ -272,42 +263,56 @@ static int worker_path_is(const char *path, size_t len, const char *name)
     return len == n && memcmp(path, name, n) == 0;
 }
 
-/* Splits the request target into path and query and dispatches on the path. */
-static void worker_on_request(struct evhttp_request *req, void *arg)
+/* Dispatches on the path. */
+static void worker_on_request(struct http_request *req, void *arg)
 {
     struct worker *w = arg;
     struct timespec start;
     clock_gettime(CLOCK_MONOTONIC, &start);
 
-    const char *uri = evhttp_request_get_uri(req);
-    const char *q = strchr(uri, '?');
-    size_t path_len = q ? (size_t)(q - uri) : strlen(uri);
-    const char *query = q ? q + 1 : "";
-    size_t query_len = strlen(query);
+    size_t path_len, query_len;
+    const char *path = http_request_path(req, &path_len);
+    const char *query = http_request_query(req, &query_len);
 
-    if (worker_path_is(uri, path_len, "/announce")) {
+    if (worker_path_is(path, path_len, "/announce")) {
         worker_announce(w, req, query, query_len, &start);
-    } else if (worker_path_is(uri, path_len, "/scrape")) {
+    } else if (worker_path_is(path, path_len, "/scrape")) {
         worker_scrape(w, req, query, query_len, &start);
-    } else if (worker_path_is(uri, path_len, "/healthz")) {
+    } else if (worker_path_is(path, path_len, "/healthz")) {
         worker_healthz(w, req, &start);
-    } else if (worker_path_is(uri, path_len, "/metrics") && w->metrics) {
+    } else if (worker_path_is(path, path_len, "/metrics") && w->metrics) {
         worker_metrics(w, req, 0, &start);
-    } else if (worker_path_is(uri, path_len, "/stats") && w->metrics) {
+    } else if (worker_path_is(path, path_len, "/stats") && w->metrics) {
         worker_metrics(w, req, 1, &start);
     } else {
-        evbuffer_add_printf(evhttp_request_get_output_buffer(req), "not found\n");
-        worker_send(w, req, HTTP_NOTFOUND, "Not Found", "text/plain", METRICS_ROUTE_NOT_FOUND, &start);
+        evbuffer_add_printf(http_reply_body(req), "not found\n");
+        worker_send(w, req, 404, "text/plain", METRICS_ROUTE_NOT_FOUND, &start);
     }
 }
 
-static void worker_on_drain_timeout(evutil_socket_t fd, short what, void *arg)
+static bool worker_is_trusted(const struct sockaddr *peer, void *arg)
+{
+    struct worker *w = arg;
+    return clientip_is_trusted(&w->trust, peer);
+}
+
+#define WORKER_DRAIN_POLL_MS 20
+
+/* While draining: leave the loop once every reply has been written and every connection closed
+ * (a reply still in a socket buffer is not yet an answered request), or at the deadline. */
+static void worker_on_drain_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     struct worker *w = arg;
-    log_warn("drain timeout: %u requests still in flight, exiting", w->inflight);
-    event_base_loopexit(w->base, NULL);
+    int64_t waited_ms = (int64_t)worker_elapsed_us(&w->drain_start) / 1000;
+    if (w->inflight == 0 && http_server_connections(w->http) == 0) {
+        event_base_loopexit(w->base, NULL);
+    } else if (waited_ms >= (int64_t)w->cfg->shutdown_timeout_s * 1000) {
+        log_warn("drain timeout: %u requests in flight, %u connections open; exiting", w->inflight,
+                 http_server_connections(w->http));
+        event_base_loopexit(w->base, NULL);
+    }
 }
 
 /* SIGTERM / SIGINT: stop accepting, answer what is in flight, then leave the loop. */
@@ -318,27 +323,27 @@ static void worker_on_stop_signal(evutil_socket_t sig, short what, void *arg)
     if (w->draining)
         return;
     w->draining = 1;
-    log_info("signal %d: draining %u requests in flight", (int)sig, w->inflight);
-    for (int i = 0; i < w->nbound; i++)
-        evhttp_del_accept_socket(w->http, w->bound[i]); /* closes our copy of the listener */
-    w->nbound = 0;
-    if (w->inflight == 0) {
+    clock_gettime(CLOCK_MONOTONIC, &w->drain_start);
+    log_info("signal %d: draining %u requests in flight on %u connections", (int)sig, w->inflight,
+             http_server_connections(w->http));
+    http_server_stop_accepting(w->http);
+    struct timeval tv = { 0, WORKER_DRAIN_POLL_MS * 1000 };
+    w->drain_timer = event_new(w->base, -1, EV_PERSIST, worker_on_drain_tick, w);
+    if (!w->drain_timer || evtimer_add(w->drain_timer, &tv) < 0)
         event_base_loopexit(w->base, NULL);
-        return;
-    }
-    struct timeval tv = { w->cfg->shutdown_timeout_s, 0 };
-    w->drain_timer = evtimer_new(w->base, worker_on_drain_timeout, w);
-    if (w->drain_timer)
-        evtimer_add(w->drain_timer, &tv);
+    else
+        worker_on_drain_tick(-1, 0, w);
 }
 
 static void worker_on_usr1(evutil_socket_t sig, short what, void *arg)
 {
     (void)sig;
     (void)what;
-    (void)arg;
+    struct worker *w = arg;
     if (log_reopen() < 0)
         log_error("cannot reopen log file: %s", strerror(errno));
+    if (w->access && accesslog_reopen(w->access) < 0)
+        log_error("cannot reopen access log: %s", strerror(errno));
 }
 
 static void worker_fill_limits(struct worker *w)
@@ -354,28 +359,22 @@ static void worker_fill_limits(struct worker *w)
 
 static int worker_setup_http(struct worker *w, const int *fds, int nfds)
 {
-    w->http = evhttp_new(w->base);
+    const struct config *cfg = w->cfg;
+    struct http_limits lim = {
+        .max_head_bytes = (size_t)cfg->http_max_header_bytes,
+        .max_headers = 64,
+        .head_timeout_ms = (unsigned)cfg->http_head_timeout_ms,
+        .idle_timeout_ms = (unsigned)cfg->http_idle_timeout_s * 1000u,
+        .max_connections = (unsigned)cfg->http_max_connections,
+        .max_requests_per_conn = (unsigned)cfg->http_max_requests_per_conn,
+        .proxy_protocol = cfg->proxy_protocol,
+    };
+    w->http = http_server_new(w->base, &lim, worker_on_request, w, worker_is_trusted, w);
     if (!w->http)
         return -1;
-    evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET);
-    evhttp_set_max_headers_size(w->http, w->cfg->http_max_header_bytes);
-    evhttp_set_max_body_size(w->http, 0); /* GET only: any body is refused */
-    evhttp_set_timeout(w->http, w->cfg->http_idle_timeout_s);
-    evhttp_set_gencb(w->http, worker_on_request, w);
-    for (int i = 0; i < nfds && i < WORKER_MAX_LISTENERS; i++) {
-        /* A worker owns a dup of the listener, so that dropping it while draining leaves the
-         * master's copy (and a new generation's) open. */
-        int fd = dup(fds[i]);
-        if (fd < 0)
+    for (int i = 0; i < nfds; i++)
+        if (http_server_listen(w->http, fds[i]) < 0)
             return -1;
-        evutil_make_socket_nonblocking(fd);
-        w->bound[w->nbound] = evhttp_accept_socket_with_handle(w->http, fd);
-        if (!w->bound[w->nbound]) {
-            close(fd);
-            return -1;
-        }
-        w->nbound++;
-    }
     return 0;
 }
 
@@ -401,6 +400,17 @@ int worker_run(const struct config *cfg, const int *fds, int nfds, struct metric
     if (!w.base) {
         log_error("cannot create event base");
         return 1;
+    }
+    if (clientip_trust_init(&w.trust, cfg, err, sizeof(err)) < 0) {
+        log_error("proxy.trusted: %s", err);
+        goto out_base;
+    }
+    if (cfg->access_log[0]) {
+        w.access = accesslog_open(w.base, cfg->access_log, err, sizeof(err));
+        if (!w.access) {
+            log_error("%s", err);
+            goto out_base;
+        }
     }
     w.st = storage_new(cfg, w.base, err, sizeof(err));
     if (!w.st) {
@@ -429,7 +439,7 @@ out_http:
     /* Storage first: freeing it answers pending requests while their connections still exist. */
     storage_free(w.st);
     if (w.http)
-        evhttp_free(w.http);
+        http_server_free(w.http);
     if (w.sig_term)
         event_free(w.sig_term);
     if (w.sig_int)
@@ -439,6 +449,7 @@ out_http:
     if (w.drain_timer)
         event_free(w.drain_timer);
 out_base:
+    accesslog_free(w.access);
     event_base_free(w.base);
     if (rc == 0)
         log_info("worker stopped");
