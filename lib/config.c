@@ -89,6 +89,7 @@ static const struct config_key keys[] = {
     { "http.max_header_bytes",    CONFIG_INT,  CONFIG_FIELD(http_max_header_bytes), 1024, 65536, "8192" },
     { "http.idle_timeout_s",      CONFIG_INT,  CONFIG_FIELD(http_idle_timeout_s), 1, 3600, "30" },
     { "http.max_connections",     CONFIG_INT,  CONFIG_FIELD(http_max_connections), 1, 1000000, "10000" },
+    { "http.max_pending",         CONFIG_INT,  CONFIG_FIELD(http_max_pending), 1, 1000000, "4096" },
     { "http.head_timeout_ms",     CONFIG_INT,  CONFIG_FIELD(http_head_timeout_ms), 100, 600000, "5000" },
     { "http.max_requests_per_connection", CONFIG_INT, CONFIG_FIELD(http_max_requests_per_conn), 1, 10000000,
       "10000" },

@@ -41,6 +41,7 @@ struct config {
     int http_max_header_bytes;         /* http.max_header_bytes: request line + headers */
     int http_idle_timeout_s;           /* http.idle_timeout_s: keep-alive idle and read timeout */
     int http_max_connections;          /* http.max_connections: per worker */
+    int http_max_pending;              /* http.max_pending: requests waiting for storage, per worker */
     int http_head_timeout_ms;          /* http.head_timeout_ms: whole request head must arrive (slowloris) */
     int http_max_requests_per_conn;    /* http.max_requests_per_connection: then Connection: close */
 

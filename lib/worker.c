@@ -51,10 +51,8 @@ struct worker_call {
     struct http_request *req;
     enum metrics_route route;
     struct timespec start;
-    union {
-        struct announce_req announce;
-        struct scrape_req scrape;
-    } u;
+    struct announce_req announce;
+    struct scrape_req *scrape;         /* separate: 256 hashes would bloat every announce */
 };
 
 static int64_t worker_now_s(struct worker *w)
@@ -111,9 +109,13 @@ static void worker_send_failure(struct worker *w, struct http_request *req, enum
     worker_send(w, req, 200, "text/plain", route, start);
 }
 
+/* NULL when the worker already has http.max_pending requests waiting (load shedding: a fast
+ * failure beats a queue that grows while Redis falls behind) or memory is short. */
 static struct worker_call *worker_call_new(struct worker *w, struct http_request *req,
                                            enum metrics_route route, const struct timespec *start)
 {
+    if (w->inflight >= (unsigned)w->cfg->http_max_pending)
+        return NULL;
     struct worker_call *call = malloc(sizeof(*call));
     if (!call)
         return NULL;
@@ -121,6 +123,7 @@ static struct worker_call *worker_call_new(struct worker *w, struct http_request
     call->req = req;
     call->route = route;
     call->start = *start;
+    call->scrape = NULL;
     w->inflight++;
     w->slot->inflight = w->inflight;
     return call;
@@ -129,6 +132,7 @@ static struct worker_call *worker_call_new(struct worker *w, struct http_request
 static void worker_call_free(struct worker_call *call)
 {
     struct worker *w = call->w;
+    free(call->scrape);
     free(call);
     w->inflight--;
     w->slot->inflight = w->inflight;
@@ -157,7 +161,7 @@ static void worker_announce_done(const struct announce_reply *rep, int status, v
     if (status != STORAGE_OK) {
         worker_send_failure(w, call->req, storage_status_err(status), call->route, &call->start);
     } else {
-        announce_write_reply(http_reply_body(call->req), &call->u.announce, rep, &w->timing);
+        announce_write_reply(http_reply_body(call->req), &call->announce, rep, &w->timing);
         worker_send(w, call->req, 200, "text/plain", call->route, &call->start);
     }
     worker_call_free(call);
@@ -171,7 +175,7 @@ static void worker_announce(struct worker *w, struct http_request *req, const ch
         worker_send_failure(w, req, ANNOUNCE_ERR_OVERLOADED, METRICS_ROUTE_ANNOUNCE, start);
         return;
     }
-    struct announce_req *areq = &call->u.announce;
+    struct announce_req *areq = &call->announce;
     memset(areq, 0, sizeof(*areq));
     areq->now_s = worker_now_s(w);
     enum announce_err err = ANNOUNCE_ERR_STORAGE_INTERNAL;
@@ -192,7 +196,7 @@ static void worker_scrape_done(const struct scrape_reply *rep, int status, void 
     if (status != STORAGE_OK) {
         worker_send_failure(w, call->req, storage_status_err(status), call->route, &call->start);
     } else {
-        scrape_write_reply(http_reply_body(call->req), &call->u.scrape, rep);
+        scrape_write_reply(http_reply_body(call->req), call->scrape, rep);
         worker_send(w, call->req, 200, "text/plain", call->route, &call->start);
     }
     worker_call_free(call);
@@ -206,7 +210,12 @@ static void worker_scrape(struct worker *w, struct http_request *req, const char
         worker_send_failure(w, req, ANNOUNCE_ERR_OVERLOADED, METRICS_ROUTE_SCRAPE, start);
         return;
     }
-    struct scrape_req *sreq = &call->u.scrape;
+    struct scrape_req *sreq = call->scrape = malloc(sizeof(*sreq));
+    if (!sreq) {
+        worker_send_failure(w, req, ANNOUNCE_ERR_OVERLOADED, METRICS_ROUTE_SCRAPE, start);
+        worker_call_free(call);
+        return;
+    }
     sreq->count = 0;
     sreq->now_s = worker_now_s(w);
     enum announce_err err = scrape_parse(query, query_len, &w->lim, sreq);
