@@ -72,6 +72,11 @@ static int master_open_listeners(const struct config *cfg, int *fds, char *err, 
         if (!addrs[i][0])
             continue;
         int fd = net_listen_tcp(addrs[i], cfg->port, false, err, errlen);
+        if (fd < 0 && i == 1 && n > 0 && (errno == EAFNOSUPPORT || errno == EADDRNOTAVAIL)) {
+            /* A host (or container) without IPv6 still serves IPv4. */
+            log_warn("%s; serving IPv4 only", err);
+            continue;
+        }
         if (fd < 0) {
             master_close_listeners(fds, n);
             return -1;

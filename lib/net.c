@@ -48,11 +48,13 @@ int net_listen_tcp(const char *addr, int port, bool reuseport, char *err, size_t
         goto fail;
     return fd;
 
-fail:
+fail:;
+    int saved = errno; /* the caller tells a missing address family from other failures */
     snprintf(err, errlen, "cannot listen on %s%s%s:%d: %s", ss.ss_family == AF_INET6 ? "[" : "",
-             addr, ss.ss_family == AF_INET6 ? "]" : "", port, strerror(errno));
+             addr, ss.ss_family == AF_INET6 ? "]" : "", port, strerror(saved));
     if (fd >= 0)
         close(fd);
+    errno = saved;
     return -1;
 }
 
