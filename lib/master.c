@@ -107,7 +107,10 @@ static void master_become_worker(struct master *m, int i)
 {
     sigset_t set;
     master_signal_mask(&set);
-    signal(SIGHUP, SIG_IGN); /* reloads are the master's business */
+    /* Reloads are the master's business, and so is Ctrl-C: the terminal sends SIGINT to the
+     * whole process group, and the master answers it by draining the workers with SIGTERM. */
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
     signal(SIGCHLD, SIG_DFL);
     sigprocmask(SIG_UNBLOCK, &set, NULL);
     /* A worker must not outlive its master (e.g. after SIGKILL of the master). */

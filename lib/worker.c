@@ -39,7 +39,7 @@ struct worker {
     struct metrics_slot *slot;         /* this worker's counters, or a private dummy */
     struct metrics_slot dummy_slot;
     struct storage_counters counted;   /* the slot's storage counts before this process */
-    struct event *sig_term, *sig_int, *sig_usr1, *drain_timer;
+    struct event *sig_term, *sig_usr1, *drain_timer;
     unsigned inflight;                 /* requests waiting for storage */
     int draining;
     struct timespec drain_start;
@@ -324,7 +324,7 @@ static void worker_on_drain_tick(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-/* SIGTERM / SIGINT: stop accepting, answer what is in flight, then leave the loop. */
+/* SIGTERM (from the master): stop accepting, answer what is in flight, then leave the loop. */
 static void worker_on_stop_signal(evutil_socket_t sig, short what, void *arg)
 {
     (void)what;
@@ -431,10 +431,8 @@ int worker_run(const struct config *cfg, const int *fds, int nfds, struct metric
         goto out_http;
     }
     w.sig_term = evsignal_new(w.base, SIGTERM, worker_on_stop_signal, &w);
-    w.sig_int = evsignal_new(w.base, SIGINT, worker_on_stop_signal, &w);
     w.sig_usr1 = evsignal_new(w.base, SIGUSR1, worker_on_usr1, &w);
-    if (!w.sig_term || !w.sig_int || !w.sig_usr1 || evsignal_add(w.sig_term, NULL) < 0 ||
-        evsignal_add(w.sig_int, NULL) < 0 || evsignal_add(w.sig_usr1, NULL) < 0) {
+    if (!w.sig_term || !w.sig_usr1 || evsignal_add(w.sig_term, NULL) < 0 || evsignal_add(w.sig_usr1, NULL) < 0) {
         log_error("cannot install signal handlers");
         goto out_http;
     }
@@ -451,8 +449,6 @@ out_http:
         http_server_free(w.http);
     if (w.sig_term)
         event_free(w.sig_term);
-    if (w.sig_int)
-        event_free(w.sig_int);
     if (w.sig_usr1)
         event_free(w.sig_usr1);
     if (w.drain_timer)

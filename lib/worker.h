@@ -7,7 +7,7 @@
 
 struct metrics;
 
-/* Serves on fds (already listening) until SIGTERM or SIGINT, then stops accepting, answers the
+/* Serves on fds (already listening) until SIGTERM, then stops accepting, answers the
  * requests in flight (bounded by shutdown.timeout_s) and returns 0; returns 1 if it could not
  * start. metrics may be NULL; slot is this worker's index in it. */
 int worker_run(const struct config *cfg, const int *fds, int nfds, struct metrics *metrics, int slot);
