@@ -60,8 +60,24 @@ asan: deps-test
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	    TYTO_BIN=build/asan/tyto tests/run.sh $(patsubst $(BUILD)/%,build/asan/%,$(TESTS))
 
+# The whole suite once more with tyto (every e2e test) and the cmocka programs under valgrind's
+# memcheck: leaks and invalid accesses fail the run.
+valgrind: deps-test
+	@$(MAKE) --no-print-directory BUILD=build/valgrind CFLAGS="-O1 -g" build-tests
+	TYTO_TEST_VALGRIND=1 TYTO_BIN=build/valgrind/tyto tests/run.sh $(patsubst $(BUILD)/%,build/valgrind/%,$(TESTS))
+
 clean:
 	rm -rf build tyto
 
 -include $(LIB_OBJ:.o=.d) $(BUILD)/cmd/tyto.d $(TESTS:=.d)
-.PHONY: all test asan run clean deps deps-test build-tests
+.PHONY: all test asan valgrind run clean deps deps-test build-tests
+
+# libFuzzer targets for every parser (clang, ASan + UBSan, build/fuzz): each runs FUZZ_SECONDS
+# (default 60; CI uses 30), FUZZ_TARGETS picks some. See fuzz/README.md.
+FUZZ_SECONDS ?= 60
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run.sh $(FUZZ_TARGETS)
+
+.PHONY: fuzz
+bench: tyto ; bench/run
+.PHONY: bench

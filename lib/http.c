@@ -1452,8 +1452,9 @@ int http_server_listen(struct http_server *s, int fd)
      * batch is one send(), so Nagle would only delay pipelined replies. Fails harmlessly on
      * non-TCP sockets. */
     (void)setsockopt(dfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    /* Backlog 0: the socket already listens (the master's backlog); -1 would shrink it to 128. */
     lev = evconnlistener_new(s->base, http_server_on_accept, s,
-                             LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, dfd);
+                             LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, dfd);
     if (!lev) {
         close(dfd);
         return -1;

@@ -6,7 +6,7 @@
 #
 #   TYTO_BIN=build/tyto tests/run.sh build/tests/unit/test_*      (e2e tests need only TYTO_BIN)
 #   TYTO_TEST_FILTER=scrape   run only the programs / cases whose name contains "scrape"
-#   TYTO_TEST_VALGRIND=1      run tyto under valgrind in the e2e tests
+#   TYTO_TEST_VALGRIND=1      run the cmocka programs, and tyto in the e2e tests, under valgrind
 set -u
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -113,7 +113,12 @@ for t in "$@"; do
         note fail "$t"
         continue
     fi
-    run_logged "$unit_timeout" "$d/unit-out.txt" "$t"
+    if [ "${TYTO_TEST_VALGRIND:-}" = 1 ]; then
+        run_logged "$unit_timeout" "$d/unit-out.txt" valgrind -q --leak-check=full --error-exitcode=99 \
+            --errors-for-leak-kinds=definite "$t"
+    else
+        run_logged "$unit_timeout" "$d/unit-out.txt" "$t"
+    fi
     if [ "$rc" -eq 0 ]; then
         note pass "$t"
     else
