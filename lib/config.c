@@ -57,7 +57,6 @@ static config_check_fn config_check_ipv4, config_check_ipv6, config_check_prefix
 
 static const char *const config_storage_words[] = { "redis", "memory", NULL };
 static const char *const config_level_words[] = { "error", "warn", "info", "debug", NULL };
-static const char *const config_announce_words[] = { "function", "pipeline", NULL };
 
 #define CONFIG_FIELD(f) offsetof(struct config, f), sizeof(((struct config *)0)->f)
 
@@ -79,8 +78,6 @@ static const struct config_key keys[] = {
     { "redis.prefix",             CONFIG_STR,  CONFIG_FIELD(redis_prefix), 0, 0, "tyto:",
       .check = config_check_prefix },
     { "redis.timeout_ms",         CONFIG_INT,  CONFIG_FIELD(redis_timeout_ms), 10, 60000, "1000" },
-    { "redis.announce",           CONFIG_ENUM, CONFIG_FIELD(redis_announce), 0, 0, "function",
-      .words = config_announce_words },
     { "announce.interval_s",      CONFIG_INT,  CONFIG_FIELD(interval_s), 60, 86400, "1800" },
     { "announce.min_interval_s",  CONFIG_INT,  CONFIG_FIELD(min_interval_s), 1, 86400, "900" },
     { "announce.peer_ttl_s",      CONFIG_INT,  CONFIG_FIELD(peer_ttl_s), 60, 172800, "0",

@@ -11,7 +11,6 @@
 #define CONFIG_MAX_TRUSTED 32
 
 enum config_storage { CONFIG_STORAGE_REDIS, CONFIG_STORAGE_MEMORY };
-enum config_redis_announce { CONFIG_REDIS_ANNOUNCE_FUNCTION, CONFIG_REDIS_ANNOUNCE_PIPELINE };
 enum config_log_level { LOG_LEVEL_ERROR, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
 
 struct config {
@@ -26,7 +25,6 @@ struct config {
     char redis_url[CONFIG_STR_MAX];    /* redis.url: redis://host:port[/db] or unix:///path[?db=N] */
     char redis_prefix[64];             /* redis.prefix: key prefix, "tyto:" */
     int redis_timeout_ms;              /* redis.timeout_ms: deadline of one request's commands */
-    enum config_redis_announce redis_announce; /* redis.announce: function | pipeline */
 
     /* announce */
     int interval_s;                    /* announce.interval_s */

@@ -38,52 +38,7 @@ enum redis_slot {
     REDIS_SLOT_SEEDERS,                    /* ZCARD seeders */
     REDIS_SLOT_LEECHERS,                   /* ZCARD leechers */
     REDIS_SLOT_DOWNLOADED,                 /* HGET info downloaded: string or nil */
-    REDIS_SLOT_FUNCTION,                   /* FCALL tyto_announce: [seeders, leechers, downloaded, peers...] */
 };
-
-/* The announce as one Redis function (Redis >= 7.0), loaded on every connect: a single FCALL
- * replaces a dozen pipelined commands, so tyto formats, sends and parses one command and Redis
- * dispatches one, and the peer sample is exactly numwant members (a leecher's seeders first, then
- * leechers only if they are short) instead of two full samples. The library name carries a version,
- * so that tyto hosts of different versions on one Redis never replace each other's function.
- * Same schema as the pipelined commands, which stay selectable (redis.announce: pipeline) for a
- * Redis where functions are not allowed. KEYS: seeders, leechers, info. ARGV: member, now,
- * expiry, numwant, ttl, role (s seeder, l leecher, x stopped), completed (1 or 0). */
-static const char redis_function_lib[] =
-    "#!lua name=tyto_1\n"
-    "local function announce(keys, args)\n"
-    "  local seeders, leechers, info = keys[1], keys[2], keys[3]\n"
-    "  local member, now, role = args[1], args[2], args[6]\n"
-    "  local own, other = leechers, seeders\n"
-    "  if role == 's' then own, other = seeders, leechers end\n"
-    "  if role == 'x' then\n"
-    "    redis.call('ZREM', seeders, member)\n"
-    "    redis.call('ZREM', leechers, member)\n"
-    "  else\n"
-    "    redis.call('ZADD', own, args[3], member)\n"
-    "    redis.call('ZREM', other, member)\n"
-    "  end\n"
-    "  redis.call('ZREMRANGEBYSCORE', seeders, '-inf', now)\n"
-    "  redis.call('ZREMRANGEBYSCORE', leechers, '-inf', now)\n"
-    "  if args[7] == '1' then redis.call('HINCRBY', info, 'downloaded', 1) end\n"
-    "  local ns, nl = redis.call('ZCARD', seeders), redis.call('ZCARD', leechers)\n"
-    "  local out = { ns, nl, tonumber(redis.call('HGET', info, 'downloaded') or 0) }\n"
-    "  if role == 'x' then return out end\n"
-    "  local want = tonumber(args[4])\n"
-    "  local function take(set, n)\n"
-    "    if want <= 0 or n == 0 then return end\n"
-    "    for _, m in ipairs(redis.call('ZRANDMEMBER', set, want + 1)) do\n"
-    "      if m ~= member and want > 0 then out[#out + 1] = m; want = want - 1 end\n"
-    "    end\n"
-    "  end\n"
-    "  if role == 'l' then take(seeders, ns) end\n"
-    "  take(leechers, nl)\n"
-    "  redis.call('EXPIRE', own, args[5])\n"
-    "  redis.call('EXPIRE', info, args[5])\n"
-    "  return out\n"
-    "end\n"
-    "redis.register_function('tyto_announce_1', announce)\n";
-#define REDIS_FUNCTION_NAME "tyto_announce_1"
 
 struct redis_storage;
 
@@ -129,8 +84,6 @@ struct redis_storage {
     int connect_timeout_ms;
     int peer_ttl_s;
     unsigned numwant_max;                  /* sample cap whatever the request says */
-    bool use_function;                     /* redis.announce: function (else pipeline) */
-    bool function_missing;                 /* "Function not found": load it again */
     redisAsyncContext *ac;                 /* NULL while waiting to reconnect */
     bool connected;                        /* ac has finished connecting */
     bool drop_requested;                   /* AUTH/SELECT failed: reopen */
@@ -331,15 +284,14 @@ static int redis_parse_downloaded(const redisReply *reply, uint32_t *out)
     return 0;
 }
 
-/* Copies members element[first..] of a reply (a ZRANDMEMBER sample, or the tail of the
- * function's reply) into the compact arrays, without self, up to numwant. */
-static int redis_parse_members(struct redis_req *r, const redisReply *reply, size_t first)
+/* Copies a ZRANDMEMBER sample into the reply's compact arrays, without self, up to numwant. */
+static int redis_parse_sample(struct redis_req *r, const redisReply *reply)
 {
     size_t i;
 
     if (reply->type != REDIS_REPLY_ARRAY)
         return -1;
-    for (i = first; i < reply->elements; i++) {
+    for (i = 0; i < reply->elements; i++) {
         const redisReply *m = reply->element[i];
         uint8_t peer[REDIS_KEYS_PEER_MAX];
         int n;
@@ -369,16 +321,7 @@ static int redis_parse(struct redis_req *r, unsigned idx, const redisReply *repl
         case REDIS_SLOT_WRITE:
             return reply->type == REDIS_REPLY_INTEGER ? 0 : -1;
         case REDIS_SLOT_SAMPLE:
-            return redis_parse_members(r, reply, 0);
-        case REDIS_SLOT_FUNCTION:
-            if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 ||
-                reply->element[0]->type != REDIS_REPLY_INTEGER || reply->element[1]->type != REDIS_REPLY_INTEGER ||
-                reply->element[2]->type != REDIS_REPLY_INTEGER)
-                return -1;
-            r->stats.complete = redis_u32(reply->element[0]->integer);
-            r->stats.incomplete = redis_u32(reply->element[1]->integer);
-            r->stats.downloaded = redis_u32(reply->element[2]->integer);
-            return redis_parse_members(r, reply, 3);
+            return redis_parse_sample(r, reply);
         case REDIS_SLOT_SEEDERS:
             if (reply->type != REDIS_REPLY_INTEGER)
                 return -1;
@@ -433,8 +376,6 @@ static void redis_reply_cb(redisAsyncContext *ac, void *reply_ptr, void *privdat
          * server that accepts and then hangs up (maxclients) is retried at the slow pace. */
         if (reply->type != REDIS_REPLY_ERROR)
             rs->backoff_ms = REDIS_BACKOFF_MIN_MS;
-        else if (strstr(reply->str, "Function not found"))
-            rs->function_missing = true; /* FUNCTION FLUSH, or a load refused (OOM) at connect */
     }
     if (!r->done) {
         if (!reply)
@@ -488,17 +429,6 @@ static int redis_keys3(const struct redis_storage *rs, const uint8_t *info_hash,
         redis_keys_swarm(info, REDIS_KEY_MAX, rs->prefix, info_hash, REDIS_KEYS_INFO) < 0)
         return -1;
     return 0;
-}
-
-static void redis_setup_cb(redisAsyncContext *ac, void *reply_ptr, void *privdata);
-
-/* Queues FUNCTION LOAD REPLACE of tyto's library; requests queued after it see the function. */
-static void redis_load_function(struct redis_storage *rs)
-{
-    const char *argv[] = { "FUNCTION", "LOAD", "REPLACE", redis_function_lib };
-
-    rs->function_missing = false;
-    redisAsyncCommandArgv(rs->ac, redis_setup_cb, (void *)"FUNCTION LOAD", 4, argv, NULL);
 }
 
 /* Announce pipeline (DESIGN.md): ZADD own set, ZREM the other, reap both, [HINCRBY downloaded],
@@ -556,21 +486,6 @@ static int redis_announce(struct storage *st, const struct announce_req *req, st
 
         if (!rs->ac) {
             redis_req_fail(r, STORAGE_ERR_UNAVAILABLE);
-            goto out;
-        }
-        if (rs->use_function) {
-            char want[16];
-            const char *fcall[] = { "FCALL", REDIS_FUNCTION_NAME, "3", kseed, kleech, kinfo, r->self, now,
-                                    score, want, ttl, stopped ? "x" : seeder ? "s" : "l",
-                                    req->event == ANNOUNCE_EVENT_COMPLETED ? "1" : "0" };
-            size_t lens[sizeof(fcall) / sizeof(fcall[0])];
-
-            snprintf(want, sizeof(want), "%u", numwant);
-            if (rs->function_missing)
-                redis_load_function(rs);
-            for (size_t i = 0; i < sizeof(fcall) / sizeof(fcall[0]); i++)
-                lens[i] = strlen(fcall[i]);
-            redis_send(rs, r, REDIS_SLOT_FUNCTION, (int)(sizeof(fcall) / sizeof(fcall[0])), fcall, lens);
             goto out;
         }
         if (stopped) {
@@ -827,8 +742,6 @@ static void redis_connect(struct redis_storage *rs)
         snprintf(db, sizeof(db), "%d", rs->target.db);
         redisAsyncCommandArgv(ac, redis_setup_cb, (void *)"SELECT", 2, argv, NULL);
     }
-    if (rs->use_function)
-        redis_load_function(rs);
     tv = redis_tv(rs->connect_timeout_ms);
     evtimer_add(rs->connect_ev, &tv);
 }
@@ -890,7 +803,6 @@ struct storage *storage_redis_new(const struct config *cfg, struct event_base *b
                                                                           : REDIS_CONNECT_TIMEOUT_MIN_MS;
     rs->peer_ttl_s = cfg->peer_ttl_s > 0 ? cfg->peer_ttl_s : 2 * cfg->interval_s;
     rs->numwant_max = cfg->numwant_max > 0 ? (unsigned)cfg->numwant_max : 200;
-    rs->use_function = cfg->redis_announce == CONFIG_REDIS_ANNOUNCE_FUNCTION;
     rs->backoff_ms = REDIS_BACKOFF_MIN_MS;
     if (rs->target.unix_socket)
         snprintf(rs->where, sizeof(rs->where), "%s", rs->target.path);
