@@ -21,6 +21,7 @@
 #include <yaml.h>
 
 #include "lib/announce.h"
+#include "lib/clientip.h"
 
 #define CONFIG_FILE_MAX (1024 * 1024)   /* a configuration file larger than this is a mistake */
 #define CONFIG_SHOW_MAX 64              /* bytes of a bad value quoted back in a message */
@@ -247,27 +248,11 @@ static int config_check_redis_url(const char *val, const char *subject, char *er
 /* An IPv4/IPv6 address, or one with a /prefix of the family's range. */
 static int config_check_cidr(const char *val, const char *subject, char *err, size_t errlen)
 {
-    char addr[INET6_ADDRSTRLEN + 1];
-    unsigned char buf[sizeof(struct in6_addr)];
-    const char *slash = strchr(val, '/');
-    size_t alen = slash ? (size_t)(slash - val) : strlen(val);
-    long bits, maxbits = 32;
+    struct clientip_net net;
 
-    if (alen == 0 || alen >= sizeof(addr))
-        goto bad;
-    memcpy(addr, val, alen);
-    addr[alen] = '\0';
-    if (inet_pton(AF_INET, addr, buf) != 1) {
-        maxbits = 128;
-        if (inet_pton(AF_INET6, addr, buf) != 1)
-            goto bad;
-    }
-    if (slash != NULL &&
-        (config_parse_long(slash + 1, strlen(slash + 1), &bits) < 0 || slash[1] == '-' ||
-         bits < 0 || bits > maxbits))
-        goto bad;
-    return 0;
-bad:
+    /* The workers' own parser decides: what `tyto -t` accepts, a worker must accept too. */
+    if (clientip_parse_net(val, strlen(val), &net) == 0)
+        return 0;
     return config_fail(err, errlen, subject, " ",
                        "entry '%.*s' is not an IPv4/IPv6 address or CIDR block",
                        config_show_len(strlen(val)), val);
