@@ -45,7 +45,7 @@
 #define HTTP_LINGER_MS 1000           /* after an error reply: read and drop until EOF, this long */
 #define HTTP_LINGER_BYTES (64 * 1024)
 #define HTTP_ACCEPT_PAUSE_MS 100      /* after EMFILE and the like */
-#define HTTP_MAX_LISTENERS 16
+#define HTTP_MAX_LISTENERS 128 /* SO_REUSEPORT lanes x addresses (lib/master.c) */
 #define HTTP_CONN_CACHE 64            /* freed connections kept for reuse */
 #define HTTP_REQ_CACHE 256            /* freed requests kept for reuse */
 

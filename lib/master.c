@@ -25,7 +25,8 @@
 extern char **environ;
 
 #define MASTER_MAX_SLOTS 512          /* worker slots in the shared metrics region */
-#define MASTER_MAX_LISTENERS 2
+#define MASTER_MAX_LISTENERS 2        /* addresses: IPv4 and IPv6 */
+#define MASTER_MAX_LANES 64           /* SO_REUSEPORT sockets per address */
 #define MASTER_STABLE_S 10            /* a worker that lived this long resets its back-off */
 #define MASTER_BACKOFF_MAX_MS 10000
 #define MASTER_KILL_GRACE_S 5         /* past shutdown.timeout_s, stragglers get SIGKILL */
@@ -37,13 +38,23 @@ struct master_slot {
     int failures;                     /* consecutive early deaths */
     struct timespec started;
     struct timespec respawn_at;       /* pending respawn time when pid == 0 and active */
+    int lane;                         /* index within its generation: which sockets it accepts on */
+};
+
+/* Listening sockets. Each address is bound once per lane, with SO_REUSEPORT, so the kernel
+ * spreads new connections evenly over the lanes (a shared socket let one worker take every
+ * keep-alive connection: bench/RESULTS.md). The master keeps every lane open, so a respawned
+ * worker, or the next generation's, takes over the same queue and nothing queued is lost. */
+struct master_lanes {
+    int fds[MASTER_MAX_LANES][MASTER_MAX_LISTENERS];
+    int nlanes;
+    int nfds;                         /* per lane */
 };
 
 struct master {
     const char *config_path;
     struct config cfg;
-    int fds[MASTER_MAX_LISTENERS];
-    int nfds;
+    struct master_lanes lanes;
     struct metrics *metrics;
     struct master_slot slot[MASTER_MAX_SLOTS];
     uint64_t generation;
@@ -63,16 +74,25 @@ static void master_close_listeners(int *fds, int nfds)
         close(fds[i]);
 }
 
-/* Opens the HTTP listeners cfg asks for. Returns their number, or -1 with a message. */
-static int master_open_listeners(const struct config *cfg, int *fds, char *err, size_t errlen)
+static void master_close_lanes(struct master_lanes *l)
+{
+    for (int i = 0; i < l->nlanes; i++)
+        master_close_listeners(l->fds[i], l->nfds);
+    l->nlanes = 0;
+}
+
+/* Opens one lane: the HTTP listeners cfg asks for. The first lane decides which addresses the
+ * host can serve (want6 < 0); later lanes open the same ones. Returns their number, or -1 with a
+ * message. */
+static int master_open_lane(const struct config *cfg, int *fds, int want6, char *err, size_t errlen)
 {
     int n = 0;
     const char *addrs[MASTER_MAX_LISTENERS] = { cfg->listen_ipv4, cfg->listen_ipv6 };
     for (int i = 0; i < MASTER_MAX_LISTENERS; i++) {
-        if (!addrs[i][0])
+        if (!addrs[i][0] || (i == 1 && want6 == 0))
             continue;
-        int fd = net_listen_tcp(addrs[i], cfg->port, false, err, errlen);
-        if (fd < 0 && i == 1 && n > 0 && (errno == EAFNOSUPPORT || errno == EADDRNOTAVAIL)) {
+        int fd = net_listen_tcp(addrs[i], cfg->port, true, err, errlen);
+        if (fd < 0 && i == 1 && n > 0 && want6 < 0 && (errno == EAFNOSUPPORT || errno == EADDRNOTAVAIL)) {
             /* A host (or container) without IPv6 still serves IPv4. */
             log_warn("%s; serving IPv4 only", err);
             continue;
@@ -83,6 +103,66 @@ static int master_open_listeners(const struct config *cfg, int *fds, char *err, 
         }
         fds[n++] = fd;
     }
+    return n;
+}
+
+/* SO_REUSEPORT would let this process join the sockets of another one of the same user on the
+ * same port and silently share its traffic: at start-up, a plain bind must find the port free. */
+static int master_check_port_free(const struct config *cfg, char *err, size_t errlen)
+{
+    const char *addrs[MASTER_MAX_LISTENERS] = { cfg->listen_ipv4, cfg->listen_ipv6 };
+    for (int i = 0; i < MASTER_MAX_LISTENERS; i++) {
+        if (!addrs[i][0])
+            continue;
+        int fd = net_listen_tcp(addrs[i], cfg->port, false, err, errlen);
+        if (fd < 0 && errno == EADDRINUSE)
+            return -1;
+        if (fd >= 0)
+            close(fd);
+    }
+    return 0;
+}
+
+static int master_lane_count(const struct config *cfg)
+{
+    int n = config_worker_count(cfg);
+    return n < MASTER_MAX_LANES ? n : MASTER_MAX_LANES;
+}
+
+/* Adds lanes to l until it has want (l may be empty). Returns 0, or -1 with a message and l as
+ * it was. */
+static int master_open_lanes(const struct config *cfg, struct master_lanes *l, int want, char *err,
+                             size_t errlen)
+{
+    int before = l->nlanes;
+    while (l->nlanes < want) {
+        int want6 = l->nlanes == 0 ? -1 : l->nfds > 1 || !cfg->listen_ipv4[0];
+        int n = master_open_lane(cfg, l->fds[l->nlanes], want6, err, errlen);
+        if (n < 0) {
+            while (l->nlanes > before)
+                master_close_listeners(l->fds[--l->nlanes], l->nfds);
+            return -1;
+        }
+        l->nfds = n;
+        l->nlanes++;
+    }
+    return 0;
+}
+
+/* The sockets the worker in lane `lane` of a generation of `workers` accepts on: its own lane,
+ * and every lane beyond the generation's size that maps to it (after a reload to fewer workers,
+ * the extra lanes stay open and are served, never closed with connections queued on them).
+ * With more workers than lanes, workers share lanes. Returns the number of descriptors. */
+static int master_lane_fds(const struct master_lanes *l, int lane, int workers, int *fds)
+{
+    int n = 0;
+    if (workers >= l->nlanes) {
+        memcpy(fds, l->fds[lane % l->nlanes], sizeof(int) * (size_t)l->nfds);
+        return l->nfds;
+    }
+    for (int i = lane; i < l->nlanes; i += workers)
+        for (int k = 0; k < l->nfds; k++)
+            fds[n++] = l->fds[i][k];
     return n;
 }
 
@@ -120,7 +200,9 @@ static void master_become_worker(struct master *m, int i)
     m->metrics->slot[i].pid = getpid();
     m->metrics->slot[i].generation = m->generation;
     m->metrics->slot[i].started++;
-    int rc = worker_run(&m->cfg, m->fds, m->nfds, m->metrics, i);
+    int fds[MASTER_MAX_LANES * MASTER_MAX_LISTENERS];
+    int nfds = master_lane_fds(&m->lanes, m->slot[i].lane, config_worker_count(&m->cfg), fds);
+    int rc = worker_run(&m->cfg, fds, nfds, m->metrics, i);
     m->metrics->slot[i].pid = 0;
     _exit(rc);
 }
@@ -152,6 +234,7 @@ static int master_spawn_generation(struct master *m)
         if (m->slot[i].pid != 0 || m->slot[i].active)
             continue;
         memset(&m->slot[i], 0, sizeof(m->slot[i]));
+        m->slot[i].lane = started;
         if (master_spawn(m, i) < 0)
             return -1;
         started++;
@@ -271,29 +354,31 @@ static void master_reload(struct master *m)
         log_error("reload refused, keeping the running configuration: %s", err);
         return;
     }
-    int fds[MASTER_MAX_LISTENERS];
-    int nfds = -1;
-    if (!master_same_listeners(&m->cfg, &next)) {
-        /* Close the old listeners first if the new ones may need the same port. */
-        nfds = master_open_listeners(&next, fds, err, sizeof(err));
-        if (nfds < 0) {
-            log_error("reload refused, keeping the running configuration: %s", err);
-            return;
-        }
+    /* Same addresses: the new generation takes over the running lanes (more if it has more
+     * workers). New addresses: a new set of lanes; the old one closes once the new is open. */
+    static struct master_lanes fresh; /* large; the master is single-threaded */
+    int same = master_same_listeners(&m->cfg, &next);
+    int had = m->lanes.nlanes;
+    fresh.nlanes = 0;
+    if (same ? master_open_lanes(&next, &m->lanes, master_lane_count(&next), err, sizeof(err)) < 0
+             : master_open_lanes(&next, &fresh, master_lane_count(&next), err, sizeof(err)) < 0) {
+        log_error("reload refused, keeping the running configuration: %s", err);
+        return;
     }
     if (log_init(next.log_level, next.log_file, err, sizeof(err)) < 0) {
         log_error("reload refused, keeping the running configuration: %s", err);
-        if (nfds >= 0)
-            master_close_listeners(fds, nfds);
+        if (!same)
+            master_close_lanes(&fresh);
+        while (m->lanes.nlanes > had)
+            master_close_listeners(m->lanes.fds[--m->lanes.nlanes], m->lanes.nfds);
         return;
     }
     for (int i = 0; i < MASTER_MAX_SLOTS; i++)
         m->slot[i].active = 0; /* the old generation drains and is not respawned */
     m->cfg = next;
-    if (nfds >= 0) {
-        master_close_listeners(m->fds, m->nfds);
-        memcpy(m->fds, fds, sizeof(fds[0]) * (size_t)nfds);
-        m->nfds = nfds;
+    if (!same) {
+        master_close_lanes(&m->lanes);
+        m->lanes = fresh;
     }
     m->generation++;
     log_info("configuration reloaded from %s: starting generation %llu", m->config_path ? m->config_path : "the environment",
@@ -349,8 +434,8 @@ int master_run(const char *config_path, const struct config *cfg)
     sigprocmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    m.nfds = master_open_listeners(&m.cfg, m.fds, err, sizeof(err));
-    if (m.nfds < 0) {
+    if (master_check_port_free(&m.cfg, err, sizeof(err)) < 0 ||
+        master_open_lanes(&m.cfg, &m.lanes, master_lane_count(&m.cfg), err, sizeof(err)) < 0) {
         log_error("%s", err);
         return 1;
     }
@@ -397,6 +482,6 @@ int master_run(const char *config_path, const struct config *cfg)
 out_metrics:
     metrics_free(m.metrics);
 out_listeners:
-    master_close_listeners(m.fds, m.nfds);
+    master_close_lanes(&m.lanes);
     return rc;
 }

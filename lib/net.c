@@ -1,5 +1,6 @@
 /* Listening sockets: bound by the master before fork so that every worker, including a respawned
- * one, accepts on the same socket and no connection is refused while a worker restarts. */
+ * one, accepts on sockets the master keeps open and no connection is refused while a worker
+ * restarts (lib/master.c: one SO_REUSEPORT lane per worker). */
 #include "lib/net.h"
 
 #include <arpa/inet.h>

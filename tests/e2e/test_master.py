@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import threading
 import time
 import unittest
@@ -231,6 +232,55 @@ class MasterTest(unittest.TestCase):
         # Both workers served some of it: the counters are summed over the slots.
         per_worker = [v for k, v in m.items() if k.startswith('tyto_worker_requests_total{')]
         self.assertEqual(sum(per_worker), sum(v for k, v in m.items() if k.startswith('tyto_requests_total{')))
+        t.stop()
+
+    def test_keep_alive_connections_spread_over_the_workers(self):
+        # One SO_REUSEPORT socket per worker: the kernel spreads connections by their addresses.
+        # With one shared socket, the first worker to wake often took every connection.
+        t = self.start(workers=2, ipv6=False)
+        wait_for(lambda: len(children(t.proc.pid)) == 2, 10, 'workers')
+        conns = []
+        for _ in range(32):
+            s = socket.create_connection(('127.0.0.1', t.port), timeout=5 * SLOW)
+            conns.append(s)
+        for s in conns:
+            s.sendall(b'GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n')
+        for s in conns:
+            self.assertIn(b' 200 ', s.recv(4096).split(b'\r\n')[0] + b' ')
+            s.close()
+        m = parse_prometheus(t.get('/metrics').body.decode())
+        per_worker = [v for k, v in m.items() if k.startswith('tyto_worker_requests_total{')]
+        self.assertEqual(len(per_worker), 2)
+        # Each of 32 connections lands on either socket: both get some (all on one: p = 2^-31).
+        self.assertGreater(min(per_worker), 0, 'one worker served every connection: %r' % per_worker)
+        t.stop()
+
+    def test_second_tracker_on_the_same_port_is_refused(self):
+        # SO_REUSEPORT must not let a second tyto join the first one's sockets.
+        t = self.start(workers=1, ipv6=False)
+        other = Tyto(config={'workers': 1}, ipv6=False)
+        self.tytos.append(other)
+        other.cfg['listen']['port'] = t.port
+        other.write_config()
+        proc = subprocess.run(tytotest.tyto_command(other.dir, ['-c', other.config_path]),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                              env=other.env, timeout=20 * SLOW)
+        self.assertNotEqual(proc.returncode, 0)
+        self.assertIn(b'in use', proc.stdout)
+        self.assertEqual(t.get('/healthz').status, 200)
+        t.stop()
+
+    def test_sighup_to_fewer_workers_keeps_every_socket_served(self):
+        # Lanes opened for 3 workers stay open after a reload to 1: the one worker serves them all.
+        t = self.start(workers=3, ipv6=False)
+        wait_for(lambda: len(children(t.proc.pid)) == 3, 10, '3 workers')
+        t.cfg['workers'] = 1
+        t.write_config()
+        os.kill(t.proc.pid, signal.SIGHUP)
+        wait_for(lambda: len(children(t.proc.pid)) == 1, 20, 'the old generation to drain')
+        ih = rand_hash()
+        for i in range(60):      # fresh connections: the kernel spreads them over all 3 sockets
+            t.announce(ih, Peer(), left=i % 2)
         t.stop()
 
     def test_healthz_follows_redis_down_and_back(self):
