@@ -483,7 +483,9 @@ static int redis_keys3(const struct redis_storage *rs, const uint8_t *info_hash,
 }
 
 /* Announce pipeline (DESIGN.md): ZADD own set, ZREM the other, reap both, [HINCRBY downloaded],
- * [ZRANDMEMBER], ZCARD x2, HGET downloaded, EXPIRE x3. Stopped: ZREM x2, reap, counts. */
+ * [ZRANDMEMBER], ZCARD x2, HGET downloaded, EXPIRE of the own set and the info hash. Stopped:
+ * ZREM x2, reap, counts. The other set needs no EXPIRE: its TTL was set by its own last write,
+ * and none of its members outlives that (a member's score is its last announce + peer_ttl). */
 static int redis_announce(struct storage *st, const struct announce_req *req, storage_announce_cb *cb,
                           void *arg)
 {
@@ -531,8 +533,7 @@ static int redis_announce(struct storage *st, const struct announce_req *req, st
         const char *card_s[] = { "ZCARD", kseed };
         const char *card_l[] = { "ZCARD", kleech };
         const char *hget[] = { "HGET", kinfo, "downloaded" };
-        const char *exp_s[] = { "EXPIRE", kseed, ttl };
-        const char *exp_l[] = { "EXPIRE", kleech, ttl };
+        const char *exp_own[] = { "EXPIRE", own, ttl };
         const char *exp_i[] = { "EXPIRE", kinfo, ttl };
 
         if (!rs->ac) {
@@ -559,8 +560,7 @@ static int redis_announce(struct storage *st, const struct announce_req *req, st
         redis_sendv(rs, r, REDIS_SLOT_LEECHERS, 2, card_l);
         redis_sendv(rs, r, REDIS_SLOT_DOWNLOADED, 3, hget);
         if (!stopped) {
-            redis_sendv(rs, r, REDIS_SLOT_WRITE, 3, exp_s);
-            redis_sendv(rs, r, REDIS_SLOT_WRITE, 3, exp_l);
+            redis_sendv(rs, r, REDIS_SLOT_WRITE, 3, exp_own);
             redis_sendv(rs, r, REDIS_SLOT_WRITE, 3, exp_i);
         }
     }
