@@ -98,7 +98,7 @@ static int redis_keys_port(const char *s, size_t len, uint16_t *port)
     unsigned v = 0;
     size_t i;
 
-    if (len == 0 || len > 5)
+    if (len == 0 || len > 5 || (len > 1 && s[0] == '0'))
         return -1;
     for (i = 0; i < len; i++) {
         if (s[i] < '0' || s[i] > '9')
@@ -135,12 +135,15 @@ int redis_keys_member_compact(const char *member, size_t len, uint8_t out[REDIS_
             return -1;
         if (redis_keys_port(close + 2, len - (size_t)(close + 2 - member), &port) < 0)
             return -1;
-        if (redis_keys_v4_mapped(addr)) {
-            memcpy(out, addr + 12, 4);
-            out[4] = (uint8_t)(port >> 8);
-            out[5] = (uint8_t)(port & 0xff);
-            return PEER_COMPACT4_LEN;
-        }
+        /* Only the text redis_keys_member writes: a mapped address is written as IPv4, and an
+         * IPv6 address in inet_ntop's form (lower case, zeros compressed), so that one peer
+         * can never be two members of a set (fuzz/README.md). */
+        if (redis_keys_v4_mapped(addr))
+            return -1;
+        char canon[INET6_ADDRSTRLEN];
+        if (!inet_ntop(AF_INET6, addr, canon, sizeof(canon)) || strlen(canon) != alen ||
+            memcmp(canon, text, alen) != 0)
+            return -1;
         memcpy(out, addr, 16);
         out[16] = (uint8_t)(port >> 8);
         out[17] = (uint8_t)(port & 0xff);

@@ -34,8 +34,8 @@ int redis_keys_member(char *dst, size_t cap, const struct peer_addr *peer);
 int redis_keys_peer_compact(const struct peer_addr *peer, uint8_t out[REDIS_KEYS_PEER_MAX]);
 
 /* Parses a member (len bytes, not NUL-terminated) back into compact bytes. Strict: exactly the
- * forms redis_keys_member writes (port 0..65535, decimal). Returns 6 or 18, or -1 if member is
- * not one. */
+ * forms redis_keys_member writes (port 0..65535 in decimal without leading zeros, IPv6 as
+ * inet_ntop writes it, never IPv4-mapped). Returns 6 or 18, or -1 if member is not one. */
 int redis_keys_member_compact(const char *member, size_t len, uint8_t out[REDIS_KEYS_PEER_MAX]);
 
 #endif

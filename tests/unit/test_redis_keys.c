@@ -178,6 +178,9 @@ static void test_redis_keys_compact_rejects_garbage(void **state)
         "1.2.3:80", "1.2.3.4.5:80", "256.1.1.1:80", "a.b.c.d:80", ":80", "1.2.3.4:8a",
         "[::1]", "[::1]:", "[::1]80", "::1:80", "[]:80", "[::g]:80", "[1.2.3.4]:80", "[::1:80",
         "1.2.3.4 :80", "1.2.3.4:80 ",
+        /* non-canonical forms of members redis_keys_member writes (fuzz/README.md) */
+        "1.2.3.4:0080", "1.2.3.4:00000", "01.2.3.4:80", "[::ffff:1.2.3.4]:80", "[2001:DB8:0::1]:6881",
+        "[2001:db8:0:0:0:0:0:1]:6881",
     };
     uint8_t out[REDIS_KEYS_PEER_MAX];
     size_t i;
