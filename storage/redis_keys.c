@@ -157,7 +157,8 @@ int redis_keys_member_compact(const char *member, size_t len, uint8_t out[REDIS_
         return -1;
     memcpy(text, member, alen);
     text[alen] = '\0';
-    if (inet_pton(AF_INET, text, addr) != 1)
+    /* glibc's inet_pton refuses leading zeros; a NUL inside would end the text early */
+    if (strlen(text) != alen || inet_pton(AF_INET, text, addr) != 1)
         return -1;
     if (redis_keys_port(colon + 1, len - alen - 1, &port) < 0)
         return -1;

@@ -182,6 +182,8 @@ static void test_redis_keys_compact_rejects_garbage(void **state)
         "1.2.3.4:0080", "1.2.3.4:00000", "01.2.3.4:80", "[::ffff:1.2.3.4]:80", "[2001:DB8:0::1]:6881",
         "[2001:db8:0:0:0:0:0:1]:6881",
     };
+    /* a NUL inside the address (found by fuzz_redis_member) */
+    static const char nul4[] = "192.0.3.1\0:881", nul6[] = "[::1\0]:80";
     uint8_t out[REDIS_KEYS_PEER_MAX];
     size_t i;
     (void)state;
@@ -190,6 +192,8 @@ static void test_redis_keys_compact_rejects_garbage(void **state)
         if (redis_keys_member_compact(bad[i], strlen(bad[i]), out) != -1)
             fail_msg("accepted \"%s\"", bad[i]);
     }
+    assert_int_equal(redis_keys_member_compact(nul4, sizeof(nul4) - 1, out), -1);
+    assert_int_equal(redis_keys_member_compact(nul6, sizeof(nul6) - 1, out), -1);
 }
 
 int main(void)
