@@ -73,9 +73,10 @@ bad = 0
 empty = 0
 sample_bad = nil
 
--- Announce replies: no failure and a "peers" key; counts replies whose peer list is empty.
-function bench.check_announce(status, body)
-   if status ~= 200 or body:find("failure reason", 1, true) or not body:find("5:peers", 1, true) then
+-- A reply is good if it is HTTP 200, has no "failure reason" and carries needle ("5:peers" for
+-- an announce, "5:files" for a scrape); the first bad one is kept as a sample.
+local function check(status, body, needle)
+   if status ~= 200 or body:find("failure reason", 1, true) or not body:find(needle, 1, true) then
       bad = bad + 1
       if not sample_bad then
          sample_bad = status .. " " .. body:sub(1, 120)
@@ -83,6 +84,14 @@ function bench.check_announce(status, body)
       return false
    end
    ok = ok + 1
+   return true
+end
+
+-- Announce replies; also counts replies whose peer list is empty.
+function bench.check_announce(status, body)
+   if not check(status, body, "5:peers") then
+      return false
+   end
    if body:find("5:peers0:", 1, true) then
       empty = empty + 1
    end
@@ -90,15 +99,14 @@ function bench.check_announce(status, body)
 end
 
 function bench.check_scrape(status, body)
-   if status ~= 200 or body:find("failure reason", 1, true) or not body:find("5:files", 1, true) then
-      bad = bad + 1
-      if not sample_bad then
-         sample_bad = status .. " " .. body:sub(1, 120)
-      end
-      return false
-   end
-   ok = ok + 1
-   return true
+   return check(status, body, "5:files")
+end
+
+-- init() of the scripts that draw from the steady workload's torrents: seeds the thread's
+-- random numbers and loads the info-hashes into the global `hashes`.
+function bench.init_torrents()
+   math.randomseed(bench.seed * 1000 + (tid or 0))
+   hashes = bench.load_hashes(bench.ntorrents)
 end
 
 -- setup/done run in their own Lua state: threads are remembered there to read their counters.

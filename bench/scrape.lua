@@ -2,12 +2,7 @@
 -- BENCH_TORRENTS torrents. Run by bench/run through wrk.
 dofile((os.getenv("BENCH_DIR") or "bench") .. "/common.lua")
 
-local hashes
-
-function init(args)
-   math.randomseed(bench.seed * 1000 + (tid or 0))
-   hashes = bench.load_hashes(bench.ntorrents)
-end
+init = bench.init_torrents
 
 function request()
    local n = math.random(1, 10)

@@ -4,12 +4,7 @@
 -- pool stays the same size on average. Run by bench/run through wrk after bench/load.lua.
 dofile((os.getenv("BENCH_DIR") or "bench") .. "/common.lua")
 
-local hashes
-
-function init(args)
-   math.randomseed(bench.seed * 1000 + (tid or 0))
-   hashes = bench.load_hashes(bench.ntorrents)
-end
+init = bench.init_torrents
 
 function request()
    local p = math.random(0, bench.npeers - 1)
