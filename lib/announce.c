@@ -42,6 +42,7 @@ static const char *const announce_reasons[] = {
     [ANNOUNCE_ERR_STORAGE_INTERNAL] = "tracker storage failed, retry later",
     [ANNOUNCE_ERR_OVERLOADED] = "tracker is overloaded, retry later",
     [ANNOUNCE_ERR_SHUTTING_DOWN] = "tracker is shutting down, retry later",
+    [ANNOUNCE_ERR_RATE_LIMITED] = "too many announces from this address, retry later",
 };
 
 _Static_assert(sizeof(announce_reasons) / sizeof(announce_reasons[0]) == ANNOUNCE_ERR_COUNT,

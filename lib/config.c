@@ -94,6 +94,8 @@ static const struct config_key keys[] = {
     { "http.head_timeout_ms",     CONFIG_INT,  CONFIG_FIELD(http_head_timeout_ms), 100, 600000, "5000" },
     { "http.max_requests_per_connection", CONFIG_INT, CONFIG_FIELD(http_max_requests_per_conn), 1, 10000000,
       "10000" },
+    { "rate_limit.announces",     CONFIG_INT,  CONFIG_FIELD(rate_limit_announces), 0, 65535, "0" },
+    { "rate_limit.window_s",      CONFIG_INT,  CONFIG_FIELD(rate_limit_window_s), 1, 3600, "60" },
     { "shutdown.timeout_s",       CONFIG_INT,  CONFIG_FIELD(shutdown_timeout_s), 1, 3600, "10" },
     { "pid_file",                 CONFIG_STR,  CONFIG_FIELD(pid_file), 0, 0, "" },
     { "log.level",                CONFIG_ENUM, CONFIG_FIELD(log_level), 0, 0, "info",

@@ -45,6 +45,10 @@ struct config {
     int http_head_timeout_ms;          /* http.head_timeout_ms: whole request head must arrive (slowloris) */
     int http_max_requests_per_conn;    /* http.max_requests_per_connection: then Connection: close */
 
+    /* rate_limit */
+    int rate_limit_announces;          /* rate_limit.announces: per client address and window; 0 off */
+    int rate_limit_window_s;           /* rate_limit.window_s */
+
     /* process */
     int shutdown_timeout_s;            /* shutdown.timeout_s: drain bound on SIGTERM */
     char pid_file[CONFIG_STR_MAX];     /* pid_file: "" for none */

@@ -20,6 +20,7 @@
 #include "lib/log.h"
 #include "lib/metrics.h"
 #include "lib/net.h"
+#include "lib/ratelimit.h"
 #include "lib/worker.h"
 
 extern char **environ;
@@ -27,6 +28,7 @@ extern char **environ;
 #define MASTER_MAX_SLOTS 512          /* worker slots in the shared metrics region */
 #define MASTER_MAX_LISTENERS 2        /* addresses: IPv4 and IPv6 */
 #define MASTER_MAX_LANES 64           /* SO_REUSEPORT sockets per address */
+#define MASTER_RATELIMIT_ORDER 17     /* 2^17 addresses counted at once (1 MiB shared) */
 #define MASTER_STABLE_S 10            /* a worker that lived this long resets its back-off */
 #define MASTER_BACKOFF_MAX_MS 10000
 #define MASTER_KILL_GRACE_S 5         /* past shutdown.timeout_s, stragglers get SIGKILL */
@@ -56,6 +58,7 @@ struct master {
     struct config cfg;
     struct master_lanes lanes;
     struct metrics *metrics;
+    struct ratelimit *ratelimit;      /* per-address announce counters, shared by the workers */
     struct master_slot slot[MASTER_MAX_SLOTS];
     uint64_t generation;
     int stopping;
@@ -202,7 +205,7 @@ static void master_become_worker(struct master *m, int i)
     m->metrics->slot[i].started++;
     int fds[MASTER_MAX_LANES * MASTER_MAX_LISTENERS];
     int nfds = master_lane_fds(&m->lanes, m->slot[i].lane, config_worker_count(&m->cfg), fds);
-    int rc = worker_run(&m->cfg, fds, nfds, m->metrics, i);
+    int rc = worker_run(&m->cfg, fds, nfds, m->metrics, i, m->cfg.rate_limit_announces > 0 ? m->ratelimit : NULL);
     m->metrics->slot[i].pid = 0;
     _exit(rc);
 }
@@ -444,6 +447,12 @@ int master_run(const char *config_path, const struct config *cfg)
         log_error("cannot map shared memory for metrics: %s", strerror(errno));
         goto out_listeners;
     }
+    /* Mapped even while rate_limit.announces is 0, so that a reload can turn the limit on. */
+    m.ratelimit = ratelimit_new(MASTER_RATELIMIT_ORDER);
+    if (!m.ratelimit) {
+        log_error("cannot map shared memory for the rate limit: %s", strerror(errno));
+        goto out_metrics;
+    }
     if (m.cfg.pid_file[0] && master_write_pid_file(m.cfg.pid_file, err, sizeof(err)) < 0) {
         log_error("%s", err);
         goto out_metrics;
@@ -480,6 +489,7 @@ int master_run(const char *config_path, const struct config *cfg)
     if (m.cfg.pid_file[0])
         unlink(m.cfg.pid_file);
 out_metrics:
+    ratelimit_free(m.ratelimit);
     metrics_free(m.metrics);
 out_listeners:
     master_close_lanes(&m.lanes);

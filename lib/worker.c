@@ -24,6 +24,7 @@
 #include "lib/http.h"
 #include "lib/log.h"
 #include "lib/metrics.h"
+#include "lib/ratelimit.h"
 #include "storage/storage.h"
 
 struct worker {
@@ -36,6 +37,7 @@ struct worker {
     struct announce_limits lim;
     struct announce_timing timing;
     struct metrics *metrics;
+    struct ratelimit *rl;              /* NULL: no rate limit */
     struct metrics_slot *slot;         /* this worker's counters, or a private dummy */
     struct metrics_slot dummy_slot;
     struct storage_counters counted;   /* the slot's storage counts before this process */
@@ -179,8 +181,15 @@ static void worker_announce(struct worker *w, struct http_request *req, const ch
     memset(areq, 0, sizeof(*areq));
     areq->now_s = worker_now_s(w);
     enum announce_err err = ANNOUNCE_ERR_STORAGE_INTERNAL;
-    if (worker_client_addr(w, req, &areq->peer) == 0)
-        err = announce_parse(query, query_len, &w->lim, areq);
+    if (worker_client_addr(w, req, &areq->peer) == 0) {
+        /* Counted by the connection's client address, before ip= may replace it, and before
+         * parsing: a flood costs a table lookup, not storage. */
+        if (w->rl && !ratelimit_allow(w->rl, &areq->peer, areq->now_s, (unsigned)w->cfg->rate_limit_announces,
+                                      (unsigned)w->cfg->rate_limit_window_s))
+            err = ANNOUNCE_ERR_RATE_LIMITED;
+        else
+            err = announce_parse(query, query_len, &w->lim, areq);
+    }
     if (err != ANNOUNCE_OK) {
         worker_send_failure(w, req, err, METRICS_ROUTE_ANNOUNCE, start);
         worker_call_free(call);
@@ -387,7 +396,8 @@ static int worker_setup_http(struct worker *w, const int *fds, int nfds)
     return 0;
 }
 
-int worker_run(const struct config *cfg, const int *fds, int nfds, struct metrics *metrics, int slot)
+int worker_run(const struct config *cfg, const int *fds, int nfds, struct metrics *metrics, int slot,
+               struct ratelimit *rl)
 {
     struct worker w;
     char err[512];
@@ -395,6 +405,7 @@ int worker_run(const struct config *cfg, const int *fds, int nfds, struct metric
     memset(&w, 0, sizeof(w));
     w.cfg = cfg;
     w.metrics = metrics;
+    w.rl = rl;
     w.slot = metrics && slot >= 0 && slot < metrics->nslots ? &metrics->slot[slot] : &w.dummy_slot;
     worker_fill_limits(&w);
     w.counted.round_trips = w.slot->storage_round_trips;

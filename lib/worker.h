@@ -10,6 +10,10 @@ struct metrics;
 /* Serves on fds (already listening) until SIGTERM, then stops accepting, answers the
  * requests in flight (bounded by shutdown.timeout_s) and returns 0; returns 1 if it could not
  * start. metrics may be NULL; slot is this worker's index in it. */
-int worker_run(const struct config *cfg, const int *fds, int nfds, struct metrics *metrics, int slot);
+struct ratelimit;
+
+/* rl: the host's shared announce counters, or NULL when rate_limit.announces is 0. */
+int worker_run(const struct config *cfg, const int *fds, int nfds, struct metrics *metrics, int slot,
+               struct ratelimit *rl);
 
 #endif

@@ -7,6 +7,7 @@ connection must still succeed promptly, and the worker must still be the same pr
 Each case prints one "ABUSE <case>: ..." summary line with its figures.
 Run alone: TYTO_BIN=build/tyto /usr/bin/python3 tests/e2e/test_abuse.py"""
 
+import http.client
 import os
 import random
 import re
@@ -411,6 +412,46 @@ class AbuseTest(unittest.TestCase):
         self.assertGreaterEqual(idle_s, 0.9)
         self.assertLess(idle_s, 1.0 + 1.0 * SLOW)
         self.normal_announce_ms(t)
+        t.stop()
+
+    def test_announce_rate_limit_per_address(self):
+        # 5 announces a minute per address, counted across both workers: connections from one
+        # address land on either worker, and the 6th is refused whichever takes it.
+        limit = 5
+        t = self.start_tyto(config={'rate_limit': {'announces': limit, 'window_s': 60}}, workers=2)
+        ih = rand_hash()
+        before = failures_by_reason(t)
+        replies = []
+        peers = [Peer() for _ in range(limit + 3)]
+        for p in peers:
+            replies.append(t.announce(ih, p, left=1, expect_ok=False))
+        # The window may turn over during the burst: then up to 2 x limit pass, never more.
+        passed = [i for i, d in enumerate(replies) if b'failure reason' not in d]
+        self.assertGreaterEqual(len(passed), limit)
+        refused = [d for d in replies if b'failure reason' in d]
+        self.assertTrue(refused, 'no announce refused past the limit')
+        for d in refused:
+            self.assertEqual(d[b'failure reason'], b'too many announces from this address, retry later')
+        # A refused announce never reached storage: its peer is not in the swarm.
+        c = tytotest.Redis(tytotest.redis_socket())
+        try:
+            members = c.zscores('%s{%s}:leechers' % (t.prefix, ih.hex()))
+        finally:
+            c.close()
+        for i, p in enumerate(peers):
+            self.assertEqual(b'127.0.0.1:%d' % p.port in members, i in passed)
+        # Another address is counted apart.
+        conn = http.client.HTTPConnection('127.0.0.1', t.port, timeout=5 * SLOW,
+                                          source_address=('127.0.0.2', 0))
+        try:
+            conn.request('GET', tytotest.announce_path(ih, Peer().peer_id, 7000, left=1))
+            body = conn.getresponse().read()
+        finally:
+            conn.close()
+        self.assertNotIn(b'failure reason', body)
+        after = failures_by_reason(t)
+        self.assertEqual(after['too many announces from this address, retry later'] -
+                         before.get('too many announces from this address, retry later', 0), len(refused))
         t.stop()
 
     def test_burst_of_malformed_announces(self):

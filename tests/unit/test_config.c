@@ -295,6 +295,10 @@ static void test_config_out_of_range(void **state)
                  "t.yaml:2: listen.port must be an integer from 1 to 65535, got '65536'");
     expect_error("listen:\n  port: -1\n",
                  "t.yaml:2: listen.port must be an integer from 1 to 65535, got '-1'");
+    expect_error("rate_limit:\n  announces: 65536\n",
+                 "t.yaml:2: rate_limit.announces must be an integer from 0 to 65535, got '65536'");
+    expect_error("rate_limit:\n  announces: 10\n  window_s: 0\n",
+                 "t.yaml:3: rate_limit.window_s must be an integer from 1 to 3600, got '0'");
     expect_error("listen:\n  port: 99999999999999999999999999\n",
                  "t.yaml:2: listen.port must be an integer from 1 to 65535, got "
                  "'99999999999999999999999999'");

@@ -1,0 +1,129 @@
+/* Per-address counters in shared memory (lib/ratelimit.h). A place is one 64-bit word,
+ *   tag (32 bits: the rest of the address's hash) | window (16 bits) | count (16 bits),
+ * changed only by compare-and-swap, so workers need no lock. An address may live in one of two
+ * places (two hashes); a newcomer takes a place that is empty or belongs to an older window, and
+ * evicts the first place's owner only when both are busy in the current window. */
+#include "lib/ratelimit.h"
+
+#include <stddef.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define RATELIMIT_CAS_TRIES 8
+
+struct ratelimit {
+    size_t map_len;
+    uint64_t mask;            /* places - 1 */
+    uint64_t key[2];          /* hash key: nobody outside can aim two addresses at one place */
+    uint64_t place[];
+};
+
+struct ratelimit *ratelimit_new(unsigned order)
+{
+    if (order < 4 || order > 24)
+        return NULL;
+    size_t places = (size_t)1 << order;
+    size_t len = offsetof(struct ratelimit, place) + places * sizeof(uint64_t);
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    struct ratelimit *rl = p;           /* mmap gives zeroed pages: every place empty */
+    rl->map_len = len;
+    rl->mask = places - 1;
+    if (getrandom(rl->key, sizeof(rl->key), 0) != (ssize_t)sizeof(rl->key)) {
+        /* No entropy yet (early boot): time and pid still keep the key from being guessed
+         * by a remote client in advance. */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        rl->key[0] = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull ^ (uint64_t)getpid();
+        rl->key[1] = (uint64_t)ts.tv_sec * 0xbf58476d1ce4e5b9ull;
+    }
+    return rl;
+}
+
+void ratelimit_free(struct ratelimit *rl)
+{
+    if (rl)
+        munmap(rl, rl->map_len);
+}
+
+static uint64_t ratelimit_mix(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebull;
+    x ^= x >> 31;
+    return x;
+}
+
+/* A keyed hash of the address: IPv4 whole, IPv6 by its first 64 bits. */
+static uint64_t ratelimit_hash(const struct ratelimit *rl, const struct peer_addr *addr)
+{
+    uint64_t v;
+    if (addr->family == AF_INET6) {
+        memcpy(&v, addr->addr, sizeof(v));
+        v ^= 6;
+    } else {
+        uint32_t v4;
+        memcpy(&v4, addr->addr, sizeof(v4));
+        v = (uint64_t)v4 << 8 | 4;
+    }
+    return ratelimit_mix(ratelimit_mix(v ^ rl->key[0]) + rl->key[1]);
+}
+
+static uint64_t ratelimit_word(uint32_t tag, uint16_t window, uint16_t count)
+{
+    return (uint64_t)tag << 32 | (uint64_t)window << 16 | count;
+}
+
+bool ratelimit_allow(struct ratelimit *rl, const struct peer_addr *addr, int64_t now_s, unsigned limit,
+                     unsigned window_s)
+{
+    if (window_s == 0 || now_s < 0)
+        return true;
+    uint64_t h = ratelimit_hash(rl, addr);
+    uint32_t tag = (uint32_t)(h >> 32) | 1;   /* never 0: a zero word is an empty place */
+    uint16_t window = (uint16_t)((uint64_t)now_s / window_s);
+    uint64_t *places[2] = {
+        &rl->place[h & rl->mask],
+        &rl->place[(h >> 16 ^ h >> 40) & rl->mask],
+    };
+
+    for (int tries = 0; tries < RATELIMIT_CAS_TRIES; tries++) {
+        uint64_t old[2], *target = NULL, next = 0;
+        for (int i = 0; i < 2; i++)
+            old[i] = __atomic_load_n(places[i], __ATOMIC_ACQUIRE);
+        int i;
+        for (i = 0; i < 2; i++)
+            if ((uint32_t)(old[i] >> 32) == tag)
+                break;
+        if (i < 2) {
+            /* Known address: count in its window, or start the new window. */
+            uint16_t count = (uint16_t)old[i];
+            if ((uint16_t)(old[i] >> 16) != window)
+                count = 0;
+            if (count < RATELIMIT_MAX_LIMIT)
+                count++;
+            target = places[i];
+            next = ratelimit_word(tag, window, count);
+            if (__atomic_compare_exchange_n(target, &old[i], next, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+                return count <= limit;
+            continue;
+        }
+        /* Newcomer: an empty or stale place, else evict the first one. */
+        for (i = 0; i < 2; i++)
+            if (old[i] == 0 || (uint16_t)(old[i] >> 16) != window)
+                break;
+        if (i == 2)
+            i = 0;
+        next = ratelimit_word(tag, window, 1);
+        if (__atomic_compare_exchange_n(places[i], &old[i], next, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            return 1 <= limit;
+    }
+    return true; /* contended past all retries: let it through rather than spin */
+}
