@@ -452,7 +452,7 @@ static int redis_send(struct redis_storage *rs, struct redis_req *r, enum redis_
         rc = len > 0 ? redisAsyncFormattedCommand(rs->ac, redis_reply_cb, r, cmd, len)
                      : redisAsyncCommandArgv(rs->ac, redis_reply_cb, r, argc, argv, lens);
     }
-    if (!rs->ac || rc != REDIS_OK) {
+    if (rc != REDIS_OK) {
         redis_req_fail(r, STORAGE_ERR_UNAVAILABLE);
         return -1;
     }
