@@ -205,7 +205,7 @@ static void master_become_worker(struct master *m, int i)
     m->metrics->slot[i].started++;
     int fds[MASTER_MAX_LANES * MASTER_MAX_LISTENERS];
     int nfds = master_lane_fds(&m->lanes, m->slot[i].lane, config_worker_count(&m->cfg), fds);
-    int rc = worker_run(&m->cfg, fds, nfds, m->metrics, i, m->cfg.rate_limit_announces > 0 ? m->ratelimit : NULL);
+    int rc = worker_run(&m->cfg, fds, nfds, m->metrics, i, m->ratelimit);
     m->metrics->slot[i].pid = 0;
     _exit(rc);
 }

@@ -84,7 +84,7 @@ static uint64_t ratelimit_word(uint32_t tag, uint16_t window, uint16_t count)
 bool ratelimit_allow(struct ratelimit *rl, const struct peer_addr *addr, int64_t now_s, unsigned limit,
                      unsigned window_s)
 {
-    if (window_s == 0 || now_s < 0)
+    if (limit == 0 || window_s == 0 || now_s < 0)
         return true;
     uint64_t h = ratelimit_hash(rl, addr);
     uint32_t tag = (uint32_t)(h >> 32) | 1;   /* never 0: a zero word is an empty place */

@@ -22,7 +22,8 @@ struct ratelimit *ratelimit_new(unsigned order);
 void ratelimit_free(struct ratelimit *rl);
 
 /* Counts one request from addr at now_s. Returns true while addr has made at most limit
- * requests in the current window of window_s seconds (limit 1..RATELIMIT_MAX_LIMIT). */
+ * requests in the current window of window_s seconds (limit 1..RATELIMIT_MAX_LIMIT); limit 0
+ * means no limit, and nothing is counted. */
 bool ratelimit_allow(struct ratelimit *rl, const struct peer_addr *addr, int64_t now_s, unsigned limit,
                      unsigned window_s);
 

@@ -37,7 +37,7 @@ struct worker {
     struct announce_limits lim;
     struct announce_timing timing;
     struct metrics *metrics;
-    struct ratelimit *rl;              /* NULL: no rate limit */
+    struct ratelimit *rl;              /* the host's counters (rate_limit.announces 0: off), or NULL */
     struct metrics_slot *slot;         /* this worker's counters, or a private dummy */
     struct metrics_slot dummy_slot;
     struct storage_counters counted;   /* the slot's storage counts before this process */

@@ -12,7 +12,7 @@ struct metrics;
  * start. metrics may be NULL; slot is this worker's index in it. */
 struct ratelimit;
 
-/* rl: the host's shared announce counters, or NULL when rate_limit.announces is 0. */
+/* rl: the host's shared announce counters, or NULL. */
 int worker_run(const struct config *cfg, const int *fds, int nfds, struct metrics *metrics, int slot,
                struct ratelimit *rl);
 

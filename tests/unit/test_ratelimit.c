@@ -49,6 +49,8 @@ static void test_ratelimit_limit_per_window(void **state)
     assert_int_equal(allowed(rl, "192.0.2.1", 1859, 5, 5), 2);
     /* the next window starts from zero */
     assert_int_equal(allowed(rl, "192.0.2.1", 1860, 8, 5), 5);
+    /* limit 0 is off */
+    assert_int_equal(allowed(rl, "192.0.2.1", 1860, 8, 0), 8);
     ratelimit_free(rl);
 }
 
