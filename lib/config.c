@@ -54,7 +54,7 @@ struct config_key {
 };
 
 static config_check_fn config_check_ipv4, config_check_ipv6, config_check_prefix,
-    config_check_redis_url, config_check_cidr;
+    config_check_redis_url, config_check_cidr, config_check_hostport;
 
 static const char *const config_storage_words[] = { "redis", "memory", NULL };
 static const char *const config_level_words[] = { "error", "warn", "info", "debug", NULL };
@@ -86,6 +86,9 @@ static const struct config_key keys[] = {
     { "announce.numwant_default", CONFIG_INT,  CONFIG_FIELD(numwant_default), 0, 1000, "50" },
     { "announce.numwant_max",     CONFIG_INT,  CONFIG_FIELD(numwant_max), 1, 1000, "200" },
     { "announce.allow_ip_param",  CONFIG_BOOL, CONFIG_FIELD(allow_ip_param), 0, 0, "false" },
+    { "swarm.max_peers_per_address", CONFIG_INT, CONFIG_FIELD(swarm_max_peers_per_address), 0, 65535, "16" },
+    { "swarm.downloaded_ttl_s",   CONFIG_INT,  CONFIG_FIELD(swarm_downloaded_ttl_s), 3600, 2147483647, "0",
+      .flags = CONFIG_ZERO },
     { "scrape.max_hashes",        CONFIG_INT,  CONFIG_FIELD(scrape_max_hashes), 1, SCRAPE_MAX_HASHES, "64" },
     { "http.max_header_bytes",    CONFIG_INT,  CONFIG_FIELD(http_max_header_bytes), 1024, 65536, "8192" },
     { "http.idle_timeout_s",      CONFIG_INT,  CONFIG_FIELD(http_idle_timeout_s), 1, 3600, "30" },
@@ -94,6 +97,10 @@ static const struct config_key keys[] = {
     { "http.head_timeout_ms",     CONFIG_INT,  CONFIG_FIELD(http_head_timeout_ms), 100, 600000, "5000" },
     { "http.max_requests_per_connection", CONFIG_INT, CONFIG_FIELD(http_max_requests_per_conn), 1, 10000000,
       "10000" },
+    { "http.max_output_bytes",    CONFIG_INT,  CONFIG_FIELD(http_max_output_bytes), 65536, 1073741824, "67108864" },
+    { "http.write_timeout_ms",    CONFIG_INT,  CONFIG_FIELD(http_write_timeout_ms), 100, 600000, "10000" },
+    { "admin.listen",             CONFIG_STR,  CONFIG_FIELD(admin_listen), 0, 0, "127.0.0.1:6970",
+      .check = config_check_hostport },
     { "rate_limit.announces",     CONFIG_INT,  CONFIG_FIELD(rate_limit_announces), 0, 65535, "0" },
     { "rate_limit.window_s",      CONFIG_INT,  CONFIG_FIELD(rate_limit_window_s), 1, 3600, "60" },
     { "shutdown.timeout_s",       CONFIG_INT,  CONFIG_FIELD(shutdown_timeout_s), 1, 3600, "10" },
@@ -220,6 +227,55 @@ static int config_check_ipv4(const char *val, const char *subject, char *err, si
 static int config_check_ipv6(const char *val, const char *subject, char *err, size_t errlen)
 {
     return config_check_addr(AF_INET6, val, subject, err, errlen);
+}
+
+int config_parse_hostport(const char *s, char *host, size_t hostcap, int *port, char *err, size_t errlen)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+    const char *colon, *h = s;
+    size_t hlen;
+    char *end;
+    long p;
+    int family = AF_INET;
+
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+
+        if (!close || close[1] != ':')
+            return config_fail(err, errlen, NULL, "", "'%.*s' is not [IPV6]:PORT", config_show_len(strlen(s)), s);
+        h = s + 1;
+        hlen = (size_t)(close - h);
+        colon = close + 1;
+        family = AF_INET6;
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon)
+            return config_fail(err, errlen, NULL, "", "'%.*s' is not ADDRESS:PORT", config_show_len(strlen(s)), s);
+        hlen = (size_t)(colon - s);
+    }
+    if (hlen == 0 || hlen >= hostcap)
+        return config_fail(err, errlen, NULL, "", "'%.*s' has no usable address", config_show_len(strlen(s)), s);
+    memcpy(host, h, hlen);
+    host[hlen] = '\0';
+    if (inet_pton(family, host, buf) != 1)
+        return config_fail(err, errlen, NULL, "", "'%s' is not an %s address", host,
+                           family == AF_INET ? "IPv4" : "IPv6");
+    errno = 0;
+    p = strtol(colon + 1, &end, 10);
+    if (colon[1] < '0' || colon[1] > '9' || *end != '\0' || errno || p < 1 || p > 65535)
+        return config_fail(err, errlen, NULL, "", "port in '%.*s' must be 1 to 65535", config_show_len(strlen(s)), s);
+    *port = (int)p;
+    return 0;
+}
+
+static int config_check_hostport(const char *val, const char *subject, char *err, size_t errlen)
+{
+    char host[64], msg[256];
+    int port;
+
+    if (val[0] == '\0' || config_parse_hostport(val, host, sizeof(host), &port, msg, sizeof(msg)) == 0)
+        return 0;
+    return config_fail(err, errlen, subject, " ", "must be ADDRESS:PORT, [IPV6]:PORT or empty: %s", msg);
 }
 
 static int config_check_prefix(const char *val, const char *subject, char *err, size_t errlen)

@@ -34,6 +34,12 @@ struct config {
     int numwant_max;                   /* announce.numwant_max */
     bool allow_ip_param;               /* announce.allow_ip_param: honour ip= */
 
+    /* swarm */
+    int swarm_max_peers_per_address;   /* swarm.max_peers_per_address: ports one address may hold
+                                        * in one swarm; 0 off */
+    int swarm_downloaded_ttl_s;        /* swarm.downloaded_ttl_s: how long a swarm's completed
+                                        * count outlives its last announce; 0 forever */
+
     /* scrape */
     int scrape_max_hashes;             /* scrape.max_hashes */
 
@@ -44,6 +50,13 @@ struct config {
     int http_max_pending;              /* http.max_pending: requests waiting for storage, per worker */
     int http_head_timeout_ms;          /* http.head_timeout_ms: whole request head must arrive (slowloris) */
     int http_max_requests_per_conn;    /* http.max_requests_per_connection: then Connection: close */
+    int http_max_output_bytes;         /* http.max_output_bytes: reply bytes a worker holds for slow
+                                        * readers, all connections together */
+    int http_write_timeout_ms;         /* http.write_timeout_ms: a reply must be fully written by then */
+
+    /* admin */
+    char admin_listen[80];             /* admin.listen: "ADDR:PORT" or "[V6]:PORT" of the operator
+                                        * routes (/metrics, /stats, /healthz); "" off */
 
     /* rate_limit */
     int rate_limit_announces;          /* rate_limit.announces: per client address and window; 0 off */
@@ -89,6 +102,10 @@ int config_validate(struct config *cfg, char *err, size_t errlen);
 int config_worker_count(const struct config *cfg);
 
 const char *config_log_level_name(enum config_log_level level);
+
+/* Splits "a.b.c.d:PORT", "[v6]:PORT" (admin.listen) into host (no brackets) and port.
+ * Returns 0, or -1 with a message in err. */
+int config_parse_hostport(const char *s, char *host, size_t hostcap, int *port, char *err, size_t errlen);
 
 /* Where redis.url points. */
 struct config_redis_target {
