@@ -1,6 +1,6 @@
 /* `tyto swarm <info_hash>` and `tyto swarms [N]`: an operator's read-only view of the swarms in
- * Redis, with the schema the workers write (DESIGN.md "Redis schema"). Synchronous hiredis, one
- * connection, never on the request path. */
+ * Redis, with the schema the workers write (README "Redis schema", docs/architecture.md).
+ * Synchronous hiredis, one connection, never on the request path. */
 #ifndef TYTO_INSPECT_H
 #define TYTO_INSPECT_H
 
