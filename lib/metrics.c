@@ -67,6 +67,7 @@ static void metrics_total(const struct metrics *m, struct metrics_slot *t)
         t->storage_reconnects += s->storage_reconnects;
         t->open_connections += s->open_connections;
         t->inflight += s->inflight;
+        t->storage_backlog += s->storage_backlog;
         t->started += s->started;
     }
 }
@@ -121,6 +122,10 @@ void metrics_write_prometheus(const struct metrics *m, struct evbuffer *out)
     evbuffer_add_printf(out, "# HELP tyto_inflight_requests Requests waiting for storage.\n"
                              "# TYPE tyto_inflight_requests gauge\ntyto_inflight_requests %lld\n",
                         (long long)t.inflight);
+    evbuffer_add_printf(out, "# HELP tyto_storage_backlog_requests Requests answered (timed out) whose "
+                             "storage replies are still owed; counted with the in-flight ones against "
+                             "http.max_pending.\n# TYPE tyto_storage_backlog_requests gauge\n"
+                             "tyto_storage_backlog_requests %lld\n", (long long)t.storage_backlog);
     evbuffer_add_printf(out, "# HELP tyto_open_connections Open client connections.\n"
                              "# TYPE tyto_open_connections gauge\ntyto_open_connections %lld\n",
                         (long long)t.open_connections);
@@ -156,10 +161,10 @@ void metrics_write_json(const struct metrics *m, struct evbuffer *out)
     evbuffer_add_printf(out,
                         "},\"failures\":%llu,\"storage\":{\"round_trips\":%llu,\"commands\":%llu,"
                         "\"errors\":%llu,\"timeouts\":%llu,\"reconnects\":%llu},"
-                        "\"inflight\":%lld,\"mean_latency_us\":%llu}\n",
+                        "\"inflight\":%lld,\"backlog\":%lld,\"mean_latency_us\":%llu}\n",
                         (unsigned long long)failures, (unsigned long long)t.storage_round_trips,
                         (unsigned long long)t.storage_commands, (unsigned long long)t.storage_errors,
                         (unsigned long long)t.storage_timeouts, (unsigned long long)t.storage_reconnects,
-                        (long long)t.inflight,
+                        (long long)t.inflight, (long long)t.storage_backlog,
                         (unsigned long long)(t.latency_count ? t.latency_sum_us / t.latency_count : 0));
 }

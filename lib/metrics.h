@@ -37,6 +37,7 @@ struct metrics_slot {
     uint64_t storage_round_trips, storage_commands, storage_errors, storage_timeouts, storage_reconnects;
     int64_t open_connections;
     int64_t inflight;
+    int64_t storage_backlog;                          /* timed out, replies still owed */
 };
 
 struct metrics {

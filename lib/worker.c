@@ -82,6 +82,7 @@ static void worker_copy_storage_counters(struct worker *w)
     w->slot->storage_errors = w->counted.errors + c->errors;
     w->slot->storage_timeouts = w->counted.timeouts + c->timeouts;
     w->slot->storage_reconnects = w->counted.reconnects + c->reconnects;
+    w->slot->storage_backlog = w->st->backlog;  /* a gauge: as of this worker's last request */
 }
 
 /* Sends the reply already in req's body buffer and does the bookkeeping common to all routes. */
@@ -112,11 +113,13 @@ static void worker_send_failure(struct worker *w, struct http_request *req, enum
 }
 
 /* NULL when the worker already has http.max_pending requests waiting (load shedding: a fast
- * failure beats a queue that grows while Redis falls behind) or memory is short. */
+ * failure beats a queue that grows while Redis falls behind) or memory is short. Waiting
+ * includes storage's backlog: requests answered "timed out" whose commands are still queued at
+ * Redis. Without it every timeout freed a slot while the queue kept growing. */
 static struct worker_call *worker_call_new(struct worker *w, struct http_request *req,
                                            enum metrics_route route, const struct timespec *start)
 {
-    if (w->inflight >= (unsigned)w->cfg->http_max_pending)
+    if (w->inflight + w->st->backlog >= (unsigned)w->cfg->http_max_pending)
         return NULL;
     struct worker_call *call = malloc(sizeof(*call));
     if (!call)

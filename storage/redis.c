@@ -28,6 +28,12 @@
 #define REDIS_CONNECT_TIMEOUT_MIN_MS 1000  /* one lost SYN costs a 1 s retransmit */
 #define REDIS_ANNOUNCE_MAX_CMDS 16
 #define REDIS_KEY_MAX 160                  /* prefix (< 64) + "{" + 40 hex + "}:leechers" */
+/* A reply owed for this many deadlines means Redis is more than a whole deadline behind: every
+ * request queued behind it times out anyway. The connection is dropped (redis_backlog_stale). */
+#define REDIS_BACKLOG_DEADLINES 2
+#define REDIS_CLOCK_PERIOD_MS 15000        /* TIME again this often (and at every connect) */
+#define REDIS_CLOCK_WARN_MS 2000           /* warn when this host's clock is off by more */
+#define REDIS_CLOCK_WARN_EVERY_MS 60000
 
 enum redis_kind { REDIS_REQ_ANNOUNCE, REDIS_REQ_SCRAPE, REDIS_REQ_HEALTH };
 
@@ -55,6 +61,9 @@ struct redis_req {
     unsigned pending;                      /* hiredis callbacks still owed */
     unsigned ncmds;                        /* commands accepted by hiredis */
     unsigned replies;                      /* replies seen: the index of the next one */
+    struct redis_req *owed_prev, *owed_next; /* on owed_rs's list while pending > 0 */
+    struct redis_storage *owed_rs;         /* NULL when off the list (or the storage is gone) */
+    uint64_t sent_ms;                      /* monotonic: its first command was handed to hiredis */
     struct event *timer;                   /* deadline, or the zero-delay deferred delivery */
     storage_announce_cb *announce_cb;
     storage_scrape_cb *scrape_cb;
@@ -94,6 +103,16 @@ struct redis_storage {
     struct event *connect_ev;              /* connect deadline */
     struct event *reset_ev;                /* drops a stalled connection from the loop's top level */
     struct redis_req *reqs;                /* requests whose callback has not run */
+    /* Requests owing replies (done or not), oldest first: replies come in order, so the head
+     * is the one Redis answers next and its age is how far behind Redis is. */
+    struct redis_req *owed_head, *owed_tail;
+    /* Redis's clock: unix ms = the loop's cached time + clock_offset_ms (redis_time_s). */
+    int64_t clock_offset_ms;
+    bool clock_known;                      /* a TIME reply came (or TIME failed: host clock) */
+    bool clock_pending;                    /* a TIME is on the connection */
+    uint64_t clock_sent_ms;                /* monotonic: when it was written */
+    uint64_t clock_warned_ms;              /* monotonic: last warning about this host's clock */
+    struct event *clock_ev;                /* periodic TIME */
 };
 
 static uint64_t redis_now_ms(void)
@@ -102,6 +121,20 @@ static uint64_t redis_now_ms(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Redis's unix time in seconds: the loop's cached time (one clock read per iteration) plus the
+ * offset the last TIME measured. Every peer score, reap bound and scrape window uses it, so that
+ * hosts with different clocks agree on when a peer expires (and with the key TTLs, which Redis
+ * runs on its own clock). */
+static int64_t redis_time_s(const struct redis_storage *rs)
+{
+    struct timeval tv;
+    int64_t ms;
+
+    event_base_gettimeofday_cached(rs->evbase, &tv);
+    ms = (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000 + rs->clock_offset_ms;
+    return ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000);
 }
 
 static struct timeval redis_tv(int ms)
@@ -154,6 +187,42 @@ static void redis_req_fail(struct redis_req *r, int status)
         r->status = status;
 }
 
+/* Puts r at the tail of the owed list as its first command goes out. */
+static void redis_owed_add(struct redis_storage *rs, struct redis_req *r)
+{
+    r->owed_rs = rs;
+    r->sent_ms = redis_now_ms();
+    r->owed_prev = rs->owed_tail;
+    r->owed_next = NULL;
+    if (rs->owed_tail)
+        rs->owed_tail->owed_next = r;
+    else
+        rs->owed_head = r;
+    rs->owed_tail = r;
+}
+
+/* Takes r off the owed list once its last reply came (or the connection failed it); a request
+ * already answered leaves the backlog. */
+static void redis_owed_remove(struct redis_req *r)
+{
+    struct redis_storage *rs = r->owed_rs;
+
+    if (!rs)
+        return;
+    if (r->owed_prev)
+        r->owed_prev->owed_next = r->owed_next;
+    else
+        rs->owed_head = r->owed_next;
+    if (r->owed_next)
+        r->owed_next->owed_prev = r->owed_prev;
+    else
+        rs->owed_tail = r->owed_prev;
+    r->owed_prev = r->owed_next = NULL;
+    r->owed_rs = NULL;
+    if (r->done)
+        rs->base.backlog--;
+}
+
 /* Runs the user callback once and detaches r from the storage; r itself stays until
  * redis_req_release finds nothing more owed. */
 static void redis_req_finish(struct redis_req *r, int status)
@@ -169,6 +238,8 @@ static void redis_req_finish(struct redis_req *r, int status)
     r->prev = r->next = NULL;
     r->rs = NULL;
     r->done = true;
+    if (r->pending > 0)
+        rs->base.backlog++;                /* answered, but its replies are still owed */
     evtimer_del(r->timer);
     if (status != STORAGE_OK)
         rs->base.counters.errors++;
@@ -230,6 +301,33 @@ static void redis_req_start(struct redis_storage *rs, struct redis_req *r)
     evtimer_add(r->timer, &tv);
 }
 
+/* The backlog is stale when the oldest reply still owed was asked for REDIS_BACKLOG_DEADLINES
+ * deadlines ago or more. Redis is then behind by more than a whole deadline: whatever is queued
+ * behind that reply will time out too, and the queue only grows while load exceeds what Redis
+ * serves. Dropping the connection releases every owed callback and the memory they hold at
+ * once (hiredis fails them with NULL replies) and starts over with an empty queue. Twice the
+ * deadline rather than once leaves a connection that is merely slow for a moment alone. */
+static bool redis_backlog_stale(const struct redis_storage *rs, uint64_t now_ms)
+{
+    return rs->owed_head &&
+           now_ms - rs->owed_head->sent_ms >= (uint64_t)rs->timeout_ms * REDIS_BACKLOG_DEADLINES;
+}
+
+/* Arms reset_ev for when the oldest owed reply turns stale. Without it a backlog that fills
+ * http.max_pending would never be dropped: every new request is refused before it reaches
+ * storage, so no request deadline is left to notice. */
+static void redis_watch_backlog(struct redis_storage *rs)
+{
+    uint64_t bound = (uint64_t)rs->timeout_ms * REDIS_BACKLOG_DEADLINES, age;
+    struct timeval tv;
+
+    if (!rs->owed_head || !rs->connected || event_pending(rs->reset_ev, EV_TIMEOUT, NULL))
+        return;
+    age = redis_now_ms() - rs->owed_head->sent_ms;
+    tv = redis_tv(age >= bound ? 0 : (int)(bound - age) + 1);
+    evtimer_add(rs->reset_ev, &tv);
+}
+
 static void redis_req_timeout(evutil_socket_t fd, short what, void *arg)
 {
     struct redis_req *r = arg;
@@ -242,9 +340,13 @@ static void redis_req_timeout(evutil_socket_t fd, short what, void *arg)
         status = STORAGE_ERR_TIMEOUT;
         rs->base.counters.timeouts++;
         /* No reply at all for a whole deadline: the connection is stuck (a paused or wedged
-         * Redis, a black-holed route). Reopen it from the loop's top level. */
-        if (rs->ac && rs->connected && redis_now_ms() - rs->last_reply_ms >= (uint64_t)rs->timeout_ms)
+         * Redis, a black-holed route). Reopen it from the loop's top level. Likewise when the
+         * backlog is stale; otherwise check again when it would be. */
+        if (rs->ac && rs->connected && (redis_now_ms() - rs->last_reply_ms >= (uint64_t)rs->timeout_ms ||
+                                        redis_backlog_stale(rs, redis_now_ms())))
             event_active(rs->reset_ev, EV_TIMEOUT, 1);
+        else
+            redis_watch_backlog(rs);
     }
     redis_req_finish(r, status);
     redis_req_release(r);
@@ -369,7 +471,8 @@ static void redis_reply_cb(redisAsyncContext *ac, void *reply_ptr, void *privdat
     redisReply *reply = reply_ptr;
     unsigned idx = r->replies++;
 
-    r->pending--;
+    if (--r->pending == 0)
+        redis_owed_remove(r);
     if (rs && reply) {
         rs->last_reply_ms = redis_now_ms();
         /* A connection that answers is healthy: only now does the back-off start over, so a
@@ -447,7 +550,10 @@ static int redis_send(struct redis_storage *rs, struct redis_req *r, enum redis_
 
     if (r->status != STORAGE_OK)
         return -1;
-    if (rs->ac) {
+    /* Until the first TIME reply this process does not know Redis's clock: rather than write
+     * scores and reap by this host's, announces and scrapes fail (one round trip after the first
+     * connect; reconnects keep the last offset). */
+    if (rs->ac && (rs->clock_known || r->kind == REDIS_REQ_HEALTH)) {
         len = redis_format(cmd, sizeof(cmd), argc, argv, lens);
         rc = len > 0 ? redisAsyncFormattedCommand(rs->ac, redis_reply_cb, r, cmd, len)
                      : redisAsyncCommandArgv(rs->ac, redis_reply_cb, r, argc, argv, lens);
@@ -458,6 +564,8 @@ static int redis_send(struct redis_storage *rs, struct redis_req *r, enum redis_
     }
     if (r->kind == REDIS_REQ_ANNOUNCE)
         r->slots[r->ncmds] = (uint8_t)slot;
+    if (r->pending == 0)
+        redis_owed_add(rs, r);
     r->ncmds++;
     r->pending++;
     rs->base.counters.commands++;
@@ -522,8 +630,8 @@ static int redis_announce(struct storage *st, const struct announce_req *req, st
         goto out;
     }
     r->self_len = (size_t)n;
-    snprintf(now, sizeof(now), "%lld", (long long)req->now_s);
-    snprintf(score, sizeof(score), "%lld", (long long)req->now_s + rs->peer_ttl_s);
+    snprintf(now, sizeof(now), "%lld", (long long)redis_time_s(rs));   /* Redis's clock, not req->now_s */
+    snprintf(score, sizeof(score), "%lld", (long long)redis_time_s(rs) + rs->peer_ttl_s);
     snprintf(count, sizeof(count), "%u", numwant + 1);   /* +1: room to drop self */
     snprintf(ttl, sizeof(ttl), "%d", rs->peer_ttl_s);
     {
@@ -592,7 +700,7 @@ static int redis_scrape(struct storage *st, const struct scrape_req *req, storag
     r->scrape_cb = cb;
     r->scrape_count = count;
     r->scrape_stats = (struct swarm_stats *)(void *)r->buf;
-    snprintf(min, sizeof(min), "(%lld", (long long)req->now_s);
+    snprintf(min, sizeof(min), "(%lld", (long long)redis_time_s(rs));  /* Redis's clock */
     if (count > 0 && !rs->ac)
         redis_req_fail(r, STORAGE_ERR_UNAVAILABLE);
     for (i = 0; i < count && r->status == STORAGE_OK; i++) {
@@ -660,16 +768,26 @@ static void redis_drop(struct redis_storage *rs)
 static void redis_reset_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct redis_storage *rs = arg;
+    uint64_t now_ms;
     (void)fd;
     (void)what;
 
     if (!rs->ac)
         return;
+    now_ms = redis_now_ms();
     if (rs->drop_requested) {
         redis_drop(rs);
-    } else if (rs->connected && redis_now_ms() - rs->last_reply_ms >= (uint64_t)rs->timeout_ms) {
+    } else if (rs->connected && now_ms - rs->last_reply_ms >= (uint64_t)rs->timeout_ms) {
         log_warn("redis %s: no reply for %d ms, reconnecting", rs->where, rs->timeout_ms);
         redis_drop(rs);
+    } else if (rs->connected && redis_backlog_stale(rs, now_ms)) {
+        log_warn("redis %s: %u timed-out requests still owed replies, the oldest asked %llu ms ago "
+                 "(over %d x redis.timeout_ms): reconnecting to let them go", rs->where,
+                 rs->base.backlog, (unsigned long long)(now_ms - rs->owed_head->sent_ms),
+                 REDIS_BACKLOG_DEADLINES);
+        redis_drop(rs);
+    } else {
+        redis_watch_backlog(rs);           /* not stale yet: look again when it would be */
     }
 }
 
@@ -711,6 +829,7 @@ static void redis_on_connect(const redisAsyncContext *ac, int status)
     }
     rs->connected = true;
     rs->last_reply_ms = redis_now_ms();
+    rs->clock_sent_ms = rs->last_reply_ms;  /* the TIME queued at connect leaves now */
     log_info("redis %s: connected", rs->where);
 }
 
@@ -741,6 +860,74 @@ static void redis_setup_cb(redisAsyncContext *ac, void *reply_ptr, void *privdat
     log_error("redis %s: %s failed: %s", rs->where, (const char *)privdata, reply->str);
     rs->drop_requested = true;
     event_active(rs->reset_ev, EV_TIMEOUT, 1);
+}
+
+/* TIME's reply, [seconds, microseconds] of Redis's clock, gives the offset of Redis's clock from
+ * the loop's cached time at the reply, less half the round trip (Redis read its clock somewhere in
+ * between). A sample slower than a deadline (TIME queued behind a backlog) is too imprecise and
+ * is skipped, unless there is no offset yet. */
+static void redis_clock_cb(redisAsyncContext *ac, void *reply_ptr, void *privdata)
+{
+    struct redis_storage *rs = ac->data;
+    redisReply *reply = reply_ptr;
+    uint64_t now_ms = redis_now_ms(), rtt_ms;
+    int64_t host_ms, redis_ms, offset_ms;
+    struct timeval tv;
+    (void)privdata;
+
+    if (!rs || rs->ac != ac)
+        return;
+    rs->clock_pending = false;
+    if (!reply)
+        return;
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+        reply->element[0]->type != REDIS_REPLY_STRING || reply->element[1]->type != REDIS_REPLY_STRING) {
+        if (!rs->clock_known)
+            log_error("redis %s: TIME failed (%s): peer expiry uses this host's clock", rs->where,
+                      reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+        rs->clock_known = true;
+        return;
+    }
+    rtt_ms = now_ms - rs->clock_sent_ms;
+    if (rs->clock_known && rtt_ms > (uint64_t)rs->timeout_ms)
+        return;
+    redis_ms = strtoll(reply->element[0]->str, NULL, 10) * 1000 +
+               strtoll(reply->element[1]->str, NULL, 10) / 1000;
+    event_base_gettimeofday_cached(rs->evbase, &tv);
+    host_ms = (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000 - (int64_t)(rtt_ms / 2);
+    offset_ms = redis_ms - host_ms;
+    rs->clock_offset_ms = offset_ms;
+    rs->clock_known = true;
+    if ((offset_ms > REDIS_CLOCK_WARN_MS || offset_ms < -REDIS_CLOCK_WARN_MS) &&
+        (rs->clock_warned_ms == 0 || now_ms - rs->clock_warned_ms >= REDIS_CLOCK_WARN_EVERY_MS)) {
+        log_warn("redis %s: this host's clock is %.1f s %s Redis's: peer expiry follows Redis's clock, "
+                 "but fix this host's (NTP)", rs->where,
+                 (double)(offset_ms < 0 ? -offset_ms : offset_ms) / 1000.0,
+                 offset_ms < 0 ? "ahead of" : "behind");
+        rs->clock_warned_ms = now_ms;
+    }
+}
+
+/* Queues a TIME on the connection. */
+static void redis_clock_ask(struct redis_storage *rs)
+{
+    const char *argv[] = { "TIME" };
+
+    if (redisAsyncCommandArgv(rs->ac, redis_clock_cb, NULL, 1, argv, NULL) == REDIS_OK) {
+        rs->clock_pending = true;
+        rs->clock_sent_ms = redis_now_ms();
+    }
+}
+
+/* Every REDIS_CLOCK_PERIOD_MS: clocks drift, and an operator may fix a host's at any time. */
+static void redis_clock_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct redis_storage *rs = arg;
+    (void)fd;
+    (void)what;
+
+    if (rs->ac && rs->connected && !rs->clock_pending)
+        redis_clock_ask(rs);
 }
 
 /* Wraps the adapter's addWrite hook: the write event going from idle to armed is one pipeline
@@ -883,6 +1070,8 @@ static void redis_connect(struct redis_storage *rs)
         snprintf(db, sizeof(db), "%d", rs->target.db);
         redisAsyncCommandArgv(ac, redis_setup_cb, (void *)"SELECT", 2, argv, NULL);
     }
+    rs->clock_pending = false;             /* a TIME on the last connection is gone with it */
+    redis_clock_ask(rs);
     tv = redis_tv(rs->connect_timeout_ms);
     evtimer_add(rs->connect_ev, &tv);
 }
@@ -896,6 +1085,14 @@ static void redis_free(struct storage *st)
     rs->ac = NULL;
     if (ac)
         ac->data = NULL;               /* its remaining callbacks must not reach rs */
+    while (rs->owed_head) {            /* nor the owed list: r outlives rs until its replies */
+        struct redis_req *r = rs->owed_head;
+
+        rs->owed_head = r->owed_next;
+        r->owed_prev = r->owed_next = NULL;
+        r->owed_rs = NULL;
+    }
+    rs->owed_tail = NULL;
     while (rs->reqs) {
         struct redis_req *r = rs->reqs;
 
@@ -905,6 +1102,7 @@ static void redis_free(struct storage *st)
     event_free(rs->retry_ev);
     event_free(rs->connect_ev);
     event_free(rs->reset_ev);
+    event_free(rs->clock_ev);
     free(rs);
     /* Inside a hiredis callback this only marks ac; hiredis frees it when the callback returns. */
     if (ac)
@@ -921,6 +1119,7 @@ static const struct storage_ops redis_ops = {
 struct storage *storage_redis_new(const struct config *cfg, struct event_base *base, char *err, size_t errlen)
 {
     struct redis_storage *rs;
+    struct timeval tv;
     char msg[256];
 
     if (strlen(cfg->redis_prefix) >= sizeof(rs->prefix)) {
@@ -954,7 +1153,9 @@ struct storage *storage_redis_new(const struct config *cfg, struct event_base *b
     rs->retry_ev = evtimer_new(base, redis_retry_cb, rs);
     rs->connect_ev = evtimer_new(base, redis_connect_timeout_cb, rs);
     rs->reset_ev = event_new(base, -1, 0, redis_reset_cb, rs);
-    if (!rs->retry_ev || !rs->connect_ev || !rs->reset_ev) {
+    rs->clock_ev = event_new(base, -1, EV_PERSIST, redis_clock_tick, rs);
+    tv = redis_tv(REDIS_CLOCK_PERIOD_MS);
+    if (!rs->retry_ev || !rs->connect_ev || !rs->reset_ev || !rs->clock_ev || evtimer_add(rs->clock_ev, &tv) < 0) {
         snprintf(err, errlen, "redis storage: out of memory");
         goto fail_events;
     }
@@ -968,6 +1169,8 @@ fail_events:
         event_free(rs->connect_ev);
     if (rs->reset_ev)
         event_free(rs->reset_ev);
+    if (rs->clock_ev)
+        event_free(rs->clock_ev);
 fail_rs:
     free(rs);
     return NULL;

@@ -49,6 +49,10 @@ struct storage_ops {
 struct storage {
     const struct storage_ops *ops;
     struct storage_counters counters;
+    /* A gauge: requests whose callback has run (timed out) while the backend still owes their
+     * replies. Their commands still wait in Redis's queue and their state in memory, so the
+     * worker counts them against http.max_pending with the requests in flight. 0 for memory. */
+    unsigned backlog;
 };
 
 static inline int storage_announce(struct storage *st, const struct announce_req *req,
