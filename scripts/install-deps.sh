@@ -5,7 +5,7 @@ set -eu
 
 pkgs="libhiredis-dev libevent-dev libyaml-dev libcmocka-dev redis-server pkg-config gcc make"
 if [ "${1:-}" = "--test" ]; then
-    pkgs="$pkgs python3 python3-libtorrent curl haproxy docker-compose"
+    pkgs="$pkgs python3 python3-libtorrent curl haproxy docker-compose faketime"
 fi
 
 missing=""
