@@ -27,7 +27,7 @@ static const char *const announce_reasons[] = {
     [ANNOUNCE_ERR_UPLOADED_INVALID] = "uploaded must be a non-negative decimal number",
     [ANNOUNCE_ERR_DOWNLOADED_INVALID] = "downloaded must be a non-negative decimal number",
     [ANNOUNCE_ERR_LEFT_INVALID] = "left must be a non-negative decimal number",
-    [ANNOUNCE_ERR_NUMWANT_INVALID] = "numwant must be a non-negative decimal number",
+    [ANNOUNCE_ERR_NUMWANT_INVALID] = "numwant must be a decimal number (negative or empty: the default)",
     [ANNOUNCE_ERR_COMPACT_INVALID] = "compact must be 0 or 1",
     [ANNOUNCE_ERR_EVENT_INVALID] = "event must be started, completed, stopped or empty",
     [ANNOUNCE_ERR_IP_INVALID] = "ip must be a literal IPv4 or IPv6 address",
@@ -43,6 +43,9 @@ static const char *const announce_reasons[] = {
     [ANNOUNCE_ERR_OVERLOADED] = "tracker is overloaded, retry later",
     [ANNOUNCE_ERR_SHUTTING_DOWN] = "tracker is shutting down, retry later",
     [ANNOUNCE_ERR_RATE_LIMITED] = "too many announces from this address, retry later",
+    [ANNOUNCE_ERR_FORWARDED_INVALID] = "the proxy's X-Forwarded-For or X-Real-IP header is malformed",
+    [ANNOUNCE_ERR_CLIENT_ADDRESS] = "the client's address is not IPv4 or IPv6",
+    [ANNOUNCE_ERR_PEER_CAP] = "too many ports from this address in this swarm",
 };
 
 _Static_assert(sizeof(announce_reasons) / sizeof(announce_reasons[0]) == ANNOUNCE_ERR_COUNT,
@@ -142,6 +145,27 @@ static enum announce_err announce_number(const struct query_param *p, uint64_t m
         return ANNOUNCE_ERR_ENCODING;
     if (n < 0 || query_parse_u64((const char *)buf, (size_t)n, max, out) < 0)
         return bad;
+    return ANNOUNCE_OK;
+}
+
+/* numwant: a 1..20-digit number up to UINT64_MAX (capped later). Empty, or '-' and 1..20 digits,
+ * means the default: BEP 15 sends -1 for "default" and clients carry that over to HTTP, and some
+ * send "numwant=" with nothing. Anything else (letters, "-", "+5") is still refused. */
+static enum announce_err announce_numwant(const struct query_param *p, unsigned dflt, uint64_t *out)
+{
+    uint8_t buf[21];             /* '-' and 20 digits */
+    uint64_t ignored;
+    int n = announce_decode(p, buf, sizeof(buf));
+
+    if (n == ANNOUNCE_BAD_ESCAPE)
+        return ANNOUNCE_ERR_ENCODING;
+    if (n == 0 || (n > 1 && buf[0] == '-' &&
+                   query_parse_u64((const char *)buf + 1, (size_t)n - 1, UINT64_MAX, &ignored) == 0)) {
+        *out = dflt;
+        return ANNOUNCE_OK;
+    }
+    if (n < 0 || query_parse_u64((const char *)buf, (size_t)n, UINT64_MAX, out) < 0)
+        return ANNOUNCE_ERR_NUMWANT_INVALID;
     return ANNOUNCE_OK;
 }
 
@@ -277,8 +301,7 @@ enum announce_err announce_parse(const char *query, size_t len, const struct ann
             err = announce_number(&p, UINT64_MAX, &r.left, ANNOUNCE_ERR_LEFT_INVALID);
             break;
         case ANNOUNCE_P_NUMWANT:
-            /* Any 1..20-digit number up to UINT64_MAX is accepted and then capped. */
-            err = announce_number(&p, UINT64_MAX, &numwant, ANNOUNCE_ERR_NUMWANT_INVALID);
+            err = announce_numwant(&p, lim->numwant_default, &numwant);
             break;
         case ANNOUNCE_P_COMPACT:
             err = announce_flag(&p, &r.compact, ANNOUNCE_ERR_COMPACT_INVALID);

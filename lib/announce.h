@@ -36,7 +36,7 @@ struct announce_req {
     struct peer_addr peer;       /* address stored and never returned to this peer; port from query */
     uint64_t uploaded, downloaded, left;
     enum announce_event event;
-    unsigned numwant;            /* already defaulted and capped */
+    unsigned numwant;            /* already defaulted (missing, empty or negative) and capped */
     bool compact;                /* false only for an explicit compact=0 */
     bool no_peer_id;
     int64_t now_s;               /* unix seconds, set by the worker once per loop iteration */
@@ -99,7 +99,11 @@ enum announce_err {
     ANNOUNCE_ERR_STORAGE_INTERNAL,
     ANNOUNCE_ERR_OVERLOADED,
     ANNOUNCE_ERR_SHUTTING_DOWN,
-    ANNOUNCE_ERR_RATE_LIMITED,
+    ANNOUNCE_ERR_RATE_LIMITED,   /* announces and scrapes (a scrape weighs its hash count) */
+    /* Added after the first release: metrics count failures by index, so new ones go last. */
+    ANNOUNCE_ERR_FORWARDED_INVALID, /* a trusted proxy's X-Forwarded-For / X-Real-IP is malformed */
+    ANNOUNCE_ERR_CLIENT_ADDRESS, /* the connection's address is neither IPv4 nor IPv6 */
+    ANNOUNCE_ERR_PEER_CAP,       /* a new port past swarm.max_peers_per_address */
     ANNOUNCE_ERR_COUNT
 };
 

@@ -57,7 +57,9 @@ int clientip_parse_entry(const char *s, size_t len, struct peer_addr *out);
  * left past trusted entries: the first untrusted entry is the client, or the leftmost if all are
  * trusted. Without X-Forwarded-For (absent or blank), X-Real-IP (xri, xri_len) is used. A
  * malformed entry stops the walk at the last trusted hop. Returns 0, 1 if a header was
- * malformed (out still holds a usable address), or -1 if peer is NULL or not AF_INET/AF_INET6. */
+ * malformed (out then holds that trusted hop, which is not the client: the worker refuses the
+ * request rather than record it under a proxy's address), or -1 if peer is NULL or not
+ * AF_INET/AF_INET6. */
 int clientip_resolve(const struct clientip_trust *t, const struct sockaddr *peer,
                      const struct sockaddr *proxied, const char *xff, size_t xff_len,
                      const char *xri, size_t xri_len, struct peer_addr *out);

@@ -86,7 +86,7 @@ static const struct config_key keys[] = {
     { "announce.numwant_default", CONFIG_INT,  CONFIG_FIELD(numwant_default), 0, 1000, "50" },
     { "announce.numwant_max",     CONFIG_INT,  CONFIG_FIELD(numwant_max), 1, 1000, "200" },
     { "announce.allow_ip_param",  CONFIG_BOOL, CONFIG_FIELD(allow_ip_param), 0, 0, "false" },
-    { "swarm.max_peers_per_address", CONFIG_INT, CONFIG_FIELD(swarm_max_peers_per_address), 0, 65535, "16" },
+    { "swarm.max_peers_per_address", CONFIG_INT, CONFIG_FIELD(swarm_max_peers_per_address), 0, 32, "16" }, /* PEERCAP_MAX_CAP */
     { "swarm.downloaded_ttl_s",   CONFIG_INT,  CONFIG_FIELD(swarm_downloaded_ttl_s), 3600, 2147483647, "0",
       .flags = CONFIG_ZERO },
     { "scrape.max_hashes",        CONFIG_INT,  CONFIG_FIELD(scrape_max_hashes), 1, SCRAPE_MAX_HASHES, "64" },

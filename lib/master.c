@@ -20,6 +20,7 @@
 #include "lib/log.h"
 #include "lib/metrics.h"
 #include "lib/net.h"
+#include "lib/peercap.h"
 #include "lib/ratelimit.h"
 #include "lib/worker.h"
 
@@ -29,6 +30,7 @@ extern char **environ;
 #define MASTER_MAX_LISTENERS 2        /* addresses: IPv4 and IPv6 */
 #define MASTER_MAX_LANES 64           /* SO_REUSEPORT sockets per address */
 #define MASTER_RATELIMIT_ORDER 17     /* 2^17 addresses counted at once (1 MiB shared) */
+#define MASTER_PEERCAP_ORDER 20       /* 2^20 words: ~1M (address, swarm, port) items (8 MiB shared) */
 #define MASTER_STABLE_S 10            /* a worker that lived this long resets its back-off */
 #define MASTER_BACKOFF_MAX_MS 10000
 #define MASTER_KILL_GRACE_S 5         /* past shutdown.timeout_s, stragglers get SIGKILL */
@@ -59,6 +61,7 @@ struct master {
     struct master_lanes lanes;
     struct metrics *metrics;
     struct ratelimit *ratelimit;      /* per-address announce counters, shared by the workers */
+    struct peercap *peercap;          /* ports per (address, swarm), shared by the workers */
     struct master_slot slot[MASTER_MAX_SLOTS];
     uint64_t generation;
     int stopping;
@@ -205,7 +208,7 @@ static void master_become_worker(struct master *m, int i)
     m->metrics->slot[i].started++;
     int fds[MASTER_MAX_LANES * MASTER_MAX_LISTENERS];
     int nfds = master_lane_fds(&m->lanes, m->slot[i].lane, config_worker_count(&m->cfg), fds);
-    int rc = worker_run(&m->cfg, fds, nfds, m->metrics, i, m->ratelimit);
+    int rc = worker_run(&m->cfg, fds, nfds, m->metrics, i, m->ratelimit, m->peercap);
     m->metrics->slot[i].pid = 0;
     _exit(rc);
 }
@@ -449,8 +452,9 @@ int master_run(const char *config_path, const struct config *cfg)
     }
     /* Mapped even while rate_limit.announces is 0, so that a reload can turn the limit on. */
     m.ratelimit = ratelimit_new(MASTER_RATELIMIT_ORDER);
-    if (!m.ratelimit) {
-        log_error("cannot map shared memory for the rate limit: %s", strerror(errno));
+    m.peercap = peercap_new(MASTER_PEERCAP_ORDER);   /* also while the cap is 0: a reload may set it */
+    if (!m.ratelimit || !m.peercap) {
+        log_error("cannot map shared memory for the rate limit and the peer cap: %s", strerror(errno));
         goto out_metrics;
     }
     if (m.cfg.pid_file[0] && master_write_pid_file(m.cfg.pid_file, err, sizeof(err)) < 0) {
@@ -489,6 +493,7 @@ int master_run(const char *config_path, const struct config *cfg)
     if (m.cfg.pid_file[0])
         unlink(m.cfg.pid_file);
 out_metrics:
+    peercap_free(m.peercap);
     ratelimit_free(m.ratelimit);
     metrics_free(m.metrics);
 out_listeners:

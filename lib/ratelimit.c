@@ -1,5 +1,6 @@
 /* Per-address counters in shared memory (lib/ratelimit.h). A place is one 64-bit word,
- *   tag (32 bits: the rest of the address's hash) | window (16 bits) | count (16 bits),
+ *   tag (32 bits: the rest of the address's hash) | window (16 bits) | units (16 bits: an
+ *   announce is 1, a scrape its hash count; never above the limit),
  * changed only by compare-and-swap, so workers need no lock. An address may live in one of two
  * places (two hashes); a newcomer takes a place that is empty or belongs to an older window, and
  * evicts the first place's owner only when both are busy in the current window. */
@@ -82,10 +83,16 @@ static uint64_t ratelimit_word(uint32_t tag, uint16_t window, uint16_t count)
 }
 
 bool ratelimit_allow(struct ratelimit *rl, const struct peer_addr *addr, int64_t now_s, unsigned limit,
-                     unsigned window_s)
+                     unsigned window_s, unsigned cost)
 {
     if (limit == 0 || window_s == 0 || now_s < 0)
         return true;
+    if (limit > RATELIMIT_MAX_LIMIT)
+        limit = RATELIMIT_MAX_LIMIT;
+    if (cost == 0)
+        cost = 1;
+    if (cost > limit)
+        cost = limit;
     uint64_t h = ratelimit_hash(rl, addr);
     uint32_t tag = (uint32_t)(h >> 32) | 1;   /* never 0: a zero word is an empty place */
     uint16_t window = (uint16_t)((uint64_t)now_s / window_s);
@@ -103,16 +110,17 @@ bool ratelimit_allow(struct ratelimit *rl, const struct peer_addr *addr, int64_t
             if ((uint32_t)(old[i] >> 32) == tag)
                 break;
         if (i < 2) {
-            /* Known address: count in its window, or start the new window. */
-            uint16_t count = (uint16_t)old[i];
+            /* Known address: count in its window, or start the new window. Counts stay at most
+             * limit (<= RATELIMIT_MAX_LIMIT), so the 16 bits never overflow. */
+            unsigned count = (uint16_t)old[i];
             if ((uint16_t)(old[i] >> 16) != window)
                 count = 0;
-            if (count < RATELIMIT_MAX_LIMIT)
-                count++;
+            if (count + cost > limit)
+                return false;
             target = places[i];
-            next = ratelimit_word(tag, window, count);
+            next = ratelimit_word(tag, window, (uint16_t)(count + cost));
             if (__atomic_compare_exchange_n(target, &old[i], next, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
-                return count <= limit;
+                return true;
             continue;
         }
         /* Newcomer: an empty or stale place, else evict the first one. */
@@ -121,9 +129,9 @@ bool ratelimit_allow(struct ratelimit *rl, const struct peer_addr *addr, int64_t
                 break;
         if (i == 2)
             i = 0;
-        next = ratelimit_word(tag, window, 1);
+        next = ratelimit_word(tag, window, (uint16_t)cost);
         if (__atomic_compare_exchange_n(places[i], &old[i], next, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
-            return 1 <= limit;
+            return true;             /* cost <= limit */
     }
     return true; /* contended past all retries: let it through rather than spin */
 }

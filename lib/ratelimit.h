@@ -1,4 +1,4 @@
-/* Per-address announce rate limiting, shared by the workers of one host: a table in shared
+/* Per-address announce and scrape rate limiting, shared by the workers of one host: a table in shared
  * memory mapped by the master before fork, updated with atomic compare-and-swap, so a client is
  * counted once whichever worker its connections land on. Each address (an IPv6 client by its
  * /64, which one subscriber usually holds whole) has a counter for the current fixed window of
@@ -21,10 +21,13 @@ struct ratelimit;
 struct ratelimit *ratelimit_new(unsigned order);
 void ratelimit_free(struct ratelimit *rl);
 
-/* Counts one request from addr at now_s. Returns true while addr has made at most limit
- * requests in the current window of window_s seconds (limit 1..RATELIMIT_MAX_LIMIT); limit 0
- * means no limit, and nothing is counted. */
+/* Charges cost units (an announce 1, a scrape its hash count) to addr at now_s. Returns true,
+ * and counts them, if addr's units in the current window of window_s seconds stay at most limit
+ * (1..RATELIMIT_MAX_LIMIT); otherwise returns false and counts nothing, so a refused scrape does
+ * not also use up the announces that still fit. A cost above limit is charged as limit: such a
+ * scrape passes only as the window's first request. Cost 0 counts as 1; limit 0 means no limit,
+ * and nothing is counted. */
 bool ratelimit_allow(struct ratelimit *rl, const struct peer_addr *addr, int64_t now_s, unsigned limit,
-                     unsigned window_s);
+                     unsigned window_s, unsigned cost);
 
 #endif

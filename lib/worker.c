@@ -24,6 +24,7 @@
 #include "lib/http.h"
 #include "lib/log.h"
 #include "lib/metrics.h"
+#include "lib/peercap.h"
 #include "lib/ratelimit.h"
 #include "storage/storage.h"
 
@@ -38,6 +39,7 @@ struct worker {
     struct announce_timing timing;
     struct metrics *metrics;
     struct ratelimit *rl;              /* the host's counters (rate_limit.announces 0: off), or NULL */
+    struct peercap *pc;                /* the host's ports per (address, swarm), or NULL */
     struct metrics_slot *slot;         /* this worker's counters, or a private dummy */
     struct metrics_slot dummy_slot;
     struct storage_counters counted;   /* the slot's storage counts before this process */
@@ -145,8 +147,10 @@ static void worker_call_free(struct worker_call *call)
 }
 
 /* The client's address as storage records it: the socket peer, or what a trusted proxy says
- * (PROXY header, X-Forwarded-For, X-Real-IP). */
-static int worker_client_addr(struct worker *w, struct http_request *req, struct peer_addr *peer)
+ * (PROXY header, X-Forwarded-For, X-Real-IP). A malformed header from a trusted proxy refuses
+ * the request: falling back to the last trusted hop would store every client behind that
+ * proxy under the proxy's own address. */
+static enum announce_err worker_client_addr(struct worker *w, struct http_request *req, struct peer_addr *peer)
 {
     const struct sockaddr *sa = http_request_peer(req);
     size_t xff_len = 0, xri_len = 0;
@@ -156,7 +160,8 @@ static int worker_client_addr(struct worker *w, struct http_request *req, struct
         xri = http_request_header(req, "X-Real-IP", &xri_len);
     }
     memset(peer, 0, sizeof(*peer));
-    return clientip_resolve(&w->trust, sa, http_request_proxied(req), xff, xff_len, xri, xri_len, peer) < 0 ? -1 : 0;
+    int rc = clientip_resolve(&w->trust, sa, http_request_proxied(req), xff, xff_len, xri, xri_len, peer);
+    return rc < 0 ? ANNOUNCE_ERR_CLIENT_ADDRESS : rc > 0 ? ANNOUNCE_ERR_FORWARDED_INVALID : ANNOUNCE_OK;
 }
 
 static void worker_announce_done(const struct announce_reply *rep, int status, void *arg)
@@ -183,16 +188,22 @@ static void worker_announce(struct worker *w, struct http_request *req, const ch
     struct announce_req *areq = &call->announce;
     memset(areq, 0, sizeof(*areq));
     areq->now_s = worker_now_s(w);
-    enum announce_err err = ANNOUNCE_ERR_STORAGE_INTERNAL;
-    if (worker_client_addr(w, req, &areq->peer) == 0) {
+    enum announce_err err = worker_client_addr(w, req, &areq->peer);
+    if (err == ANNOUNCE_OK) {
         /* Counted by the connection's client address, before ip= may replace it, and before
          * parsing: a flood costs a table lookup, not storage. */
         if (w->rl && !ratelimit_allow(w->rl, &areq->peer, areq->now_s, (unsigned)w->cfg->rate_limit_announces,
-                                      (unsigned)w->cfg->rate_limit_window_s))
+                                      (unsigned)w->cfg->rate_limit_window_s, 1))
             err = ANNOUNCE_ERR_RATE_LIMITED;
         else
             err = announce_parse(query, query_len, &w->lim, areq);
     }
+    /* The cap counts the address storage records (after ip=), so that Redis never holds more
+     * than cap members of one address in one swarm from this host. */
+    if (err == ANNOUNCE_OK && w->pc &&
+        !peercap_admit(w->pc, &areq->peer, areq->info_hash, areq->peer.port, areq->event == ANNOUNCE_EVENT_STOPPED,
+                       areq->now_s, (unsigned)w->cfg->peer_ttl_s, (unsigned)w->cfg->swarm_max_peers_per_address))
+        err = ANNOUNCE_ERR_PEER_CAP;
     if (err != ANNOUNCE_OK) {
         worker_send_failure(w, req, err, METRICS_ROUTE_ANNOUNCE, start);
         worker_call_free(call);
@@ -230,7 +241,20 @@ static void worker_scrape(struct worker *w, struct http_request *req, const char
     }
     sreq->count = 0;
     sreq->now_s = worker_now_s(w);
-    enum announce_err err = scrape_parse(query, query_len, &w->lim, sreq);
+    struct peer_addr client;
+    enum announce_err err = worker_client_addr(w, req, &client);
+    if (err == ANNOUNCE_OK) {
+        /* Parsed first (pure, no storage) for its weight: one unit of the announce rate limit
+         * per info_hash, as each costs storage about what a small announce does; a malformed
+         * scrape weighs 1, as a malformed announce does. */
+        enum announce_err perr = scrape_parse(query, query_len, &w->lim, sreq);
+        unsigned cost = perr == ANNOUNCE_OK ? sreq->count : 1;
+        if (w->rl && !ratelimit_allow(w->rl, &client, sreq->now_s, (unsigned)w->cfg->rate_limit_announces,
+                                      (unsigned)w->cfg->rate_limit_window_s, cost))
+            err = ANNOUNCE_ERR_RATE_LIMITED;
+        else
+            err = perr;
+    }
     if (err != ANNOUNCE_OK) {
         worker_send_failure(w, req, err, METRICS_ROUTE_SCRAPE, start);
         worker_call_free(call);
@@ -400,7 +424,7 @@ static int worker_setup_http(struct worker *w, const int *fds, int nfds)
 }
 
 int worker_run(const struct config *cfg, const int *fds, int nfds, struct metrics *metrics, int slot,
-               struct ratelimit *rl)
+               struct ratelimit *rl, struct peercap *pc)
 {
     struct worker w;
     char err[512];
@@ -409,6 +433,7 @@ int worker_run(const struct config *cfg, const int *fds, int nfds, struct metric
     w.cfg = cfg;
     w.metrics = metrics;
     w.rl = rl;
+    w.pc = pc;
     w.slot = metrics && slot >= 0 && slot < metrics->nslots ? &metrics->slot[slot] : &w.dummy_slot;
     worker_fill_limits(&w);
     w.counted.round_trips = w.slot->storage_round_trips;

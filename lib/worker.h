@@ -11,9 +11,11 @@ struct metrics;
  * requests in flight (bounded by shutdown.timeout_s) and returns 0; returns 1 if it could not
  * start. metrics may be NULL; slot is this worker's index in it. */
 struct ratelimit;
+struct peercap;
 
-/* rl: the host's shared announce counters, or NULL. */
+/* rl: the host's shared rate-limit counters, or NULL; pc: the host's shared table of ports per
+ * (address, swarm) for swarm.max_peers_per_address, or NULL (no cap). */
 int worker_run(const struct config *cfg, const int *fds, int nfds, struct metrics *metrics, int slot,
-               struct ratelimit *rl);
+               struct ratelimit *rl, struct peercap *pc);
 
 #endif

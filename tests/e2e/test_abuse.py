@@ -80,9 +80,71 @@ def summary(line):
     sys.stdout.flush()
 
 
+def metrics_text(tyto):
+    """/metrics as text: from the admin listener (admin.listen) when tytotest and tyto have one,
+    else from the tracker port (before the operator routes moved)."""
+    if getattr(tyto, 'admin_get', None) and getattr(tyto, 'admin_port', None):
+        try:
+            r = tyto.admin_get('/metrics')
+            if r.status == 200:
+                return r.body.decode()
+        except OSError:
+            pass
+    return tyto.get('/metrics').body.decode()
+
+
+def metrics_values(tyto):
+    """{'name{labels}': value} of every sample in /metrics."""
+    out = {}
+    for line in metrics_text(tyto).splitlines():
+        if line and not line.startswith('#'):
+            k, _, v = line.rpartition(' ')
+            out[k] = float(v)
+    return out
+
+
+def per_worker_requests(tyto):
+    """{worker slot: requests answered} from tyto_worker_requests_total."""
+    return {k: int(v) for k, v in metrics_values(tyto).items() if k.startswith('tyto_worker_requests_total{')}
+
+
+def routes_other_than(m, route):
+    """Requests on every route but one, from a metrics_values() dict."""
+    return sum(int(v) for k, v in m.items()
+               if k.startswith('tyto_requests_total{') and k != 'tyto_requests_total{route="%s"}' % route)
+
+
+def get_from(t, path, source='127.0.0.1', headers=None):
+    """One GET on a fresh connection from the loopback address source -> Response."""
+    conn = http.client.HTTPConnection('127.0.0.1', t.port, timeout=5 * SLOW, source_address=(source, 0))
+    try:
+        conn.request('GET', path, headers=headers or {})
+        r = conn.getresponse()
+        return tytotest.Response(r.status, r.getheaders(), r.read())
+    finally:
+        conn.close()
+
+
+def swarm_members(t, info_hash):
+    """Every member (b'address:port') of the swarm's two sorted sets in Redis."""
+    c = tytotest.Redis(tytotest.redis_socket())
+    try:
+        out = set()
+        for kind in ('leechers', 'seeders'):
+            out |= set(c.zscores('%s{%s}:%s' % (t.prefix, info_hash.hex(), kind)))
+        return out
+    finally:
+        c.close()
+
+
+RATE_LIMITED = b'too many announces from this address, retry later'
+PEER_CAP = b'too many ports from this address in this swarm'
+FORWARDED_INVALID = b"the proxy's X-Forwarded-For or X-Real-IP header is malformed"
+
+
 def failures_by_reason(tyto):
     """{reason: count} from /metrics' tyto_failures_total."""
-    text = tyto.get('/metrics').body.decode()
+    text = metrics_text(tyto)
     out = {}
     for m in re.finditer(r'^tyto_failures_total\{reason="((?:[^"\\]|\\.)*)"\} (\d+)$', text, re.M):
         out[m.group(1).replace('\\"', '"').replace('\\\\', '\\')] = int(m.group(2))
@@ -414,44 +476,192 @@ class AbuseTest(unittest.TestCase):
         self.normal_announce_ms(t)
         t.stop()
 
+    def rate_limit_attempts(self, window_s, run):
+        """Calls run(source address) from a fresh loopback address per attempt until one attempt
+        stays inside one rate-limit window (tyto's clock is the same as time.time()); returns
+        run's result. A window of an hour makes a second attempt rare and a third unheard of."""
+        for attempt in range(3):
+            t0 = time.time()
+            result = run('127.0.0.%d' % (20 + attempt))
+            if int(t0) // window_s == int(time.time()) // window_s:
+                return result
+        raise AssertionError('three attempts each crossed a %d s window boundary' % window_s)
+
     def test_announce_rate_limit_per_address(self):
-        # 5 announces a minute per address, counted across both workers: connections from one
-        # address land on either worker, and the 6th is refused whichever takes it.
-        limit = 5
-        t = self.start_tyto(config={'rate_limit': {'announces': limit, 'window_s': 60}}, workers=2)
+        # 5 announces an hour per address, counted across both workers: connections from one
+        # address land on either worker (SO_REUSEPORT spreads them by port), and past the 5th
+        # every announce is refused whichever takes it.
+        limit, window, n = 5, 3600, 24
+        t = self.start_tyto(config={'rate_limit': {'announces': limit, 'window_s': window}}, workers=2)
         ih = rand_hash()
         before = failures_by_reason(t)
-        replies = []
-        peers = [Peer() for _ in range(limit + 3)]
-        for p in peers:
-            replies.append(t.announce(ih, p, left=1, expect_ok=False))
-        # The window may turn over during the burst: then up to 2 x limit pass, never more.
+        m0 = metrics_values(t)
+
+        sent = []
+
+        def burst(source):
+            peers = [Peer() for _ in range(n)]
+            sent.append(n)
+            replies = [t.decode_ok(get_from(t, tytotest.announce_path(ih, p.peer_id, p.port, left=1), source),
+                                   'announce %d' % i) for i, p in enumerate(peers)]
+            return source, peers, replies
+
+        source, peers, replies = self.rate_limit_attempts(window, burst)
+        m1 = metrics_values(t)
         passed = [i for i, d in enumerate(replies) if b'failure reason' not in d]
-        self.assertGreaterEqual(len(passed), limit)
-        refused = [d for d in replies if b'failure reason' in d]
-        self.assertTrue(refused, 'no announce refused past the limit')
-        for d in refused:
-            self.assertEqual(d[b'failure reason'], b'too many announces from this address, retry later')
+        # The burst stayed in one window: exactly the first `limit` passed.
+        self.assertEqual(passed, list(range(limit)))
+        for d in replies[limit:]:
+            self.assertEqual(d[b'failure reason'], RATE_LIMITED)
         # A refused announce never reached storage: its peer is not in the swarm.
-        c = tytotest.Redis(tytotest.redis_socket())
-        try:
-            members = c.zscores('%s{%s}:leechers' % (t.prefix, ih.hex()))
-        finally:
-            c.close()
+        members = swarm_members(t, ih)
         for i, p in enumerate(peers):
-            self.assertEqual(b'127.0.0.1:%d' % p.port in members, i in passed)
+            self.assertEqual(b'%s:%d' % (source.encode(), p.port) in members, i in passed)
+        # Both workers took some of the burst: each worker's requests, less every request that
+        # was not an announce (/metrics itself, if a worker serves it), are its announces.
+        per_worker = {k: int(v - m0.get(k, 0)) for k, v in m1.items() if k.startswith('tyto_worker_requests_total{')}
+        others = routes_other_than(m1, 'announce') - routes_other_than(m0, 'announce')
+        self.assertEqual(len(per_worker), 2, per_worker)
+        self.assertEqual(sum(per_worker.values()) - others, sum(sent),
+                         'per-worker counts %r, %d other requests' % (per_worker, others))
+        self.assertGreater(min(per_worker.values()) - others, 0,
+                           'one worker took the whole burst: %r (%d other requests)' % (per_worker, others))
         # Another address is counted apart.
-        conn = http.client.HTTPConnection('127.0.0.1', t.port, timeout=5 * SLOW,
-                                          source_address=('127.0.0.2', 0))
-        try:
-            conn.request('GET', tytotest.announce_path(ih, Peer().peer_id, 7000, left=1))
-            body = conn.getresponse().read()
-        finally:
-            conn.close()
+        body = get_from(t, tytotest.announce_path(ih, Peer().peer_id, 7000, left=1), '127.0.0.2').body
         self.assertNotIn(b'failure reason', body)
         after = failures_by_reason(t)
-        self.assertEqual(after['too many announces from this address, retry later'] -
-                         before.get('too many announces from this address, retry later', 0), len(refused))
+        refused = n - limit
+        self.assertEqual(after[RATE_LIMITED.decode()] - before.get(RATE_LIMITED.decode(), 0), refused)
+        summary('ABUSE rate-limit: announces=%d passed=%d refused=%d per_worker=%r '
+                '(rate_limit.announces=%d per %d s, 2 workers)'
+                % (n, len(passed), refused, sorted(per_worker.values()), limit, window))
+        t.stop()
+
+    def test_scrape_weighs_its_hashes_in_the_rate_limit(self):
+        # 10 units an hour: a scrape of 4 hashes costs 4, an announce 1. Two scrapes (8) pass,
+        # a third (12) is refused without being charged, so two announces still fit; then
+        # everything is refused, scrapes of one hash too.
+        limit, window = 10, 3600
+        t = self.start_tyto(config={'rate_limit': {'announces': limit, 'window_s': window}}, workers=2)
+        hashes = [rand_hash() for _ in range(4)]
+        t.announce(hashes[0], Peer(), left=1)          # from 127.0.0.1: counted apart
+
+        def run(source):
+            out = []
+            for _ in range(3):
+                out.append(t.decode_ok(get_from(t, tytotest.scrape_path(hashes), source), 'scrape'))
+            for _ in range(3):
+                p = Peer()
+                out.append(t.decode_ok(get_from(t, tytotest.announce_path(hashes[1], p.peer_id, p.port, left=1),
+                                                source), 'announce'))
+            out.append(t.decode_ok(get_from(t, tytotest.scrape_path(hashes[:1]), source), 'scrape'))
+            return out
+
+        r = self.rate_limit_attempts(window, run)
+        self.assertIn(b'files', r[0])
+        self.assertEqual(r[0][b'files'][hashes[0]][b'incomplete'], 1)
+        self.assertIn(b'files', r[1])
+        self.assertEqual(r[2].get(b'failure reason'), RATE_LIMITED, r[2])
+        self.assertNotIn(b'failure reason', r[3])
+        self.assertNotIn(b'failure reason', r[4])
+        self.assertEqual(r[5].get(b'failure reason'), RATE_LIMITED, r[5])
+        self.assertEqual(r[6].get(b'failure reason'), RATE_LIMITED, r[6])
+        summary('ABUSE scrape-weight: 2 scrapes of 4 hashes passed, the 3rd refused, 2 announces '
+                'then passed, the rest refused (rate_limit.announces=%d)' % limit)
+        t.stop()
+
+    def test_peer_cap_per_address_and_swarm(self):
+        # One address, many ports, one swarm: the 17th port is refused, whichever of the two
+        # workers takes it; re-announces, other swarms and other addresses are unaffected, and
+        # event=stopped frees a port.
+        cap = 16
+        t = self.start_tyto(config={'swarm': {'max_peers_per_address': cap}}, workers=2)
+        before = failures_by_reason(t)
+        ih, other = rand_hash(), rand_hash()
+        peers = [Peer(port=30000 + i) for i in range(cap + 4)]
+
+        def announce(h, p, source='127.0.0.1', **kw):
+            return t.decode_ok(get_from(t, tytotest.announce_path(h, p.peer_id, p.port, left=1, **kw), source),
+                               'announce port %d' % p.port)
+
+        first = [announce(ih, p) for p in peers]
+        ok = [i for i, d in enumerate(first) if b'failure reason' not in d]
+        self.assertEqual(ok, list(range(cap)))
+        for d in first[cap:]:
+            self.assertEqual(d[b'failure reason'], PEER_CAP)
+        members = swarm_members(t, ih)
+        self.assertEqual(members, {b'127.0.0.1:%d' % p.port for p in peers[:cap]})
+        # Known ports re-announce, twice.
+        for _ in range(2):
+            for p in peers[:cap]:
+                self.assertNotIn(b'failure reason', announce(ih, p))
+        # Another swarm, another address: their own caps.
+        for p in peers[:cap]:
+            self.assertNotIn(b'failure reason', announce(other, p))
+            self.assertNotIn(b'failure reason', announce(ih, p, source='127.0.0.2'))
+        self.assertEqual(announce(other, peers[cap]).get(b'failure reason'), PEER_CAP)
+        # event=stopped frees its port for a new one.
+        self.assertNotIn(b'failure reason', announce(ih, peers[0], event='stopped'))
+        self.assertNotIn(b'failure reason', announce(ih, peers[cap]))
+        self.assertEqual(announce(ih, peers[cap + 1]).get(b'failure reason'), PEER_CAP)
+        self.assertEqual(len([m for m in swarm_members(t, ih) if m.startswith(b'127.0.0.1:')]), cap)
+        after = failures_by_reason(t)
+        refused = after[PEER_CAP.decode()] - before.get(PEER_CAP.decode(), 0)
+        self.assertEqual(refused, 4 + 1 + 1)
+        summary('ABUSE peer-cap: ports=%d admitted=%d refused=%d redis_members=%d '
+                '(swarm.max_peers_per_address=%d, 2 workers)'
+                % (len(peers), len(ok), len(peers) - len(ok), len(members), cap))
+        t.stop()
+
+    def test_malformed_forwarded_header_from_trusted_proxy(self):
+        # A trusted proxy (127.0.0.1) sending a malformed X-Forwarded-For or X-Real-IP: refused
+        # with its own reason, not stored under the proxy's address.
+        t = self.start_tyto(config={'proxy': {'trusted': ['127.0.0.1']}})
+        ih = rand_hash()
+        cases = [({'X-Forwarded-For': 'bogus'}, False), ({'X-Forwarded-For': '203.0.113.5, 10.0.0.1:99999'}, False),
+                 ({'X-Real-IP': 'not-an-ip'}, False), ({'X-Forwarded-For': '203.0.113.5'}, True),
+                 ({'X-Forwarded-For': 'garbage, 198.51.100.7'}, True)]
+        stored = set()
+        for headers, good in cases:
+            p = Peer()
+            d = t.decode_ok(get_from(t, tytotest.announce_path(ih, p.peer_id, p.port, left=1), headers=headers),
+                            repr(headers))
+            if good:
+                self.assertNotIn(b'failure reason', d, headers)
+                stored.add(p.port)
+            else:
+                self.assertEqual(d.get(b'failure reason'), FORWARDED_INVALID, headers)
+        d = t.decode_ok(get_from(t, tytotest.scrape_path([ih]), headers={'X-Forwarded-For': 'bogus'}), 'scrape')
+        self.assertEqual(d.get(b'failure reason'), FORWARDED_INVALID)
+        members = swarm_members(t, ih)
+        self.assertEqual({int(m.rsplit(b':', 1)[1]) for m in members}, stored)
+        self.assertEqual({m.rsplit(b':', 1)[0] for m in members}, {b'203.0.113.5', b'198.51.100.7'})
+        # An untrusted client's headers are still ignored, malformed or not.
+        p = Peer()
+        d = t.decode_ok(get_from(t, tytotest.announce_path(ih, p.peer_id, p.port, left=1), '127.0.0.2',
+                                 {'X-Forwarded-For': 'bogus'}), 'untrusted')
+        self.assertNotIn(b'failure reason', d)
+        self.assertIn(b'127.0.0.2:%d' % p.port, swarm_members(t, ih))
+        t.stop()
+
+    def test_numwant_negative_or_empty_means_default(self):
+        # tytotest: numwant_default 4, numwant_max 8. BEP 15's -1 and an empty value ask for the
+        # default; garbage is still refused.
+        t = self.start_tyto()
+        ih = rand_hash()
+        for _ in range(10):
+            t.announce(ih, Peer(), left=1)
+        for value, want in (('-1', 4), ('', 4), ('-5', 4), ('2', 2), ('100', 8)):
+            p = Peer()
+            path = tytotest.announce_path(ih, p.peer_id, p.port, left=1, extra=[('numwant', tytotest.Raw(value))])
+            d = t.announce_raw(path)
+            self.assertNotIn(b'failure reason', d, value)
+            self.assertEqual(len(tytotest.parse_peers4(d[b'peers'])), want, 'numwant=%s' % value)
+        for value in ('abc', '-', '1.5'):
+            p = Peer()
+            d = t.announce_raw(tytotest.announce_path(ih, p.peer_id, p.port, left=1,
+                                                      extra=[('numwant', tytotest.Raw(value))]))
+            self.assertIn(b'numwant', d.get(b'failure reason', b''), value)
         t.stop()
 
     def test_burst_of_malformed_announces(self):
@@ -486,7 +696,7 @@ class AbuseTest(unittest.TestCase):
             elif kind == 8:
                 params['downloaded'] = rnd.choice(['-5', 'ten', '+3'])
             elif kind == 9:
-                params['numwant'] = rnd.choice(['-1', 'lots', '5x'])
+                params['numwant'] = rnd.choice(['-x', 'lots', '5x'])      # -1 means the default
             elif kind == 10:
                 params['compact'] = rnd.choice(['2', 'yes', '-1'])
             elif kind == 11:

@@ -509,6 +509,9 @@ class Tyto:
             'announce': {'interval_s': 1234, 'min_interval_s': 617, 'peer_ttl_s': 3000,
                          'numwant_default': 4, 'numwant_max': 8},
             'scrape': {'max_hashes': 4},
+            # Every test client is 127.0.0.1 (or ::1): the cap of ports per address and swarm
+            # (default 16) is off unless a test sets it (tests/e2e/test_abuse.py does).
+            'swarm': {'max_peers_per_address': 0},
             'log': {'level': 'info'},
         }
         if config:

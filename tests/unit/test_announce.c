@@ -241,10 +241,49 @@ static void test_announce_numwant_default_and_cap(void **state)
     assert_int_equal(r.numwant, 200);
     assert_int_equal(parse(BASE "&numwant=18446744073709551615", &r), ANNOUNCE_OK);
     assert_int_equal(r.numwant, 200);
-    /* a default above the maximum is capped too */
+    /* missing, empty or negative (BEP 15's -1, which clients send over HTTP too): the default */
+    assert_int_equal(parse(BASE, &r), ANNOUNCE_OK);
+    assert_int_equal(r.numwant, 50);
+    assert_int_equal(parse(BASE "&numwant=-1", &r), ANNOUNCE_OK);
+    assert_int_equal(r.numwant, 50);
+    assert_int_equal(parse(BASE "&numwant=", &r), ANNOUNCE_OK);
+    assert_int_equal(r.numwant, 50);
+    assert_int_equal(parse(BASE "&numwant", &r), ANNOUNCE_OK);
+    assert_int_equal(r.numwant, 50);
+    assert_int_equal(parse(BASE "&numwant=%2D1", &r), ANNOUNCE_OK);
+    assert_int_equal(r.numwant, 50);
+    assert_int_equal(parse(BASE "&numwant=-0", &r), ANNOUNCE_OK);
+    assert_int_equal(r.numwant, 50);
+    assert_int_equal(parse(BASE "&numwant=-18446744073709551615", &r), ANNOUNCE_OK);
+    assert_int_equal(r.numwant, 50);
+    /* a default above the maximum is capped too, also when asked for with -1 */
     lim.numwant_default = 500;
     assert_int_equal(parse_lim(BASE, &lim, &r), ANNOUNCE_OK);
     assert_int_equal(r.numwant, 200);
+    assert_int_equal(parse_lim(BASE "&numwant=-1", &lim, &r), ANNOUNCE_OK);
+    assert_int_equal(r.numwant, 200);
+}
+
+/* uploaded, downloaded and left take every value from 0 to 2^64 - 1, and nothing past it. */
+static void test_announce_counters_full_range(void **state)
+{
+    struct announce_req r;
+
+    (void)state;
+    assert_int_equal(parse(BASE "&uploaded=18446744073709551615&downloaded=18446744073709551615"
+                                "&left=18446744073709551615", &r), ANNOUNCE_OK);
+    assert_true(r.uploaded == UINT64_MAX && r.downloaded == UINT64_MAX && r.left == UINT64_MAX);
+    assert_int_equal(parse(BASE "&uploaded=0&downloaded=00000000000000000000&left=0", &r), ANNOUNCE_OK);
+    assert_true(r.uploaded == 0 && r.downloaded == 0 && r.left == 0);
+    assert_int_equal(parse(BASE "&left=18446744073709551614", &r), ANNOUNCE_OK);
+    assert_true(r.left == UINT64_MAX - 1);
+    assert_int_equal(parse_only(BASE "&uploaded=18446744073709551616"), ANNOUNCE_ERR_UPLOADED_INVALID);
+    assert_int_equal(parse_only(BASE "&downloaded=18446744073709551616"), ANNOUNCE_ERR_DOWNLOADED_INVALID);
+    assert_int_equal(parse_only(BASE "&left=18446744073709551616"), ANNOUNCE_ERR_LEFT_INVALID);
+    assert_int_equal(parse_only(BASE "&left=99999999999999999999"), ANNOUNCE_ERR_LEFT_INVALID);
+    assert_int_equal(parse_only(BASE "&downloaded=-1"), ANNOUNCE_ERR_DOWNLOADED_INVALID);
+    assert_int_equal(parse_only(BASE "&downloaded="), ANNOUNCE_ERR_DOWNLOADED_INVALID);
+    assert_int_equal(parse_only(BASE "&left="), ANNOUNCE_ERR_LEFT_INVALID);
 }
 
 static void test_announce_compact_zero(void **state)
@@ -400,10 +439,21 @@ static void test_announce_rejects_bad_counters(void **state)
     assert_int_equal(parse_only(BASE "&left=-1"), ANNOUNCE_ERR_LEFT_INVALID);
     assert_int_equal(parse_only(BASE "&left=100000000000000000000"), ANNOUNCE_ERR_LEFT_INVALID);
     assert_int_equal(parse_only(BASE "&left=%2B1"), ANNOUNCE_ERR_LEFT_INVALID);
-    assert_int_equal(parse_only(BASE "&numwant=-1"), ANNOUNCE_ERR_NUMWANT_INVALID);
+    /* numwant: garbage is still refused (negative and empty mean the default) */
     assert_int_equal(parse_only(BASE "&numwant=abc"), ANNOUNCE_ERR_NUMWANT_INVALID);
-    assert_int_equal(parse_only(BASE "&numwant="), ANNOUNCE_ERR_NUMWANT_INVALID);
+    assert_int_equal(parse_only(BASE "&numwant=-"), ANNOUNCE_ERR_NUMWANT_INVALID);
+    assert_int_equal(parse_only(BASE "&numwant=--1"), ANNOUNCE_ERR_NUMWANT_INVALID);
+    assert_int_equal(parse_only(BASE "&numwant=-x"), ANNOUNCE_ERR_NUMWANT_INVALID);
+    assert_int_equal(parse_only(BASE "&numwant=-1x"), ANNOUNCE_ERR_NUMWANT_INVALID);
+    assert_int_equal(parse_only(BASE "&numwant=1-"), ANNOUNCE_ERR_NUMWANT_INVALID);
+    assert_int_equal(parse_only(BASE "&numwant=%2B5"), ANNOUNCE_ERR_NUMWANT_INVALID);
+    assert_int_equal(parse_only(BASE "&numwant=+5"), ANNOUNCE_ERR_NUMWANT_INVALID);  /* '+' is a space */
+    assert_int_equal(parse_only(BASE "&numwant=1.5"), ANNOUNCE_ERR_NUMWANT_INVALID);
     assert_int_equal(parse_only(BASE "&numwant=100000000000000000000"),
+                     ANNOUNCE_ERR_NUMWANT_INVALID);
+    assert_int_equal(parse_only(BASE "&numwant=-100000000000000000000"),
+                     ANNOUNCE_ERR_NUMWANT_INVALID);
+    assert_int_equal(parse_only(BASE "&numwant=-18446744073709551616"),
                      ANNOUNCE_ERR_NUMWANT_INVALID);
 }
 
@@ -446,7 +496,7 @@ static void test_announce_reports_first_problem_in_query_order(void **state)
     assert_int_equal(parse_only("port=%zz&event=x"), ANNOUNCE_ERR_ENCODING);
     assert_int_equal(parse_only("port=1&port=0"), ANNOUNCE_ERR_PARAM_REPEATED);
     /* a bad value beats a missing parameter */
-    assert_int_equal(parse_only("numwant=-1"), ANNOUNCE_ERR_NUMWANT_INVALID);
+    assert_int_equal(parse_only("numwant=x"), ANNOUNCE_ERR_NUMWANT_INVALID);
     /* missing ones: info_hash, then peer_id, then port */
     assert_int_equal(parse_only("port=1"), ANNOUNCE_ERR_INFO_HASH_MISSING);
     assert_int_equal(parse_only(IH), ANNOUNCE_ERR_PEER_ID_MISSING);
@@ -668,6 +718,15 @@ static void test_announce_reason_table_is_complete(void **state)
                         "port must be a number from 1 to 65535");
     assert_string_equal(announce_reason(ANNOUNCE_ERR_FULL_SCRAPE_DISABLED),
                         "full scrape is not allowed; give info_hash");
+    /* an address that cannot be used is not a storage failure, and a bad forwarded header is
+     * neither (issue 9) */
+    assert_string_equal(announce_reason(ANNOUNCE_ERR_FORWARDED_INVALID),
+                        "the proxy's X-Forwarded-For or X-Real-IP header is malformed");
+    assert_string_equal(announce_reason(ANNOUNCE_ERR_CLIENT_ADDRESS), "the client's address is not IPv4 or IPv6");
+    assert_string_equal(announce_reason(ANNOUNCE_ERR_PEER_CAP), "too many ports from this address in this swarm");
+    /* metrics count failures by index: the reasons that existed keep theirs */
+    assert_int_equal(ANNOUNCE_ERR_RATE_LIMITED, 26);
+    assert_true(ANNOUNCE_ERR_FORWARDED_INVALID > ANNOUNCE_ERR_RATE_LIMITED);
 }
 
 /* ---- replies ---- */
@@ -916,6 +975,7 @@ static void test_announce_parse_no_overread_at_page_end(void **state)
         BASE, BASE "&event=started", BASE "&ip=1.2.3.4", BASE "&ip=1.2.3.%", BASE "&port=%",
         BASE "&numwant=%4", "info_hash", "info_hash=", "info_hash=%", "info_hash=%4",
         "info_hash=aaaaaaaaaaaaaaaaaaaa%", "&", "=", "port", "event=complete", "compact=%3",
+        BASE "&numwant=-", BASE "&numwant=-1", BASE "&numwant=", BASE "&numwant",
     };
     struct announce_limits lim = lim_default;
     struct guard g;
@@ -953,6 +1013,7 @@ int main(void)
         cmocka_unit_test(test_announce_decodes_plain_and_plus),
         cmocka_unit_test(test_announce_parses_events),
         cmocka_unit_test(test_announce_numwant_default_and_cap),
+        cmocka_unit_test(test_announce_counters_full_range),
         cmocka_unit_test(test_announce_compact_zero),
         cmocka_unit_test(test_announce_no_peer_id_values),
         cmocka_unit_test(test_announce_rejects_missing_info_hash),

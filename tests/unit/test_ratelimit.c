@@ -1,6 +1,7 @@
 /* Unit tests for lib/ratelimit.c: the limit within a window and the next window, addresses
  * counted apart, an IPv6 /64 counted as one client, a table full of other addresses (a newcomer
- * is never refused), and counting shared by forked processes, as the workers share it. */
+ * is never refused), counting shared by forked processes, as the workers share it, and weighted
+ * requests (a scrape costs its hash count). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -35,7 +36,7 @@ static unsigned allowed(struct ratelimit *rl, const char *text, int64_t now_s, u
     struct peer_addr a = addr_of(text);
     unsigned ok = 0;
     for (unsigned i = 0; i < n; i++)
-        ok += ratelimit_allow(rl, &a, now_s, limit, 60);
+        ok += ratelimit_allow(rl, &a, now_s, limit, 60, 1);
     return ok;
 }
 
@@ -114,6 +115,41 @@ static void test_ratelimit_shared_by_forked_workers(void **state)
     ratelimit_free(rl);
 }
 
+/* Scrapes are charged by their hash count: 10 units a window, scrapes of 4 hashes. */
+static void test_ratelimit_cost(void **state)
+{
+    (void)state;
+    struct ratelimit *rl = ratelimit_new(10);
+    struct peer_addr a = addr_of("192.0.2.9");
+    assert_true(ratelimit_allow(rl, &a, 600, 10, 60, 4));    /* 4 */
+    assert_true(ratelimit_allow(rl, &a, 600, 10, 60, 4));    /* 8 */
+    /* 12 would pass the limit: refused, and nothing charged ... */
+    assert_false(ratelimit_allow(rl, &a, 600, 10, 60, 4));
+    /* ... so the two announces that still fit pass, and the next does not */
+    assert_true(ratelimit_allow(rl, &a, 600, 10, 60, 1));
+    assert_true(ratelimit_allow(rl, &a, 600, 10, 60, 1));
+    assert_false(ratelimit_allow(rl, &a, 600, 10, 60, 1));
+    /* the next window: a cost above the limit is charged as the whole limit, so it passes
+     * only first in its window; cost 0 counts as 1 */
+    assert_true(ratelimit_allow(rl, &a, 660, 10, 60, 64));
+    assert_false(ratelimit_allow(rl, &a, 660, 10, 60, 0));
+    struct peer_addr b = addr_of("192.0.2.10");
+    assert_true(ratelimit_allow(rl, &b, 660, 10, 60, 0));
+    for (int i = 0; i < 9; i++)
+        assert_true(ratelimit_allow(rl, &b, 660, 10, 60, 1));
+    assert_false(ratelimit_allow(rl, &b, 660, 10, 60, 1));
+    /* a newcomer's first request may weigh the whole limit */
+    struct peer_addr c = addr_of("2001:db8:5::1");
+    assert_true(ratelimit_allow(rl, &c, 660, 10, 60, 10));
+    assert_false(ratelimit_allow(rl, &c, 660, 10, 60, 1));
+    /* the largest limit and cost do not overflow the 16-bit count */
+    struct peer_addr d = addr_of("198.51.100.200");
+    assert_true(ratelimit_allow(rl, &d, 660, RATELIMIT_MAX_LIMIT, 60, RATELIMIT_MAX_LIMIT - 1));
+    assert_true(ratelimit_allow(rl, &d, 660, RATELIMIT_MAX_LIMIT, 60, 1));
+    assert_false(ratelimit_allow(rl, &d, 660, RATELIMIT_MAX_LIMIT, 60, 1));
+    ratelimit_free(rl);
+}
+
 static void test_ratelimit_bad_order(void **state)
 {
     (void)state;
@@ -129,6 +165,7 @@ int main(void)
         cmocka_unit_test(test_ratelimit_ipv6_by_64),
         cmocka_unit_test(test_ratelimit_full_table_never_refuses_a_newcomer),
         cmocka_unit_test(test_ratelimit_shared_by_forked_workers),
+        cmocka_unit_test(test_ratelimit_cost),
         cmocka_unit_test(test_ratelimit_bad_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
