@@ -1,9 +1,15 @@
-/* The in-process storage backend (workers: 1): swarms in a chained hash table keyed by info_hash,
- * each with a seeders and a leechers array of {compact peer, expiry}. It follows the Redis
- * backend's semantics (see storage/redis.c) so that either can serve the contract tests. State
- * changes happen in the call; the answer is queued and delivered from the event loop, so a
- * callback never runs before the call returns. There is no background reaper: expired peers go
- * when their swarm is touched, and each announce also sweeps one hash bucket. */
+/* The in-process storage backend (workers: 1): swarms in a chained hash table keyed by info_hash.
+ * It follows the swarm rules of storage/swarm_policy.h, as the Redis backend does, so that either
+ * can serve the contract tests (tests/storage/test_contract.c). Per swarm, each peer is one node
+ * in three structures, so that an announce costs O(1) whatever the swarm's size:
+ *   - a hash index by compact address (keyed hashing: clients choose addresses), for lookups;
+ *   - its role's array (seeders or leechers), for uniform sampling by position;
+ *   - a list in expiry order, oldest first, so reaping pops expired peers from the front.
+ * A swarm with no peer stays as a record of its completed count while swarm.downloaded_ttl_s
+ * keeps it (Redis: the info hash). State changes happen in the call; the answer is queued and
+ * delivered from the event loop, so a callback never runs before the call returns. There is no
+ * background reaper: expired peers go when their swarm is touched, and each announce also sweeps
+ * one hash bucket. */
 #include "storage/storage.h"
 
 #include <stdbool.h>
@@ -18,17 +24,23 @@
 
 #include "lib/config.h"
 #include "storage/redis_keys.h"
+#include "storage/swarm_policy.h"
 
 #define MEMORY_BUCKETS_MIN 64
+#define MEMORY_INDEX_MIN 8
 
 struct memory_peer {
+    struct memory_peer *hnext;         /* index chain */
+    struct memory_peer *older, *newer; /* expiry order */
     int64_t expiry_s;                  /* unix seconds; alive while > now */
+    uint32_t pos;                      /* position in its role's array */
+    uint8_t role;                      /* enum swarm_role */
     uint8_t len;                       /* 6 or 18 */
     uint8_t addr[REDIS_KEYS_PEER_MAX]; /* compact form */
 };
 
-struct memory_list {
-    struct memory_peer *v;
+struct memory_set {
+    struct memory_peer **v;
     size_t count, cap;
 };
 
@@ -36,7 +48,11 @@ struct memory_swarm {
     struct memory_swarm *next;         /* bucket chain */
     uint8_t info_hash[ANNOUNCE_HASH_LEN];
     uint32_t downloaded;
-    struct memory_list seeders, leechers;
+    int64_t last_announce_s;           /* for swarm.downloaded_ttl_s */
+    struct memory_set sets[2];         /* by enum swarm_role */
+    struct memory_peer *oldest, *newest;
+    struct memory_peer **index;        /* index_n chains (a power of two), or NULL */
+    size_t index_n;
 };
 
 enum memory_kind { MEMORY_ANNOUNCE, MEMORY_SCRAPE, MEMORY_HEALTH };
@@ -71,8 +87,7 @@ struct memory_storage {
     size_t gc_cursor;                  /* next bucket the incremental sweep visits */
     uint64_t hash_seed;                /* keyed hashing: clients choose info_hash freely */
     uint64_t rng;                      /* xorshift64* state for sampling */
-    int peer_ttl_s;
-    unsigned numwant_max;              /* sample cap whatever the request says */
+    struct swarm_policy policy;
 };
 
 static uint64_t memory_random(struct memory_storage *ms)
@@ -92,17 +107,22 @@ static size_t memory_random_below(struct memory_storage *ms, size_t n)
     return (size_t)(((memory_random(ms) >> 32) * (uint64_t)n) >> 32);
 }
 
-static size_t memory_bucket(const struct memory_storage *ms, const uint8_t *info_hash)
+static uint64_t memory_hash(uint64_t seed, const uint8_t *p, size_t len)
 {
-    uint64_t h = ms->hash_seed;
+    uint64_t h = seed;
     size_t i;
 
-    for (i = 0; i < ANNOUNCE_HASH_LEN; i++)
-        h = (h ^ info_hash[i]) * 0x100000001b3ULL;
+    for (i = 0; i < len; i++)
+        h = (h ^ p[i]) * 0x100000001b3ULL;
     h ^= h >> 31;
     h *= 0x9e3779b97f4a7c15ULL;
     h ^= h >> 29;
-    return (size_t)h & (ms->nbuckets - 1);
+    return h;
+}
+
+static size_t memory_bucket(const struct memory_storage *ms, const uint8_t *info_hash)
+{
+    return (size_t)memory_hash(ms->hash_seed, info_hash, ANNOUNCE_HASH_LEN) & (ms->nbuckets - 1);
 }
 
 static struct memory_swarm *memory_find(struct memory_storage *ms, const uint8_t *info_hash)
@@ -158,9 +178,28 @@ static struct memory_swarm *memory_create(struct memory_storage *ms, const uint8
 
 static void memory_swarm_free(struct memory_swarm *sw)
 {
-    free(sw->seeders.v);
-    free(sw->leechers.v);
+    struct memory_peer *p, *next;
+
+    for (p = sw->oldest; p; p = next) {
+        next = p->newer;
+        free(p);
+    }
+    free(sw->sets[0].v);
+    free(sw->sets[1].v);
+    free(sw->index);
     free(sw);
+}
+
+static size_t memory_peers(const struct memory_swarm *sw)
+{
+    return sw->sets[SWARM_ROLE_LEECHER].count + sw->sets[SWARM_ROLE_SEEDER].count;
+}
+
+/* Whether sw is only a record that nobody needs any more. */
+static bool memory_swarm_idle(const struct memory_storage *ms, const struct memory_swarm *sw, int64_t now_s)
+{
+    return memory_peers(sw) == 0 &&
+           swarm_policy_downloaded(&ms->policy, sw->downloaded, sw->last_announce_s, now_s) == 0;
 }
 
 /* Unlinks and frees sw, which must be in its bucket. */
@@ -175,71 +214,192 @@ static void memory_remove(struct memory_storage *ms, struct memory_swarm *sw)
     memory_swarm_free(sw);
 }
 
-/* Drops members whose expiry is <= now (Redis: ZREMRANGEBYSCORE key -inf now). */
-static void memory_list_reap(struct memory_list *l, int64_t now_s)
-{
-    size_t i = 0;
+/* ---- one swarm's peers ------------------------------------------------------------------- */
 
-    while (i < l->count) {
-        if (l->v[i].expiry_s <= now_s)
-            l->v[i] = l->v[--l->count];
-        else
-            i++;
+static struct memory_peer **memory_chain(const struct memory_storage *ms, const struct memory_swarm *sw,
+                                         const uint8_t *addr, size_t len)
+{
+    return &sw->index[memory_hash(ms->hash_seed, addr, len) & (sw->index_n - 1)];
+}
+
+static struct memory_peer *memory_peer_find(const struct memory_storage *ms, const struct memory_swarm *sw,
+                                            const uint8_t *addr, size_t len)
+{
+    struct memory_peer *p;
+
+    if (!sw->index)
+        return NULL;
+    for (p = *memory_chain(ms, sw, addr, len); p; p = p->hnext)
+        if (p->len == len && memcmp(p->addr, addr, len) == 0)
+            return p;
+    return NULL;
+}
+
+/* Doubles the index (or makes the first one). Returns 0, or -1 when out of memory. */
+static int memory_index_grow(const struct memory_storage *ms, struct memory_swarm *sw)
+{
+    size_t n = sw->index_n ? sw->index_n * 2 : MEMORY_INDEX_MIN, i;
+    struct memory_peer **old = sw->index, **fresh = calloc(n, sizeof(*fresh));
+
+    if (!fresh)
+        return -1;
+    sw->index = fresh;
+    sw->index_n = n;
+    for (i = 0; old && i < n / 2; i++) {
+        struct memory_peer *p = old[i], *next;
+
+        for (; p; p = next) {
+            struct memory_peer **chain = memory_chain(ms, sw, p->addr, p->len);
+
+            next = p->hnext;
+            p->hnext = *chain;
+            *chain = p;
+        }
     }
+    free(old);
+    return 0;
 }
 
-static uint32_t memory_list_alive(const struct memory_list *l, int64_t now_s)
+static int memory_set_push(struct memory_set *set, struct memory_peer *p)
 {
-    uint32_t n = 0;
-    size_t i;
-
-    for (i = 0; i < l->count; i++)
-        if (l->v[i].expiry_s > now_s)
-            n++;
-    return n;
-}
-
-static ssize_t memory_list_find(const struct memory_list *l, const uint8_t *addr, size_t len)
-{
-    size_t i;
-
-    for (i = 0; i < l->count; i++)
-        if (l->v[i].len == len && memcmp(l->v[i].addr, addr, len) == 0)
-            return (ssize_t)i;
-    return -1;
-}
-
-static void memory_list_remove(struct memory_list *l, const uint8_t *addr, size_t len)
-{
-    ssize_t i = memory_list_find(l, addr, len);
-
-    if (i >= 0)
-        l->v[i] = l->v[--l->count];
-}
-
-/* Adds or refreshes a member. Returns 0, or -1 when out of memory. */
-static int memory_list_upsert(struct memory_list *l, const uint8_t *addr, size_t len, int64_t expiry_s)
-{
-    ssize_t i = memory_list_find(l, addr, len);
-
-    if (i >= 0) {
-        l->v[i].expiry_s = expiry_s;
-        return 0;
-    }
-    if (l->count == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 4;
-        struct memory_peer *v = realloc(l->v, cap * sizeof(*v));
+    if (set->count == set->cap) {
+        size_t cap = set->cap ? set->cap * 2 : 4;
+        struct memory_peer **v = realloc(set->v, cap * sizeof(*v));
 
         if (!v)
             return -1;
-        l->v = v;
-        l->cap = cap;
+        set->v = v;
+        set->cap = cap;
     }
-    l->v[l->count].expiry_s = expiry_s;
-    l->v[l->count].len = (uint8_t)len;
-    memcpy(l->v[l->count].addr, addr, len);
-    l->count++;
+    p->pos = (uint32_t)set->count;
+    set->v[set->count++] = p;
     return 0;
+}
+
+static void memory_set_swap(struct memory_set *set, size_t i, size_t j)
+{
+    struct memory_peer *t = set->v[i];
+
+    set->v[i] = set->v[j];
+    set->v[j] = t;
+    set->v[i]->pos = (uint32_t)i;
+    set->v[j]->pos = (uint32_t)j;
+}
+
+static void memory_set_remove(struct memory_set *set, struct memory_peer *p)
+{
+    memory_set_swap(set, p->pos, set->count - 1);
+    set->count--;
+}
+
+/* Places p in expiry order, searching from the newest end: expiries nearly always grow. */
+static void memory_order_insert(struct memory_swarm *sw, struct memory_peer *p)
+{
+    struct memory_peer *after = sw->newest;
+
+    while (after && after->expiry_s > p->expiry_s)
+        after = after->older;
+    p->older = after;
+    p->newer = after ? after->newer : sw->oldest;
+    if (p->newer)
+        p->newer->older = p;
+    else
+        sw->newest = p;
+    if (after)
+        after->newer = p;
+    else
+        sw->oldest = p;
+}
+
+static void memory_order_remove(struct memory_swarm *sw, struct memory_peer *p)
+{
+    if (p->older)
+        p->older->newer = p->newer;
+    else
+        sw->oldest = p->newer;
+    if (p->newer)
+        p->newer->older = p->older;
+    else
+        sw->newest = p->older;
+    p->older = p->newer = NULL;
+}
+
+/* Takes p out of all three structures and frees it. */
+static void memory_peer_drop(const struct memory_storage *ms, struct memory_swarm *sw, struct memory_peer *p)
+{
+    struct memory_peer **pp = memory_chain(ms, sw, p->addr, p->len);
+
+    while (*pp != p)
+        pp = &(*pp)->hnext;
+    *pp = p->hnext;
+    memory_set_remove(&sw->sets[p->role], p);
+    memory_order_remove(sw, p);
+    free(p);
+}
+
+/* A new peer in role, expiring at expiry_s. Returns it, or NULL when out of memory (then
+ * nothing changed). */
+static struct memory_peer *memory_peer_add(const struct memory_storage *ms, struct memory_swarm *sw,
+                                           const uint8_t *addr, size_t len, enum swarm_role role,
+                                           int64_t expiry_s)
+{
+    struct memory_peer *p, **chain;
+
+    if (memory_peers(sw) + 1 > sw->index_n && memory_index_grow(ms, sw) < 0 && !sw->index)
+        return NULL;                   /* a failed growth keeps the longer chains */
+    p = calloc(1, sizeof(*p));
+    if (!p)
+        return NULL;
+    if (memory_set_push(&sw->sets[role], p) < 0) {
+        free(p);
+        return NULL;
+    }
+    p->role = (uint8_t)role;
+    p->len = (uint8_t)len;
+    memcpy(p->addr, addr, len);
+    p->expiry_s = expiry_s;
+    chain = memory_chain(ms, sw, addr, len);
+    p->hnext = *chain;
+    *chain = p;
+    memory_order_insert(sw, p);
+    return p;
+}
+
+/* Moves p to role with a new expiry. Returns 0, or -1 when out of memory (then unchanged). */
+static int memory_peer_refresh(struct memory_swarm *sw, struct memory_peer *p, enum swarm_role role,
+                               int64_t expiry_s)
+{
+    if (p->role != role) {
+        memory_set_remove(&sw->sets[p->role], p);
+        if (memory_set_push(&sw->sets[role], p) < 0) {
+            memory_set_push(&sw->sets[p->role], p);   /* cannot fail: it just left, room stays */
+            return -1;
+        }
+        p->role = (uint8_t)role;
+    }
+    memory_order_remove(sw, p);
+    p->expiry_s = expiry_s;
+    memory_order_insert(sw, p);
+    return 0;
+}
+
+/* Drops the peers whose expiry is <= now (Redis: ZREMRANGEBYSCORE key -inf now): they are at the
+ * front of the expiry order. */
+static void memory_reap(const struct memory_storage *ms, struct memory_swarm *sw, int64_t now_s)
+{
+    while (sw->oldest && !swarm_policy_alive(sw->oldest->expiry_s, now_s))
+        memory_peer_drop(ms, sw, sw->oldest);
+}
+
+/* Live peers of each role at now, without reaping (scrape is read-only). */
+static void memory_alive(const struct memory_swarm *sw, int64_t now_s, uint32_t out[2])
+{
+    const struct memory_peer *p;
+
+    out[SWARM_ROLE_LEECHER] = (uint32_t)sw->sets[SWARM_ROLE_LEECHER].count;
+    out[SWARM_ROLE_SEEDER] = (uint32_t)sw->sets[SWARM_ROLE_SEEDER].count;
+    for (p = sw->oldest; p && !swarm_policy_alive(p->expiry_s, now_s); p = p->newer)
+        out[p->role]--;
 }
 
 static void memory_emit(struct memory_done *d, const struct memory_peer *p)
@@ -250,31 +410,24 @@ static void memory_emit(struct memory_done *d, const struct memory_peer *p)
         memcpy(d->peers6 + PEER_COMPACT6_LEN * d->peers6_count++, p->addr, PEER_COMPACT6_LEN);
 }
 
-/* Emits up to want random members of l, skipping self (when it is in l), by a partial
- * Fisher-Yates shuffle of the list itself: order means nothing in a set. Returns the number. */
-static size_t memory_sample(struct memory_storage *ms, struct memory_list *l, const uint8_t *self,
-                            size_t self_len, size_t want, struct memory_done *d)
+/* Emits up to want uniformly drawn members of set, never self, by a partial Fisher-Yates shuffle
+ * of the array itself (order means nothing in a set; positions are kept in step). Returns the
+ * number emitted. */
+static size_t memory_sample(struct memory_storage *ms, struct memory_set *set, const struct memory_peer *self,
+                            size_t want, struct memory_done *d)
 {
-    ssize_t si = memory_list_find(l, self, self_len);
-    size_t n = l->count, i;
+    size_t n = set->count, i;
 
-    if (si >= 0) {
+    if (self) {                        /* self is in this set */
         /* Park self at the end, outside the range we draw from. */
-        struct memory_peer t = l->v[si];
-
-        l->v[si] = l->v[n - 1];
-        l->v[n - 1] = t;
+        memory_set_swap(set, self->pos, n - 1);
         n--;
     }
     if (want > n)
         want = n;
     for (i = 0; i < want; i++) {
-        size_t j = i + memory_random_below(ms, n - i);
-        struct memory_peer t = l->v[i];
-
-        l->v[i] = l->v[j];
-        l->v[j] = t;
-        memory_emit(d, &l->v[i]);
+        memory_set_swap(set, i, i + memory_random_below(ms, n - i));
+        memory_emit(d, set->v[i]);
     }
     return want;
 }
@@ -365,8 +518,8 @@ static void memory_enqueue(struct memory_storage *ms, struct memory_done *d)
         evtimer_add(ms->dispatch_ev, &zero);
 }
 
-/* Visits one bucket: reaps its swarms and frees the empty ones, so abandoned swarms go away
- * without a reaper. */
+/* Visits one bucket: reaps its swarms and frees those nobody needs any more, so abandoned swarms
+ * go away without a reaper. */
 static void memory_sweep(struct memory_storage *ms, int64_t now_s)
 {
     struct memory_swarm **pp = &ms->buckets[ms->gc_cursor & (ms->nbuckets - 1)];
@@ -375,9 +528,8 @@ static void memory_sweep(struct memory_storage *ms, int64_t now_s)
     while (*pp) {
         struct memory_swarm *sw = *pp;
 
-        memory_list_reap(&sw->seeders, now_s);
-        memory_list_reap(&sw->leechers, now_s);
-        if (sw->seeders.count == 0 && sw->leechers.count == 0) {
+        memory_reap(ms, sw, now_s);
+        if (memory_swarm_idle(ms, sw, now_s)) {
             *pp = sw->next;
             ms->nswarms--;
             memory_swarm_free(sw);
@@ -391,68 +543,72 @@ static int memory_announce(struct storage *st, const struct announce_req *req,
                            storage_announce_cb *cb, void *arg)
 {
     struct memory_storage *ms = (struct memory_storage *)st;
-    bool stopped = req->event == ANNOUNCE_EVENT_STOPPED;
-    size_t numwant = stopped ? 0 : req->numwant;
-    uint8_t self[REDIS_KEYS_PEER_MAX];
+    uint8_t self_addr[REDIS_KEYS_PEER_MAX];
+    struct memory_peer *self;
+    struct swarm_plan plan;
     struct memory_swarm *sw;
     struct memory_done *d;
     int self_len;
 
     if (ms->freeing)
         return -1;
-    if (numwant > ms->numwant_max)
-        numwant = ms->numwant_max;
-    d = calloc(1, sizeof(*d) + numwant * (PEER_COMPACT4_LEN + PEER_COMPACT6_LEN));
+    swarm_policy_plan(&ms->policy, req, &plan);
+    d = calloc(1, sizeof(*d) + plan.numwant * (PEER_COMPACT4_LEN + PEER_COMPACT6_LEN));
     if (!d)
         return -1;
     d->kind = MEMORY_ANNOUNCE;
     d->announce_cb = cb;
     d->arg = arg;
     d->peers4 = d->buf;
-    d->peers6 = d->buf + numwant * PEER_COMPACT4_LEN;
+    d->peers6 = d->buf + plan.numwant * PEER_COMPACT4_LEN;
     ms->base.counters.commands++;
 
     memory_sweep(ms, req->now_s);
-    self_len = redis_keys_peer_compact(&req->peer, self);
+    self_len = redis_keys_peer_compact(&req->peer, self_addr);
     if (self_len < 0) {
         d->status = STORAGE_ERR_INTERNAL;
         goto out;
     }
     sw = memory_find(ms, req->info_hash);
-    if (!sw && !stopped) {
+    if (!sw && plan.stop)
+        goto out;                      /* stopped in an unknown swarm: all zero, nothing kept */
+    if (!sw) {
         sw = memory_create(ms, req->info_hash);
         if (!sw) {
             d->status = STORAGE_ERR_FULL;
             goto out;
         }
     }
-    if (!sw)
-        goto out;                      /* stopped in an unknown swarm: all zero */
-
-    memory_list_reap(&sw->seeders, req->now_s);
-    memory_list_reap(&sw->leechers, req->now_s);
-    if (stopped) {
-        memory_list_remove(&sw->seeders, self, (size_t)self_len);
-        memory_list_remove(&sw->leechers, self, (size_t)self_len);
+    memory_reap(ms, sw, req->now_s);
+    sw->downloaded = swarm_policy_downloaded(&ms->policy, sw->downloaded, sw->last_announce_s, req->now_s);
+    sw->last_announce_s = req->now_s;
+    self = memory_peer_find(ms, sw, self_addr, (size_t)self_len);
+    if (plan.stop) {
+        if (self)
+            memory_peer_drop(ms, sw, self);
     } else {
-        bool seeder = req->left == 0;
-        struct memory_list *own = seeder ? &sw->seeders : &sw->leechers;
-        struct memory_list *other = seeder ? &sw->leechers : &sw->seeders;
+        bool was_leecher = self && self->role == SWARM_ROLE_LEECHER;
+        size_t want = plan.numwant;
 
-        memory_list_remove(other, self, (size_t)self_len);
-        if (memory_list_upsert(own, self, (size_t)self_len, req->now_s + ms->peer_ttl_s) < 0)
+        if (self ? memory_peer_refresh(sw, self, plan.role, plan.expiry_s) < 0
+                 : !(self = memory_peer_add(ms, sw, self_addr, (size_t)self_len, plan.role, plan.expiry_s))) {
             d->status = STORAGE_ERR_FULL;
-        else if (req->event == ANNOUNCE_EVENT_COMPLETED)
+            goto stats;
+        }
+        if (swarm_policy_counts_download(&plan, was_leecher))
             sw->downloaded++;
-        /* A seeder gets only leechers; a leecher gets seeders first, then leechers. */
-        if (!seeder)
-            numwant -= memory_sample(ms, &sw->seeders, self, (size_t)self_len, numwant, d);
-        memory_sample(ms, &sw->leechers, self, (size_t)self_len, numwant, d);
+        if (plan.sample_seeders)
+            want -= memory_sample(ms, &sw->sets[SWARM_ROLE_SEEDER],
+                                  plan.role == SWARM_ROLE_SEEDER ? self : NULL, want, d);
+        if (plan.sample_leechers)
+            memory_sample(ms, &sw->sets[SWARM_ROLE_LEECHER], plan.role == SWARM_ROLE_LEECHER ? self : NULL,
+                          want, d);
     }
-    d->stats.complete = (uint32_t)sw->seeders.count;
-    d->stats.incomplete = (uint32_t)sw->leechers.count;
+stats:
+    d->stats.complete = (uint32_t)sw->sets[SWARM_ROLE_SEEDER].count;
+    d->stats.incomplete = (uint32_t)sw->sets[SWARM_ROLE_LEECHER].count;
     d->stats.downloaded = sw->downloaded;
-    if (sw->seeders.count == 0 && sw->leechers.count == 0)
+    if (memory_swarm_idle(ms, sw, req->now_s))
         memory_remove(ms, sw);
 out:
     memory_enqueue(ms, d);
@@ -480,12 +636,15 @@ static int memory_scrape(struct storage *st, const struct scrape_req *req, stora
     /* Read-only, like the Redis backend's ZCOUNT: count the live members, reap nothing. */
     for (i = 0; i < count; i++) {
         const struct memory_swarm *sw = memory_find(ms, req->info_hash[i]);
+        uint32_t alive[2];
 
         if (!sw)
             continue;
-        d->scrape_stats[i].complete = memory_list_alive(&sw->seeders, req->now_s);
-        d->scrape_stats[i].incomplete = memory_list_alive(&sw->leechers, req->now_s);
-        d->scrape_stats[i].downloaded = sw->downloaded;
+        memory_alive(sw, req->now_s, alive);
+        d->scrape_stats[i].complete = alive[SWARM_ROLE_SEEDER];
+        d->scrape_stats[i].incomplete = alive[SWARM_ROLE_LEECHER];
+        d->scrape_stats[i].downloaded = swarm_policy_downloaded(&ms->policy, sw->downloaded,
+                                                                sw->last_announce_s, req->now_s);
     }
     memory_enqueue(ms, d);
     return 0;
@@ -562,8 +721,7 @@ struct storage *storage_memory_new(const struct config *cfg, struct event_base *
     ms->base.ops = &memory_ops;
     ms->evbase = base;
     ms->tail = &ms->head;
-    ms->peer_ttl_s = cfg->peer_ttl_s > 0 ? cfg->peer_ttl_s : 2 * cfg->interval_s;
-    ms->numwant_max = cfg->numwant_max > 0 ? (unsigned)cfg->numwant_max : 200;
+    swarm_policy_init(&ms->policy, cfg);
     ms->hash_seed = memory_seed();
     ms->rng = memory_seed();
     ms->nbuckets = MEMORY_BUCKETS_MIN;

@@ -4,7 +4,7 @@
  * one write); a per-request context collects the replies in order and the user callback fires
  * after the last one. hiredis 0.14 has no async timeouts: each request carries a libevent timer,
  * and a connection that answers nothing for a whole deadline is dropped and reopened. This is the
- * only file that includes hiredis's libevent adapter. Schema: DESIGN.md "Redis schema". */
+ * only file that includes hiredis's libevent adapter. Schema: docs/architecture.md "Redis schema". */
 #include "storage/storage.h"
 
 #include <limits.h>
@@ -22,6 +22,7 @@
 #include "lib/config.h"
 #include "lib/log.h"
 #include "storage/redis_keys.h"
+#include "storage/swarm_policy.h"
 
 #define REDIS_BACKOFF_MIN_MS 100
 #define REDIS_BACKOFF_MAX_MS 5000
@@ -44,6 +45,9 @@ enum redis_slot {
     REDIS_SLOT_SEEDERS,                    /* ZCARD seeders */
     REDIS_SLOT_LEECHERS,                   /* ZCARD leechers */
     REDIS_SLOT_DOWNLOADED,                 /* HGET info downloaded: string or nil */
+    REDIS_SLOT_MULTI,                      /* MULTI: +OK */
+    REDIS_SLOT_QUEUED,                     /* a command inside MULTI: +QUEUED */
+    REDIS_SLOT_EXEC,                       /* EXEC: one integer per queued command */
 };
 
 struct redis_storage;
@@ -91,8 +95,7 @@ struct redis_storage {
     char prefix[64];
     int timeout_ms;
     int connect_timeout_ms;
-    int peer_ttl_s;
-    unsigned numwant_max;                  /* sample cap whatever the request says */
+    struct swarm_policy policy;            /* the swarm rules (storage/swarm_policy.h) */
     redisAsyncContext *ac;                 /* NULL while waiting to reconnect */
     bool connected;                        /* ac has finished connecting */
     bool drop_requested;                   /* AUTH/SELECT failed: reopen */
@@ -106,7 +109,7 @@ struct redis_storage {
     /* Requests owing replies (done or not), oldest first: replies come in order, so the head
      * is the one Redis answers next and its age is how far behind Redis is. */
     struct redis_req *owed_head, *owed_tail;
-    /* Redis's clock: unix ms = the loop's cached time + clock_offset_ms (redis_time_s). */
+    /* Redis's clock: unix ms = the loop's cached time + clock_offset_ms (redis_req_now_s). */
     int64_t clock_offset_ms;
     bool clock_known;                      /* a TIME reply came (or TIME failed: host clock) */
     bool clock_pending;                    /* a TIME is on the connection */
@@ -121,20 +124,6 @@ static uint64_t redis_now_ms(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-/* Redis's unix time in seconds: the loop's cached time (one clock read per iteration) plus the
- * offset the last TIME measured. Every peer score, reap bound and scrape window uses it, so that
- * hosts with different clocks agree on when a peer expires (and with the key TTLs, which Redis
- * runs on its own clock). */
-static int64_t redis_time_s(const struct redis_storage *rs)
-{
-    struct timeval tv;
-    int64_t ms;
-
-    event_base_gettimeofday_cached(rs->evbase, &tv);
-    ms = (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000 + rs->clock_offset_ms;
-    return ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000);
 }
 
 static struct timeval redis_tv(int ms)
@@ -414,6 +403,31 @@ static int redis_parse_sample(struct redis_req *r, const redisReply *reply)
     return 0;
 }
 
+/* EXEC's array: one reply per command queued since the MULTI before idx, all integers (ZADD,
+ * ZREM, EVAL, EXPIREAT). A command that failed inside the transaction (WRONGTYPE: the others
+ * still ran, Redis has no rollback) fails the request like a reply of its own would. */
+static int redis_parse_exec(struct redis_req *r, unsigned idx, const redisReply *reply)
+{
+    size_t queued = 0, i;
+    unsigned j = idx;
+
+    while (j > 0 && r->slots[--j] == REDIS_SLOT_QUEUED)
+        queued++;
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != queued)
+        return -1;
+    for (i = 0; i < reply->elements; i++) {
+        const redisReply *e = reply->element[i];
+
+        if (e->type == REDIS_REPLY_ERROR) {
+            redis_req_fail(r, redis_reply_status(e));
+            return 0;
+        }
+        if (e->type != REDIS_REPLY_INTEGER)
+            return -1;
+    }
+    return 0;
+}
+
 /* Stores reply number idx of r. Returns 0, or -1 for a reply of the wrong shape. */
 static int redis_parse(struct redis_req *r, unsigned idx, const redisReply *reply)
 {
@@ -436,6 +450,13 @@ static int redis_parse(struct redis_req *r, unsigned idx, const redisReply *repl
             return 0;
         case REDIS_SLOT_DOWNLOADED:
             return redis_parse_downloaded(reply, &r->stats.downloaded);
+        case REDIS_SLOT_MULTI:
+        case REDIS_SLOT_QUEUED:
+            /* An error here (OOM, NOPERM) never reaches us: redis_reply_cb fails the request,
+             * and Redis answers the EXEC with EXECABORT, having written nothing. */
+            return reply->type == REDIS_REPLY_STATUS ? 0 : -1;
+        case REDIS_SLOT_EXEC:
+            return redis_parse_exec(r, idx, reply);
         }
         return -1;
     case REDIS_REQ_SCRAPE: {
@@ -596,33 +617,63 @@ static int redis_keys3(const struct redis_storage *rs, const uint8_t *info_hash,
     return 0;
 }
 
-/* Announce pipeline (DESIGN.md): ZADD own set, ZREM the other, reap both, [HINCRBY downloaded],
- * [ZRANDMEMBER], ZCARD x2, HGET downloaded, EXPIRE of the own set and the info hash. Stopped:
- * ZREM x2, reap, counts. The other set needs no EXPIRE: its TTL was set by its own last write,
- * and none of its members outlives that (a member's score is its last announce + peer_ttl). */
+/* The request's time on Redis's clock: req->now_s is the worker's loop time, and the offset the
+ * last TIME measured moves it onto Redis's clock (rounded: the offset on one host is
+ * milliseconds). Taking the request's time rather than reading the clock again keeps one time
+ * per request and lets tests drive expiry with synthetic times. */
+static int64_t redis_req_now_s(const struct redis_storage *rs, int64_t req_now_s)
+{
+    int64_t off = rs->clock_offset_ms;
+
+    return req_now_s + (off >= 0 ? (off + 500) / 1000 : -((-off + 500) / 1000));
+}
+
+/* event=completed with left == 0 (rare): the leecher -> seeder move is counted here, atomically
+ * across connections and hosts: only the announce whose ZREM took the peer out of leechers
+ * counts, so two concurrent completed announces of one peer count once. In forever mode a count
+ * never expires (it may carry a TTL from an earlier swarm.downloaded_ttl_s). */
+static const char redis_complete_lua[] =
+    "if redis.call('ZREM',KEYS[1],ARGV[1])==1 then "
+    "redis.call('HINCRBY',KEYS[2],'downloaded',1) "
+    "if ARGV[2]=='0' then redis.call('PERSIST',KEYS[2]) end "
+    "return 1 end return 0";
+
+/* Announce pipeline (docs/architecture.md "Redis schema"), the rules from storage/swarm_policy.h:
+ *   ZREMRANGEBYSCORE seeders and leechers -inf now      reap (idempotent, outside the unit)
+ *   MULTI                                              one unit: no other client's command runs
+ *     ZADD own score member                            in between, and a connection lost half-way
+ *     ZREM other member | EVAL completed script         writes nothing (Redis drops the queue)
+ *     EXPIREAT own score NX                            a new set gets its TTL...
+ *     EXPIREAT own score GT                            ...an older one only ever grows it: never
+ *                                                      below a member announced with a longer
+ *                                                      peer_ttl_s before a reload
+ *     [EXPIREAT info downloaded_expiry]                swarm.downloaded_ttl_s > 0 only
+ *   EXEC
+ *   [ZRANDMEMBER seeders n+1] [ZRANDMEMBER leechers n+1]  ZCARD x2, HGET info downloaded
+ * Stopped: reap, ZREM from both sets, [EXPIREAT info], counts; nothing is created, so no unit.
+ * A set's TTL is always its latest member's expiry: the other set needs no EXPIREAT. */
 static int redis_announce(struct storage *st, const struct announce_req *req, storage_announce_cb *cb,
                           void *arg)
 {
     struct redis_storage *rs = (struct redis_storage *)st;
-    bool stopped = req->event == ANNOUNCE_EVENT_STOPPED;
-    bool seeder = req->left == 0;
-    unsigned numwant = stopped ? 0 : req->numwant;
     char kseed[REDIS_KEY_MAX], kleech[REDIS_KEY_MAX], kinfo[REDIS_KEY_MAX];
-    char now[24], score[24], count[16], ttl[16];
+    char now[24], score[24], count[16], dexp[24];
+    struct swarm_plan plan;
+    struct announce_req timed = *req;
     struct redis_req *r;
     int n;
 
     if (rs->freeing)
         return -1;
-    if (numwant > rs->numwant_max)
-        numwant = rs->numwant_max;
-    r = redis_req_new(rs, REDIS_REQ_ANNOUNCE, (size_t)numwant * (PEER_COMPACT4_LEN + PEER_COMPACT6_LEN), arg);
+    timed.now_s = redis_req_now_s(rs, req->now_s);
+    swarm_policy_plan(&rs->policy, &timed, &plan);
+    r = redis_req_new(rs, REDIS_REQ_ANNOUNCE, (size_t)plan.numwant * (PEER_COMPACT4_LEN + PEER_COMPACT6_LEN), arg);
     if (!r)
         return -1;
     r->announce_cb = cb;
-    r->numwant = numwant;
+    r->numwant = plan.numwant;
     r->peers4 = r->buf;
-    r->peers6 = r->buf + (size_t)numwant * PEER_COMPACT4_LEN;
+    r->peers6 = r->buf + (size_t)plan.numwant * PEER_COMPACT4_LEN;
 
     n = redis_keys_member(r->self, sizeof(r->self), &req->peer);
     if (n < 0 || redis_keys3(rs, req->info_hash, kseed, kleech, kinfo) < 0) {
@@ -630,53 +681,61 @@ static int redis_announce(struct storage *st, const struct announce_req *req, st
         goto out;
     }
     r->self_len = (size_t)n;
-    snprintf(now, sizeof(now), "%lld", (long long)redis_time_s(rs));   /* Redis's clock, not req->now_s */
-    snprintf(score, sizeof(score), "%lld", (long long)redis_time_s(rs) + rs->peer_ttl_s);
-    snprintf(count, sizeof(count), "%u", numwant + 1);   /* +1: room to drop self */
-    snprintf(ttl, sizeof(ttl), "%d", rs->peer_ttl_s);
+    snprintf(now, sizeof(now), "%lld", (long long)timed.now_s);
+    snprintf(score, sizeof(score), "%lld", (long long)plan.expiry_s);
+    snprintf(count, sizeof(count), "%u", swarm_policy_fetch(plan.numwant));
+    snprintf(dexp, sizeof(dexp), "%lld", (long long)plan.downloaded_expiry_s);
     {
+        bool seeder = plan.role == SWARM_ROLE_SEEDER;
         const char *own = seeder ? kseed : kleech, *other = seeder ? kleech : kseed;
+        const char *reap_s[] = { "ZREMRANGEBYSCORE", kseed, "-inf", now };
+        const char *reap_l[] = { "ZREMRANGEBYSCORE", kleech, "-inf", now };
+        const char *multi[] = { "MULTI" };
         const char *zadd[] = { "ZADD", own, score, r->self };
         const char *zrem_own[] = { "ZREM", own, r->self };
         const char *zrem_other[] = { "ZREM", other, r->self };
-        const char *reap_s[] = { "ZREMRANGEBYSCORE", kseed, "-inf", now };
-        const char *reap_l[] = { "ZREMRANGEBYSCORE", kleech, "-inf", now };
-        const char *incr[] = { "HINCRBY", kinfo, "downloaded", "1" };
+        const char *complete[] = { "EVAL", redis_complete_lua, "2", kleech, kinfo, r->self, dexp };
+        const char *exp_nx[] = { "EXPIREAT", own, score, "NX" };
+        const char *exp_gt[] = { "EXPIREAT", own, score, "GT" };
+        const char *exp_info[] = { "EXPIREAT", kinfo, dexp };
+        const char *exec[] = { "EXEC" };
         const char *sample_s[] = { "ZRANDMEMBER", kseed, count };
         const char *sample_l[] = { "ZRANDMEMBER", kleech, count };
         const char *card_s[] = { "ZCARD", kseed };
         const char *card_l[] = { "ZCARD", kleech };
         const char *hget[] = { "HGET", kinfo, "downloaded" };
-        const char *exp_own[] = { "EXPIRE", own, ttl };
-        const char *exp_i[] = { "EXPIRE", kinfo, ttl };
 
         if (!rs->ac) {
             redis_req_fail(r, STORAGE_ERR_UNAVAILABLE);
             goto out;
         }
-        if (stopped) {
-            redis_sendv(rs, r, REDIS_SLOT_WRITE, 3, zrem_own);
-        } else {
-            redis_sendv(rs, r, REDIS_SLOT_WRITE, 4, zadd);
-        }
-        redis_sendv(rs, r, REDIS_SLOT_WRITE, 3, zrem_other);
         redis_sendv(rs, r, REDIS_SLOT_WRITE, 4, reap_s);
         redis_sendv(rs, r, REDIS_SLOT_WRITE, 4, reap_l);
-        if (!stopped && req->event == ANNOUNCE_EVENT_COMPLETED)
-            redis_sendv(rs, r, REDIS_SLOT_WRITE, 4, incr);
-        if (numwant > 0) {
-            /* A seeder gets only leechers; a leecher gets seeders first, then leechers. */
-            if (!seeder)
+        if (plan.stop) {
+            redis_sendv(rs, r, REDIS_SLOT_WRITE, 3, zrem_own);
+            redis_sendv(rs, r, REDIS_SLOT_WRITE, 3, zrem_other);
+            if (plan.downloaded_expiry_s > 0)
+                redis_sendv(rs, r, REDIS_SLOT_WRITE, 3, exp_info);
+        } else {
+            redis_sendv(rs, r, REDIS_SLOT_MULTI, 1, multi);
+            redis_sendv(rs, r, REDIS_SLOT_QUEUED, 4, zadd);
+            if (plan.completing)       /* left == 0: other is leechers */
+                redis_sendv(rs, r, REDIS_SLOT_QUEUED, 7, complete);
+            else
+                redis_sendv(rs, r, REDIS_SLOT_QUEUED, 3, zrem_other);
+            redis_sendv(rs, r, REDIS_SLOT_QUEUED, 4, exp_nx);
+            redis_sendv(rs, r, REDIS_SLOT_QUEUED, 4, exp_gt);
+            if (plan.downloaded_expiry_s > 0)
+                redis_sendv(rs, r, REDIS_SLOT_QUEUED, 3, exp_info);
+            redis_sendv(rs, r, REDIS_SLOT_EXEC, 1, exec);
+            if (plan.sample_seeders)
                 redis_sendv(rs, r, REDIS_SLOT_SAMPLE, 3, sample_s);
-            redis_sendv(rs, r, REDIS_SLOT_SAMPLE, 3, sample_l);
+            if (plan.sample_leechers)
+                redis_sendv(rs, r, REDIS_SLOT_SAMPLE, 3, sample_l);
         }
         redis_sendv(rs, r, REDIS_SLOT_SEEDERS, 2, card_s);
         redis_sendv(rs, r, REDIS_SLOT_LEECHERS, 2, card_l);
         redis_sendv(rs, r, REDIS_SLOT_DOWNLOADED, 3, hget);
-        if (!stopped) {
-            redis_sendv(rs, r, REDIS_SLOT_WRITE, 3, exp_own);
-            redis_sendv(rs, r, REDIS_SLOT_WRITE, 3, exp_i);
-        }
     }
 out:
     redis_req_start(rs, r);
@@ -700,7 +759,7 @@ static int redis_scrape(struct storage *st, const struct scrape_req *req, storag
     r->scrape_cb = cb;
     r->scrape_count = count;
     r->scrape_stats = (struct swarm_stats *)(void *)r->buf;
-    snprintf(min, sizeof(min), "(%lld", (long long)redis_time_s(rs));  /* Redis's clock */
+    snprintf(min, sizeof(min), "(%lld", (long long)redis_req_now_s(rs, req->now_s));  /* Redis's clock */
     if (count > 0 && !rs->ac)
         redis_req_fail(r, STORAGE_ERR_UNAVAILABLE);
     for (i = 0; i < count && r->status == STORAGE_OK; i++) {
@@ -1141,8 +1200,7 @@ struct storage *storage_redis_new(const struct config *cfg, struct event_base *b
     rs->timeout_ms = cfg->redis_timeout_ms > 0 ? cfg->redis_timeout_ms : 1000;
     rs->connect_timeout_ms = rs->timeout_ms > REDIS_CONNECT_TIMEOUT_MIN_MS ? rs->timeout_ms
                                                                           : REDIS_CONNECT_TIMEOUT_MIN_MS;
-    rs->peer_ttl_s = cfg->peer_ttl_s > 0 ? cfg->peer_ttl_s : 2 * cfg->interval_s;
-    rs->numwant_max = cfg->numwant_max > 0 ? (unsigned)cfg->numwant_max : 200;
+    swarm_policy_init(&rs->policy, cfg);
     rs->backoff_ms = REDIS_BACKOFF_MIN_MS;
     if (rs->target.unix_socket)
         snprintf(rs->where, sizeof(rs->where), "%s", rs->target.path);

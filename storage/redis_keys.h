@@ -1,4 +1,4 @@
-/* Pure builders for the Redis schema (DESIGN.md "Redis schema"): the key names of a swarm, the
+/* Pure builders for the Redis schema (docs/architecture.md "Redis schema"): the key names of a swarm, the
  * text member that names a peer ("a.b.c.d:port" or "[v6]:port"), and the way back from a member
  * to the compact bytes a reply carries. No I/O, no clock; storage/redis.c and storage/memory.c
  * use them, and so can tools that read the keys. */

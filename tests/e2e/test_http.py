@@ -212,9 +212,10 @@ class SwarmSemantics:
         h1, h2, unknown = rand_hash(), rand_hash(), rand_hash()
         for _ in range(2):
             self.tyto.announce(h1, Peer(), left=0)
-        p = Peer()
+        p, q = Peer(), Peer()
         self.tyto.announce(h1, p, left=5, event='started')
-        self.tyto.announce(h1, Peer(), left=0, event='completed')
+        self.tyto.announce(h1, q, left=5, event='started')
+        self.tyto.announce(h1, q, left=0, event='completed')
         self.tyto.announce(h2, Peer(), left=9)
         r = self.tyto.get(tt.scrape_path([h1, h2, unknown]))
         d = self.tyto.decode_ok(r, 'scrape')
@@ -491,7 +492,9 @@ class RedisSwarmTests(SwarmSemantics, tt.ServerTestCase):
     def test_redis_key_names(self):
         h, p = rand_hash(), Peer()
         self.tyto.announce(h, p, left=10, event='started')
-        self.tyto.announce(h, Peer(), left=0, event='completed')
+        q = Peer()
+        self.tyto.announce(h, q, left=10, event='started')
+        self.tyto.announce(h, q, left=0, event='completed')
         keys = self.redis.keys(self.tyto.prefix + '*' + h.hex() + '*')
         want = sorted(self.key(h, k).encode() for k in ('info', 'leechers', 'seeders'))
         self.assertEqual(keys, want, 'keys of one swarm (hash tag, lowercase hex, prefix %r)'
@@ -507,8 +510,12 @@ class RedisSwarmTests(SwarmSemantics, tt.ServerTestCase):
         info = self.key(h, 'info')
         self.assertEqual(self.redis.cmd('HGET', info, 'downloaded'), b'1',
                          'HGETALL %s: %r' % (info, self.redis.cmd('HGETALL', info)))
-        ttl = self.redis.cmd('TTL', info)
-        self.assertTrue(ttl == -1 or ttl > 0, 'TTL of %s: %r' % (info, ttl))
+        # swarm.downloaded_ttl_s 0 (the default): the count is kept for ever, with no TTL...
+        self.assertEqual(self.redis.cmd('TTL', info), -1,
+                         'TTL of %s: the completed count must not expire' % info)
+        # ...while the peer sets still expire with their last member.
+        self.assertEqual(self.redis.cmd('EXPIRETIME', self.key(h, 'seeders')),
+                         int(self.redis.zscores(self.key(h, 'seeders'))[member]))
 
     def test_redis_seeder_back_to_leecher(self):
         h, p = rand_hash(), Peer()
@@ -571,6 +578,26 @@ class RedisSwarmTests(SwarmSemantics, tt.ServerTestCase):
         self.assertEqual(s[b'files'][h], {b'complete': 2, b'downloaded': 17, b'incomplete': 1})
         d = self.tyto.announce(h, Peer(), left=1, numwant=8)
         self.assertEqual(sorted(peers_of(d)), sorted([(LOCAL4, 1), (LOCAL6, 2), (LOCAL4, 3)]))
+
+
+class RedisDownloadedTtlTests(tt.ServerTestCase):
+    """swarm.downloaded_ttl_s > 0: the info hash expires that long after the swarm's last announce."""
+
+    BACKEND = 'redis'
+    CONFIG = {'swarm': {'downloaded_ttl_s': 7200}}
+
+    def test_info_ttl_follows_the_last_announce(self):
+        h, p = rand_hash(), Peer()
+        self.tyto.announce(h, p, left=10, event='started')
+        self.tyto.announce(h, p, left=0, event='completed')
+        info = self.key(h, 'info')
+        self.assertEqual(self.redis.cmd('HGET', info, 'downloaded'), b'1')
+        ttl = self.redis.cmd('TTL', info)
+        self.assertTrue(7200 - 5 * tt.SLOW <= ttl <= 7200, 'TTL of %s: %r, expected 7200' % (info, ttl))
+        # The peer leaves; the count stays until 7200 s after this last announce.
+        self.tyto.announce(h, p, left=0, event='stopped')
+        ttl = self.redis.cmd('TTL', info)
+        self.assertTrue(7200 - 5 * tt.SLOW <= ttl <= 7200, 'TTL of %s after stopped: %r' % (info, ttl))
 
 
 class MemorySwarmTests(SwarmSemantics, tt.ServerTestCase):

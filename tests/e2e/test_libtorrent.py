@@ -191,15 +191,15 @@ class LibtorrentSwarm:
                 got = hashlib.sha256(f.read()).hexdigest()
             self.assertEqual(got, digest, '%s downloaded different bytes' % c.name)
 
-        # Each finished leecher announces event=completed (left=0): tyto must count 3 seeders.
+        # Each finished leecher announces event=completed (left=0): tyto must count 3 seeders and
+        # exactly 2 downloads (the seeder never leeched; a repeated completed must not count).
         last = {}
 
         def counted():
             last.update(self.scrape_counts(info_hash))
-            return last.get(b'complete') == 3 and last.get(b'incomplete') == 0 \
-                and last.get(b'downloaded', 0) >= 2
-        self.wait('tyto counts 3 seeders, 0 leechers, downloaded >= 2 (last scrape %r)' % last,
-                  counted, 20)
+            return last.get(b'complete') == 3 and last.get(b'incomplete') == 0
+        self.wait('tyto counts 3 seeders, 0 leechers (last scrape %r)' % last, counted, 20)
+        self.assertEqual(last.get(b'downloaded'), 2, 'downloads counted (last scrape %r)' % last)
 
         # libtorrent's own scrape (it derives /scrape from /announce).
         leechers[0][0].handle.scrape_tracker()
@@ -217,6 +217,8 @@ class LibtorrentSwarm:
             return gone.get(b'complete') == 0 and gone.get(b'incomplete') == 0
         self.wait('swarm empty after the clients removed the torrent (event=stopped) (last %r)' % gone,
                   emptied, 20)
+        # The count outlives the peers (swarm.downloaded_ttl_s 0: for ever), and stays exact.
+        self.assertEqual(gone.get(b'downloaded'), 2, 'downloads after the swarm emptied (%r)' % gone)
 
 
 class LibtorrentRedisTests(LibtorrentSwarm, tt.ServerTestCase):
