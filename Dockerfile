@@ -32,6 +32,10 @@ COPY --from=build /src/tyto /usr/local/bin/tyto
 COPY tyto.yaml /etc/tyto/tyto.yaml
 USER tyto
 EXPOSE 6969
+# The admin listener (/metrics, /stats, /healthz) defaults to 127.0.0.1:6970, inside the container
+# only; to scrape it from another container set TYTO_ADMIN_LISTEN=0.0.0.0:6970 (docker-compose.yml
+# does) and keep 6970 off the published ports.
+EXPOSE 6970
 # Health without curl in the image: bash's /dev/tcp speaks one HTTP/1.0 request to /healthz,
 # which answers 200 only while Redis does (503 otherwise).
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \

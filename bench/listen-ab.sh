@@ -8,15 +8,17 @@ set -u
 old=$1 new=$2 rounds=${3:-3}
 cd "$(dirname "$0")/.."
 tmp=$(mktemp -d)
-rport=$((20000 + RANDOM % 20000)) port=$((rport + 1))
+rport=$((20000 + RANDOM % 20000)) port=$((rport + 1)) aport=$((rport + 2))
 redis-server --port $rport --bind 127.0.0.1 --save '' --appendonly no >/dev/null 2>&1 &
 redis_pid=$!
 trap 'kill $redis_pid 2>/dev/null; rm -rf "$tmp"' EXIT
 sleep 0.5
-printf 'listen:\n  port: %d\n  ipv4: "127.0.0.1"\n  ipv6: ""\nworkers: 2\nredis:\n  url: "redis://127.0.0.1:%d"\nlog:\n  level: warn\n' \
-    $port $rport >"$tmp/t.yaml"
+printf 'listen:\n  port: %d\n  ipv4: "127.0.0.1"\n  ipv6: ""\nworkers: 2\nredis:\n  url: "redis://127.0.0.1:%d"\nlog:\n  level: warn\nswarm:\n  max_peers_per_address: 0\nadmin:\n  listen: "127.0.0.1:%d"\n' \
+    $port $rport $aport >"$tmp/t.yaml"
 export BENCH_DIR=bench BENCH_CHURN_HASH=$(printf churn | sha1sum | cut -c1-40)
-per_worker() { curl -s "http://127.0.0.1:$port/metrics" | awk '/^tyto_worker_requests_total/ {printf "%s ", $2}'; }
+# /metrics is on the admin listener (admin.listen); builds from before it serve it on the tracker port.
+per_worker() { { curl -sf "http://127.0.0.1:$aport/metrics" || curl -s "http://127.0.0.1:$port/metrics"; } \
+    | awk '/^tyto_worker_requests_total/ {printf "%s ", $2}'; }
 for round in $(seq "$rounds"); do
     for bin in "$old" "$new"; do
         "$bin" -c "$tmp/t.yaml" >"$tmp/tyto.log" 2>&1 &

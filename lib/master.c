@@ -2,12 +2,18 @@
  * sockets and no connection is refused), forks the workers, then waits for signals with
  * sigtimedwait. Signals stay blocked in the master, so there are no handlers and no races:
  *   SIGCHLD  reap, respawn (at once, or with back-off for a worker that keeps dying)
- *   SIGHUP   re-read the configuration; if valid, start a new generation and drain the old one
+ *   SIGHUP   re-read the configuration; if valid, start a new generation, and drain the old
+ *            one only once every new worker is ready (serving, its signal handlers installed)
  *   SIGTERM/SIGINT  drain every worker (bounded), remove the pid file, exit 0
- *   SIGUSR1  reopen the log file, here and in every worker */
+ *   SIGUSR1  reopen the log file, here and in every worker
+ *
+ * A slot is wanted ("active") from the moment its generation needs it, before any fork: a fork
+ * that fails (EAGAIN, ENOMEM) and a slot table that is full are retried, with back-off, and the
+ * serving generation is never drained for a new one that is not complete. */
 #include "lib/master.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,14 +40,16 @@ extern char **environ;
 #define MASTER_STABLE_S 10            /* a worker that lived this long resets its back-off */
 #define MASTER_BACKOFF_MAX_MS 10000
 #define MASTER_KILL_GRACE_S 5         /* past shutdown.timeout_s, stragglers get SIGKILL */
+#define MASTER_READY_POLL_MS 20       /* a starting generation is checked this often */
 
 struct master_slot {
-    pid_t pid;                        /* 0: free */
+    pid_t pid;                        /* 0: no process */
     uint64_t generation;
-    int active;                       /* part of the current generation (respawned if it dies) */
-    int failures;                     /* consecutive early deaths */
+    int active;                       /* wanted by the serving or the starting generation: (re)spawned
+                                       * whenever pid is 0 and respawn_at has passed */
+    int failures;                     /* consecutive early deaths or failed forks */
     struct timespec started;
-    struct timespec respawn_at;       /* pending respawn time when pid == 0 and active */
+    struct timespec respawn_at;       /* next (re)spawn attempt when pid == 0 and active */
     int lane;                         /* index within its generation: which sockets it accepts on */
 };
 
@@ -55,15 +63,27 @@ struct master_lanes {
     int nfds;                         /* per lane */
 };
 
-struct master {
-    const char *config_path;
+/* One generation: the configuration its workers run and the sockets they serve. Each generation
+ * owns its descriptors; a socket it shares with another generation is a dup, so closing one
+ * generation's set never closes a socket the other still serves. */
+struct master_gen {
+    uint64_t id;                      /* 0: none */
     struct config cfg;
     struct master_lanes lanes;
+    int admin_fd;                     /* the admin.listen socket, or -1 (off) */
+};
+
+struct master {
+    const char *config_path;
+    pid_t pid;                        /* workers compare getppid() with it */
+    struct master_gen cur;            /* serving */
+    struct master_gen next;           /* started by a reload, not yet complete (id 0: none) */
     struct metrics *metrics;
     struct ratelimit *ratelimit;      /* per-address announce counters, shared by the workers */
     struct peercap *peercap;          /* ports per (address, swarm), shared by the workers */
     struct master_slot slot[MASTER_MAX_SLOTS];
-    uint64_t generation;
+    uint64_t last_generation;
+    uint64_t no_slot_logged;          /* generation whose "no free slot" was logged */
     int stopping;
 };
 
@@ -72,6 +92,26 @@ static double master_since_s(const struct timespec *t)
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     return (double)(now.tv_sec - t->tv_sec) + (double)(now.tv_nsec - t->tv_nsec) / 1e9;
+}
+
+static void master_after_ms(struct timespec *t, long ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, t);
+    t->tv_sec += ms / 1000;
+    t->tv_nsec += (ms % 1000) * 1000000L;
+    if (t->tv_nsec >= 1000000000L) {
+        t->tv_sec++;
+        t->tv_nsec -= 1000000000L;
+    }
+}
+
+/* 0 for the first failure, then 100 ms doubling up to MASTER_BACKOFF_MAX_MS. */
+static long master_backoff_ms(int failures)
+{
+    if (failures <= 1)
+        return 0;
+    long ms = 100L << (failures - 2 < 10 ? failures - 2 : 10);
+    return ms > MASTER_BACKOFF_MAX_MS ? MASTER_BACKOFF_MAX_MS : ms;
 }
 
 static void master_close_listeners(int *fds, int nfds)
@@ -85,6 +125,15 @@ static void master_close_lanes(struct master_lanes *l)
     for (int i = 0; i < l->nlanes; i++)
         master_close_listeners(l->fds[i], l->nfds);
     l->nlanes = 0;
+}
+
+static void master_close_gen(struct master_gen *g)
+{
+    master_close_lanes(&g->lanes);
+    if (g->admin_fd >= 0)
+        close(g->admin_fd);
+    g->admin_fd = -1;
+    g->id = 0;
 }
 
 /* Opens one lane: the HTTP listeners cfg asks for. The first lane decides which addresses the
@@ -155,6 +204,95 @@ static int master_open_lanes(const struct config *cfg, struct master_lanes *l, i
     return 0;
 }
 
+/* dst = dups of every socket of src. 0, or -1 with a message and dst empty. */
+static int master_dup_lanes(const struct master_lanes *src, struct master_lanes *dst, char *err, size_t errlen)
+{
+    dst->nlanes = 0;
+    dst->nfds = src->nfds;
+    for (int i = 0; i < src->nlanes; i++) {
+        for (int k = 0; k < src->nfds; k++) {
+            int fd = fcntl(src->fds[i][k], F_DUPFD_CLOEXEC, 0);
+            if (fd < 0) {
+                snprintf(err, errlen, "cannot duplicate a listener: %s", strerror(errno));
+                master_close_listeners(dst->fds[i], k);
+                master_close_lanes(dst);
+                return -1;
+            }
+            dst->fds[i][k] = fd;
+        }
+        dst->nlanes++;
+    }
+    return 0;
+}
+
+/* The admin.listen socket: a plain bind (no SO_REUSEPORT), so an address in use is an error,
+ * never a silently shared socket. *fd = -1 when admin.listen is "". */
+static int master_open_admin(const struct config *cfg, int *fd, char *err, size_t errlen)
+{
+    char host[64], msg[256];
+    int port;
+    *fd = -1;
+    if (!cfg->admin_listen[0])
+        return 0;
+    if (config_parse_hostport(cfg->admin_listen, host, sizeof(host), &port, msg, sizeof(msg)) < 0) {
+        snprintf(err, errlen, "admin.listen: %s", msg);
+        return -1;
+    }
+    *fd = net_listen_tcp(host, port, false, msg, sizeof(msg));
+    if (*fd < 0) {
+        snprintf(err, errlen, "admin.listen: %s", msg);
+        return -1;
+    }
+    return 0;
+}
+
+static int master_same_listeners(const struct config *a, const struct config *b)
+{
+    return a->port == b->port && strcmp(a->listen_ipv4, b->listen_ipv4) == 0 &&
+           strcmp(a->listen_ipv6, b->listen_ipv6) == 0;
+}
+
+/* The sockets of a new generation running cfg. Addresses that the starting or the serving
+ * generation already listens on are dups of its sockets (binding them again would fail for the
+ * admin socket, and for the lanes would open queues nobody may ever serve); the rest are
+ * opened. Returns 0, or -1 with a message and nothing left open. */
+static int master_open_gen(struct master *m, const struct config *cfg, struct master_gen *g, char *err,
+                           size_t errlen)
+{
+    const struct master_gen *base = NULL;
+    if (m->next.id && master_same_listeners(&m->next.cfg, cfg))
+        base = &m->next;
+    else if (master_same_listeners(&m->cur.cfg, cfg))
+        base = &m->cur;
+    g->cfg = *cfg;
+    g->admin_fd = -1;
+    g->lanes.nlanes = 0;
+    if (base && master_dup_lanes(&base->lanes, &g->lanes, err, errlen) < 0)
+        return -1;
+    if (master_open_lanes(cfg, &g->lanes, master_lane_count(cfg), err, errlen) < 0)
+        goto fail;
+
+    const struct master_gen *abase = NULL;
+    if (m->next.id && strcmp(m->next.cfg.admin_listen, cfg->admin_listen) == 0)
+        abase = &m->next;
+    else if (strcmp(m->cur.cfg.admin_listen, cfg->admin_listen) == 0)
+        abase = &m->cur;
+    if (abase && abase->admin_fd >= 0) {
+        g->admin_fd = fcntl(abase->admin_fd, F_DUPFD_CLOEXEC, 0);
+        if (g->admin_fd < 0) {
+            snprintf(err, errlen, "cannot duplicate the admin listener: %s", strerror(errno));
+            goto fail;
+        }
+    } else if (master_open_admin(cfg, &g->admin_fd, err, errlen) < 0) {
+        goto fail;
+    }
+    return 0;
+
+fail:
+    master_close_lanes(&g->lanes);
+    return -1;
+}
+
 /* The sockets the worker in lane `lane` of a generation of `workers` accepts on: its own lane,
  * and every lane beyond the generation's size that maps to it (after a reload to fewer workers,
  * the extra lanes stay open and are served, never closed with connections queued on them).
@@ -172,12 +310,6 @@ static int master_lane_fds(const struct master_lanes *l, int lane, int workers, 
     return n;
 }
 
-static int master_same_listeners(const struct config *a, const struct config *b)
-{
-    return a->port == b->port && strcmp(a->listen_ipv4, b->listen_ipv4) == 0 &&
-           strcmp(a->listen_ipv6, b->listen_ipv6) == 0;
-}
-
 static void master_signal_mask(sigset_t *set)
 {
     sigemptyset(set);
@@ -188,64 +320,139 @@ static void master_signal_mask(sigset_t *set)
     sigaddset(set, SIGUSR1);
 }
 
-/* In the child: undo the master's signal set-up and become a worker. Never returns. */
-static void master_become_worker(struct master *m, int i)
+static int master_fd_in(int fd, const int *fds, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (fds[i] == fd)
+            return 1;
+    return 0;
+}
+
+/* Closes, in a new worker, every listener it does not serve: a copy held by a worker would keep
+ * a socket the master closed listening, with nobody accepting on it. */
+static void master_close_others(const struct master_gen *g, const int *keep, int nkeep, int keep_admin)
+{
+    for (int i = 0; i < g->lanes.nlanes; i++)
+        for (int k = 0; k < g->lanes.nfds; k++)
+            if (!master_fd_in(g->lanes.fds[i][k], keep, nkeep))
+                close(g->lanes.fds[i][k]);
+    if (g->admin_fd >= 0 && !keep_admin)
+        close(g->admin_fd);
+}
+
+/* In the child: undo the master's signal set-up and become a worker of g. Never returns. */
+static void master_become_worker(struct master *m, int i, struct master_gen *g)
 {
     sigset_t set;
-    master_signal_mask(&set);
     /* Reloads are the master's business, and so is Ctrl-C: the terminal sends SIGINT to the
      * whole process group, and the master answers it by draining the workers with SIGTERM. */
     signal(SIGHUP, SIG_IGN);
     signal(SIGINT, SIG_IGN);
     signal(SIGCHLD, SIG_DFL);
+    /* SIGTERM and SIGUSR1 stay blocked: their default action would kill this process until the
+     * worker's libevent handlers are installed, and worker_run unblocks them then (a logrotate
+     * SIGUSR1, or a drain, arriving meanwhile waits, pending, instead). */
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGINT);
     sigprocmask(SIG_UNBLOCK, &set, NULL);
-    /* A worker must not outlive its master (e.g. after SIGKILL of the master). */
+    /* A worker must not outlive its master (e.g. after SIGKILL of the master). The parent may
+     * already be gone before prctl: then getppid() is whoever adopted us (init, or a subreaper
+     * such as systemd --user or tini), never the master's pid. */
     prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (getppid() == 1)
+    if (getppid() != m->pid)
         _exit(0);
-    m->metrics->slot[i].pid = getpid();
-    m->metrics->slot[i].generation = m->generation;
-    m->metrics->slot[i].started++;
     int fds[MASTER_MAX_LANES * MASTER_MAX_LISTENERS];
-    int nfds = master_lane_fds(&m->lanes, m->slot[i].lane, config_worker_count(&m->cfg), fds);
-    int rc = worker_run(&m->cfg, fds, nfds, m->metrics, i, m->ratelimit, m->peercap);
-    m->metrics->slot[i].pid = 0;
+    int nfds = master_lane_fds(&g->lanes, m->slot[i].lane, config_worker_count(&g->cfg), fds);
+    master_close_others(g, fds, nfds, 1);
+    master_close_others(g == &m->cur ? &m->next : &m->cur, NULL, 0, 0);
+    struct metrics_slot *ms = &m->metrics->slot[i];
+    ms->generation = g->id;
+    ms->started++;
+    ms->pid = getpid();
+    int rc = worker_run(&g->cfg, fds, nfds, m->metrics, i, m->ratelimit, m->peercap, g->admin_fd);
+    ms->ready = 0;
+    ms->open_connections = 0;
+    ms->inflight = 0;
+    ms->pid = 0;
     _exit(rc);
 }
 
+static struct master_gen *master_gen_of(struct master *m, uint64_t id)
+{
+    if (id && id == m->cur.id)
+        return &m->cur;
+    if (id && id == m->next.id)
+        return &m->next;
+    return NULL;
+}
+
+/* Forks the worker of slot i (active, of a live generation). A failed fork is retried with
+ * back-off: the slot stays active with its next attempt scheduled. */
 static int master_spawn(struct master *m, int i)
 {
+    struct master_slot *s = &m->slot[i];
+    struct master_gen *g = master_gen_of(m, s->generation);
+    if (!g) {
+        s->active = 0;
+        return -1;
+    }
+    struct metrics_slot *ms = &m->metrics->slot[i];
+    ms->ready = 0;
     pid_t pid = fork();
     if (pid < 0) {
-        log_error("fork: %s", strerror(errno));
+        int saved = errno;
+        s->failures++;
+        long delay_ms = master_backoff_ms(s->failures + 1);
+        master_after_ms(&s->respawn_at, delay_ms);
+        log_error("fork for worker %d of generation %llu: %s; retrying in %ld ms", i,
+                  (unsigned long long)g->id, strerror(saved), delay_ms);
         return -1;
     }
     if (pid == 0)
-        master_become_worker(m, i);
-    struct master_slot *s = &m->slot[i];
+        master_become_worker(m, i, g);
     s->pid = pid;
-    s->generation = m->generation;
-    s->active = 1;
     clock_gettime(CLOCK_MONOTONIC, &s->started);
-    log_info("worker %d started (pid %d, generation %llu)", i, (int)pid, (unsigned long long)m->generation);
+    log_info("worker %d started (pid %d, generation %llu)", i, (int)pid, (unsigned long long)g->id);
     return 0;
 }
 
-/* Starts the current generation in free slots. */
-static int master_spawn_generation(struct master *m)
+/* Gives every lane of g a wanted slot, forking its worker at once. A lane without a free slot
+ * (two generations of workers: 256 fill the table) waits for a draining worker to exit; the
+ * serving generation meanwhile goes on. Returns -1 if some worker could not be started now. */
+static int master_fill_gen(struct master *m, struct master_gen *g)
 {
-    int want = config_worker_count(&m->cfg);
-    int started = 0;
-    for (int i = 0; i < MASTER_MAX_SLOTS && started < want; i++) {
-        if (m->slot[i].pid != 0 || m->slot[i].active)
+    if (!g->id || m->stopping)
+        return 0;
+    int want = config_worker_count(&g->cfg);
+    unsigned char have[256 + 1];
+    memset(have, 0, sizeof(have));
+    for (int i = 0; i < MASTER_MAX_SLOTS; i++)
+        if (m->slot[i].active && m->slot[i].generation == g->id && m->slot[i].lane < want)
+            have[m->slot[i].lane] = 1;
+    int rc = 0, free_slot = 0;
+    for (int lane = 0; lane < want; lane++) {
+        if (have[lane])
             continue;
-        memset(&m->slot[i], 0, sizeof(m->slot[i]));
-        m->slot[i].lane = started;
-        if (master_spawn(m, i) < 0)
+        while (free_slot < MASTER_MAX_SLOTS && (m->slot[free_slot].pid != 0 || m->slot[free_slot].active))
+            free_slot++;
+        if (free_slot == MASTER_MAX_SLOTS) {
+            if (m->no_slot_logged != g->id)
+                log_warn("no free worker slot for generation %llu (old workers still draining): "
+                         "retrying as they exit", (unsigned long long)g->id);
+            m->no_slot_logged = g->id;
             return -1;
-        started++;
+        }
+        struct master_slot *s = &m->slot[free_slot];
+        memset(s, 0, sizeof(*s));
+        s->generation = g->id;
+        s->lane = lane;
+        s->active = 1;
+        if (master_spawn(m, free_slot) < 0)
+            rc = -1;
     }
-    return started == want ? 0 : -1;
+    return rc;
 }
 
 static void master_describe_exit(int status, char *buf, size_t cap)
@@ -258,7 +465,7 @@ static void master_describe_exit(int status, char *buf, size_t cap)
         snprintf(buf, cap, "stopped (status 0x%x)", status);
 }
 
-/* Reaps every exited worker; schedules a respawn for those of the current generation. */
+/* Reaps every exited worker; schedules a respawn for those still wanted. */
 static void master_reap(struct master *m)
 {
     int status;
@@ -271,7 +478,13 @@ static void master_reap(struct master *m)
             char how[96];
             master_describe_exit(status, how, sizeof(how));
             s->pid = 0;
-            m->metrics->slot[i].pid = 0;
+            /* A dead worker's gauges would otherwise count its connections forever. */
+            struct metrics_slot *ms = &m->metrics->slot[i];
+            ms->pid = 0;
+            ms->ready = 0;
+            ms->open_connections = 0;
+            ms->inflight = 0;
+            ms->storage_backlog = 0;
             if (!s->active || m->stopping) {
                 log_info("worker %d (pid %d) of generation %llu %s", i, (int)pid,
                          (unsigned long long)s->generation, how);
@@ -281,53 +494,52 @@ static void master_reap(struct master *m)
             /* Died on its own: respawn at once the first time, then back off. */
             double lived = master_since_s(&s->started);
             s->failures = lived >= MASTER_STABLE_S ? 1 : s->failures + 1;
-            long delay_ms = 0;
-            if (s->failures > 1) {
-                delay_ms = 100L << (s->failures - 2 < 10 ? s->failures - 2 : 10);
-                if (delay_ms > MASTER_BACKOFF_MAX_MS)
-                    delay_ms = MASTER_BACKOFF_MAX_MS;
-            }
+            long delay_ms = master_backoff_ms(s->failures);
             log_error("worker %d (pid %d) %s after %.1f s; respawning in %ld ms", i, (int)pid, how, lived,
                       delay_ms);
-            clock_gettime(CLOCK_MONOTONIC, &s->respawn_at);
-            s->respawn_at.tv_sec += delay_ms / 1000;
-            s->respawn_at.tv_nsec += (delay_ms % 1000) * 1000000L;
-            if (s->respawn_at.tv_nsec >= 1000000000L) {
-                s->respawn_at.tv_sec++;
-                s->respawn_at.tv_nsec -= 1000000000L;
-            }
+            master_after_ms(&s->respawn_at, delay_ms);
             break;
         }
     }
 }
 
-/* Respawns the slots whose back-off has passed; returns ms until the next one is due (or 1000). */
+/* (Re)spawns the wanted slots whose time has come; returns ms until the next one is due (at
+ * most 1000). */
 static long master_respawn_due(struct master *m)
 {
     long next_ms = 1000;
-    for (int i = 0; i < MASTER_MAX_SLOTS; i++) {
+    for (int i = 0; i < MASTER_MAX_SLOTS && !m->stopping; i++) {
         struct master_slot *s = &m->slot[i];
-        if (s->pid != 0 || !s->active || m->stopping)
+        if (s->pid != 0 || !s->active)
             continue;
         double wait_s = -master_since_s(&s->respawn_at);
         if (wait_s <= 0) {
-            int failures = s->failures;
-            if (master_spawn(m, i) == 0)
-                s->failures = failures;
-        } else if ((long)(wait_s * 1000) + 1 < next_ms) {
-            next_ms = (long)(wait_s * 1000) + 1;
+            if (master_spawn(m, i) < 0 && s->active)
+                wait_s = -master_since_s(&s->respawn_at);
         }
+        if (s->pid == 0 && s->active && wait_s > 0 && (long)(wait_s * 1000) + 1 < next_ms)
+            next_ms = (long)(wait_s * 1000) + 1;
     }
     return next_ms;
 }
 
-static void master_signal_workers(struct master *m, int sig, int only_old)
+static void master_signal_workers(struct master *m, int sig)
+{
+    for (int i = 0; i < MASTER_MAX_SLOTS; i++)
+        if (m->slot[i].pid != 0)
+            kill(m->slot[i].pid, sig);
+}
+
+/* Stops wanting generation id's slots and tells its workers to drain. */
+static void master_retire(struct master *m, uint64_t id)
 {
     for (int i = 0; i < MASTER_MAX_SLOTS; i++) {
         struct master_slot *s = &m->slot[i];
-        if (s->pid == 0 || (only_old && s->generation == m->generation))
+        if (s->generation != id)
             continue;
-        kill(s->pid, sig);
+        s->active = 0;
+        if (s->pid != 0)
+            kill(s->pid, SIGTERM);
     }
 }
 
@@ -337,6 +549,40 @@ static int master_live_workers(const struct master *m)
     for (int i = 0; i < MASTER_MAX_SLOTS; i++)
         n += m->slot[i].pid != 0;
     return n;
+}
+
+/* A starting generation is complete when a worker of it is ready in every lane: then, and only
+ * then, the serving one (and anything older) drains. */
+static void master_check_ready(struct master *m)
+{
+    if (!m->next.id || m->stopping)
+        return;
+    int want = config_worker_count(&m->next.cfg), ready = 0;
+    for (int i = 0; i < MASTER_MAX_SLOTS; i++) {
+        const struct master_slot *s = &m->slot[i];
+        const struct metrics_slot *ms = &m->metrics->slot[i];
+        if (s->active && s->generation == m->next.id && s->pid != 0 && ms->pid == s->pid && ms->ready &&
+            ms->generation == m->next.id)
+            ready++;
+    }
+    if (ready < want)
+        return;
+    uint64_t old = m->cur.id;
+    for (int i = 0; i < MASTER_MAX_SLOTS; i++) {
+        struct master_slot *s = &m->slot[i];
+        if (s->generation == m->next.id)
+            continue;
+        s->active = 0;
+        if (s->pid != 0)
+            kill(s->pid, SIGTERM);
+    }
+    master_close_gen(&m->cur);
+    m->cur = m->next;
+    m->next.id = 0;
+    m->next.admin_fd = -1;
+    m->next.lanes.nlanes = 0;
+    log_info("generation %llu ready (%d workers): draining generation %llu", (unsigned long long)m->cur.id,
+             want, (unsigned long long)old);
 }
 
 /* Loads path, or with no file the defaults and TYTO_* variables, as at start-up. */
@@ -350,48 +596,42 @@ static int master_load_config(const char *path, struct config *cfg, char *err, s
     return config_validate(cfg, err, errlen);
 }
 
-/* SIGHUP: a valid new file starts a new generation, then the old one drains; an invalid one is
- * logged and changes nothing. */
+/* SIGHUP: a valid new file starts a new generation; the serving one drains when the new one is
+ * complete (master_check_ready); an invalid one is logged and changes nothing. A reload while
+ * an earlier one is still starting supersedes it: the unfinished generation drains at once and
+ * the serving one keeps serving until the newest is complete. (Deferring instead would leave a
+ * reload that can never complete, e.g. workers that crash at start, in the way of the fix.) */
 static void master_reload(struct master *m)
 {
+    static struct master_gen g; /* large; the master is single-threaded */
     struct config next;
     char err[512];
     if (master_load_config(m->config_path, &next, err, sizeof(err)) < 0) {
         log_error("reload refused, keeping the running configuration: %s", err);
         return;
     }
-    /* Same addresses: the new generation takes over the running lanes (more if it has more
-     * workers). New addresses: a new set of lanes; the old one closes once the new is open. */
-    static struct master_lanes fresh; /* large; the master is single-threaded */
-    int same = master_same_listeners(&m->cfg, &next);
-    int had = m->lanes.nlanes;
-    fresh.nlanes = 0;
-    if (same ? master_open_lanes(&next, &m->lanes, master_lane_count(&next), err, sizeof(err)) < 0
-             : master_open_lanes(&next, &fresh, master_lane_count(&next), err, sizeof(err)) < 0) {
+    if (master_open_gen(m, &next, &g, err, sizeof(err)) < 0) {
         log_error("reload refused, keeping the running configuration: %s", err);
         return;
     }
     if (log_init(next.log_level, next.log_file, err, sizeof(err)) < 0) {
         log_error("reload refused, keeping the running configuration: %s", err);
-        if (!same)
-            master_close_lanes(&fresh);
-        while (m->lanes.nlanes > had)
-            master_close_listeners(m->lanes.fds[--m->lanes.nlanes], m->lanes.nfds);
+        master_close_gen(&g);
         return;
     }
-    for (int i = 0; i < MASTER_MAX_SLOTS; i++)
-        m->slot[i].active = 0; /* the old generation drains and is not respawned */
-    m->cfg = next;
-    if (!same) {
-        master_close_lanes(&m->lanes);
-        m->lanes = fresh;
+    if (m->next.id) {
+        log_info("generation %llu had not started every worker yet: superseded, draining it",
+                 (unsigned long long)m->next.id);
+        master_retire(m, m->next.id);
+        master_close_gen(&m->next);
     }
-    m->generation++;
-    log_info("configuration reloaded from %s: starting generation %llu", m->config_path ? m->config_path : "the environment",
-             (unsigned long long)m->generation);
-    if (master_spawn_generation(m) < 0)
-        log_error("could not start every worker of generation %llu", (unsigned long long)m->generation);
-    master_signal_workers(m, SIGTERM, 1);
+    g.id = ++m->last_generation;
+    m->next = g;
+    log_info("configuration reloaded from %s: starting generation %llu (generation %llu serves until it is ready)",
+             m->config_path ? m->config_path : "the environment", (unsigned long long)m->next.id,
+             (unsigned long long)m->cur.id);
+    if (master_fill_gen(m, &m->next) < 0)
+        log_error("could not start every worker of generation %llu yet; retrying", (unsigned long long)m->next.id);
 }
 
 /* SIGTERM/SIGINT: every worker drains; stragglers are killed after the configured bound. */
@@ -399,7 +639,7 @@ static void master_stop(struct master *m, sigset_t *set)
 {
     m->stopping = 1;
     log_info("stopping: draining %d workers", master_live_workers(m));
-    master_signal_workers(m, SIGTERM, 0);
+    master_signal_workers(m, SIGTERM);
     struct timespec start;
     clock_gettime(CLOCK_MONOTONIC, &start);
     int killed = 0;
@@ -407,9 +647,9 @@ static void master_stop(struct master *m, sigset_t *set)
         struct timespec tick = { 0, 100 * 1000000L };
         sigtimedwait(set, NULL, &tick);
         master_reap(m);
-        if (!killed && master_since_s(&start) > m->cfg.shutdown_timeout_s + MASTER_KILL_GRACE_S) {
+        if (!killed && master_since_s(&start) > m->cur.cfg.shutdown_timeout_s + MASTER_KILL_GRACE_S) {
             log_error("workers did not drain in time: killing %d", master_live_workers(m));
-            master_signal_workers(m, SIGKILL, 0);
+            master_signal_workers(m, SIGKILL);
             killed = 1;
         }
     }
@@ -432,18 +672,24 @@ int master_run(const char *config_path, const struct config *cfg)
     int rc = 1;
     memset(&m, 0, sizeof(m));
     m.config_path = config_path;
-    m.cfg = *cfg;
-    m.generation = 1;
+    m.pid = getpid();
+    m.cur.cfg = *cfg;
+    m.cur.admin_fd = -1;
+    m.next.admin_fd = -1;
 
     sigset_t set;
     master_signal_mask(&set);
     sigprocmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    if (master_check_port_free(&m.cfg, err, sizeof(err)) < 0 ||
-        master_open_lanes(&m.cfg, &m.lanes, master_lane_count(&m.cfg), err, sizeof(err)) < 0) {
+    if (master_check_port_free(&m.cur.cfg, err, sizeof(err)) < 0 ||
+        master_open_lanes(&m.cur.cfg, &m.cur.lanes, master_lane_count(&m.cur.cfg), err, sizeof(err)) < 0) {
         log_error("%s", err);
         return 1;
+    }
+    if (master_open_admin(&m.cur.cfg, &m.cur.admin_fd, err, sizeof(err)) < 0) {
+        log_error("%s", err);
+        goto out_listeners;
     }
     m.metrics = metrics_new(MASTER_MAX_SLOTS);
     if (!m.metrics) {
@@ -457,20 +703,28 @@ int master_run(const char *config_path, const struct config *cfg)
         log_error("cannot map shared memory for the rate limit and the peer cap: %s", strerror(errno));
         goto out_metrics;
     }
-    if (m.cfg.pid_file[0] && master_write_pid_file(m.cfg.pid_file, err, sizeof(err)) < 0) {
+    if (m.cur.cfg.pid_file[0] && master_write_pid_file(m.cur.cfg.pid_file, err, sizeof(err)) < 0) {
         log_error("%s", err);
         goto out_metrics;
     }
-    log_info("tyto master started: port %d, %d workers, storage %s", m.cfg.port, config_worker_count(&m.cfg),
-             m.cfg.storage == CONFIG_STORAGE_REDIS ? m.cfg.redis_url : "memory");
-    if (master_spawn_generation(&m) < 0)
+    log_info("tyto master started: port %d, %d workers, storage %s, admin %s", m.cur.cfg.port,
+             config_worker_count(&m.cur.cfg),
+             m.cur.cfg.storage == CONFIG_STORAGE_REDIS ? m.cur.cfg.redis_url : "memory",
+             m.cur.cfg.admin_listen[0] ? m.cur.cfg.admin_listen : "off");
+    m.cur.id = m.last_generation = 1;
+    if (master_fill_gen(&m, &m.cur) < 0)
         log_error("could not start every worker; retrying");
 
     while (!m.stopping) {
         long wait_ms = master_respawn_due(&m);
+        if (m.next.id && wait_ms > MASTER_READY_POLL_MS)
+            wait_ms = MASTER_READY_POLL_MS;
         struct timespec timeout = { wait_ms / 1000, (wait_ms % 1000) * 1000000L };
         int sig = sigtimedwait(&set, NULL, &timeout);
         master_reap(&m);
+        master_fill_gen(&m, &m.cur);
+        master_fill_gen(&m, &m.next);
+        master_check_ready(&m);
         switch (sig) {
         case SIGHUP:
             master_reload(&m);
@@ -478,7 +732,7 @@ int master_run(const char *config_path, const struct config *cfg)
         case SIGUSR1:
             if (log_reopen() < 0)
                 log_error("cannot reopen log file: %s", strerror(errno));
-            master_signal_workers(&m, SIGUSR1, 0);
+            master_signal_workers(&m, SIGUSR1);
             break;
         case SIGTERM:
         case SIGINT:
@@ -490,13 +744,14 @@ int master_run(const char *config_path, const struct config *cfg)
     }
     rc = 0;
     log_info("tyto master stopped");
-    if (m.cfg.pid_file[0])
-        unlink(m.cfg.pid_file);
+    if (m.cur.cfg.pid_file[0])
+        unlink(m.cur.cfg.pid_file);
 out_metrics:
     peercap_free(m.peercap);
     ratelimit_free(m.ratelimit);
     metrics_free(m.metrics);
 out_listeners:
-    master_close_lanes(&m.lanes);
+    master_close_gen(&m.next);
+    master_close_gen(&m.cur);
     return rc;
 }

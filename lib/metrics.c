@@ -130,6 +130,16 @@ void metrics_write_prometheus(const struct metrics *m, struct evbuffer *out)
                              "# TYPE tyto_open_connections gauge\ntyto_open_connections %lld\n",
                         (long long)t.open_connections);
 
+    int live = 0, ready = 0;
+    for (int i = 0; i < m->nslots; i++) {
+        live += m->slot[i].pid != 0;
+        ready += m->slot[i].pid != 0 && m->slot[i].ready;
+    }
+    evbuffer_add_printf(out, "# HELP tyto_workers Worker processes alive (every generation).\n"
+                             "# TYPE tyto_workers gauge\ntyto_workers %d\n"
+                             "# HELP tyto_workers_ready Worker processes serving.\n"
+                             "# TYPE tyto_workers_ready gauge\ntyto_workers_ready %d\n", live, ready);
+
     evbuffer_add_printf(out, "# HELP tyto_worker_requests_total HTTP requests answered, by worker slot.\n"
                              "# TYPE tyto_worker_requests_total counter\n");
     for (int i = 0; i < m->nslots; i++) {
@@ -151,7 +161,35 @@ void metrics_write_json(const struct metrics *m, struct evbuffer *out)
 {
     struct metrics_slot t;
     metrics_total(m, &t);
-    evbuffer_add_printf(out, "{\"workers\":%d,\"requests\":{", m->nslots);
+    /* Live workers, not the slot table's size: the table has room for two generations. */
+    int live = 0, ready = 0;
+    for (int i = 0; i < m->nslots; i++) {
+        live += m->slot[i].pid != 0;
+        ready += m->slot[i].pid != 0 && m->slot[i].ready;
+    }
+    evbuffer_add_printf(out, "{\"workers\":%d,\"ready\":%d,\"generations\":{", live, ready);
+    /* At most a few generations are alive at once (serving, starting, draining). */
+    int first = 1;
+    for (int i = 0; i < m->nslots; i++) {
+        if (m->slot[i].pid == 0)
+            continue;
+        uint64_t g = m->slot[i].generation;
+        int seen = 0, n = 0;
+        for (int j = 0; j < m->nslots; j++) {
+            if (m->slot[j].pid == 0 || m->slot[j].generation != g)
+                continue;
+            if (j < i) {
+                seen = 1;
+                break;
+            }
+            n++;
+        }
+        if (!seen) {
+            evbuffer_add_printf(out, "%s\"%llu\":%d", first ? "" : ",", (unsigned long long)g, n);
+            first = 0;
+        }
+    }
+    evbuffer_add_printf(out, "},\"requests\":{");
     for (int r = 0; r < METRICS_ROUTE_COUNT; r++)
         evbuffer_add_printf(out, "%s\"%s\":%llu", r ? "," : "", metrics_route_names[r],
                             (unsigned long long)t.requests[r]);

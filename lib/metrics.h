@@ -27,6 +27,10 @@ enum metrics_route {
 
 struct metrics_slot {
     volatile pid_t pid;                               /* 0 while no worker holds the slot */
+    volatile int ready;                               /* 1 once its worker serves (listeners and
+                                                       * signal handlers set up): the master drains
+                                                       * the old generation only when every new
+                                                       * worker is ready */
     uint64_t generation;                              /* config generation of the holder */
     uint64_t started;                                 /* workers started in this slot */
     uint64_t requests[METRICS_ROUTE_COUNT];           /* answered, by route */
@@ -35,7 +39,9 @@ struct metrics_slot {
     uint64_t latency_sum_us;
     uint64_t latency_count;
     uint64_t storage_round_trips, storage_commands, storage_errors, storage_timeouts, storage_reconnects;
-    int64_t open_connections;
+    /* Gauges: each worker refreshes its own (lib/worker.c, a short timer); the master zeroes a
+     * slot's when it reaps its worker. */
+    int64_t open_connections;                         /* on the tracker port */
     int64_t inflight;
     int64_t storage_backlog;                          /* timed out, replies still owed */
 };
@@ -56,7 +62,8 @@ void metrics_count_request(struct metrics_slot *s, enum metrics_route route, uin
 /* Writes the Prometheus text exposition of every slot, summed and by worker. */
 void metrics_write_prometheus(const struct metrics *m, struct evbuffer *out);
 
-/* Writes a JSON summary (totals) for /stats. */
+/* Writes a JSON summary (totals; workers: live processes, ready, and live by generation) for
+ * /stats. */
 void metrics_write_json(const struct metrics *m, struct evbuffer *out);
 
 #endif

@@ -32,6 +32,7 @@ struct worker {
     const struct config *cfg;
     struct event_base *base;
     struct http_server *http;
+    struct http_server *admin;         /* admin.listen: /metrics, /stats, /healthz; NULL when off */
     struct clientip_trust trust;
     struct accesslog *access;          /* NULL when log.access is "" */
     struct storage *st;
@@ -44,7 +45,13 @@ struct worker {
     struct metrics_slot dummy_slot;
     struct storage_counters counted;   /* the slot's storage counts before this process */
     struct event *sig_term, *sig_usr1, *drain_timer;
+    struct event *gauge_timer;         /* refreshes this worker's gauges in its metrics slot */
+    struct event *ready_timer;         /* re-probes storage until this worker is ready */
+    struct timespec ready_start;
+    const int *fds;                    /* the tracker listeners, accepted on once ready */
+    int nfds;
     unsigned inflight;                 /* requests waiting for storage */
+    int failed;                        /* could not start serving: exit 1 */
     int draining;
     struct timespec drain_start;
 };
@@ -325,14 +332,91 @@ static void worker_on_request(struct http_request *req, void *arg)
         worker_scrape(w, req, query, query_len, &start);
     } else if (worker_path_is(path, path_len, "/healthz")) {
         worker_healthz(w, req, &start);
-    } else if (worker_path_is(path, path_len, "/metrics") && w->metrics) {
+    } else {
+        /* /metrics and /stats live on the admin listener only: the tracker port faces the
+         * Internet, and its numbers (failure reasons, workers) are the operator's. */
+        evbuffer_add_printf(http_reply_body(req), "not found\n");
+        worker_send(w, req, 404, "text/plain", METRICS_ROUTE_NOT_FOUND, &start);
+    }
+}
+
+/* The admin listener's routes: /metrics, /stats, and /healthz (also on the tracker port, for
+ * load balancers). */
+static void worker_on_admin_request(struct http_request *req, void *arg)
+{
+    struct worker *w = arg;
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+
+    size_t path_len;
+    const char *path = http_request_path(req, &path_len);
+    if (worker_path_is(path, path_len, "/metrics") && w->metrics) {
         worker_metrics(w, req, 0, &start);
     } else if (worker_path_is(path, path_len, "/stats") && w->metrics) {
         worker_metrics(w, req, 1, &start);
+    } else if (worker_path_is(path, path_len, "/healthz")) {
+        worker_healthz(w, req, &start);
     } else {
         evbuffer_add_printf(http_reply_body(req), "not found\n");
         worker_send(w, req, 404, "text/plain", METRICS_ROUTE_NOT_FOUND, &start);
     }
+}
+
+#define WORKER_GAUGE_MS 100
+#define WORKER_READY_PROBE_MS 50
+#define WORKER_READY_MAX_MS 3000
+
+static void worker_on_ready_probe(int status, void *arg);
+
+/* Ready once storage answers: only then does the worker accept on the tracker listeners (a worker
+ * still connecting to Redis would answer "storage unavailable" to whatever it takes from a
+ * queue it shares with a working one), and set slot->ready, which lets the master drain the
+ * previous generation. With storage down for good it starts after WORKER_READY_MAX_MS anyway:
+ * the old generation is no better off, and a reload must not wait for Redis. */
+static void worker_on_ready_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct worker *w = arg;
+    storage_health(w->st, worker_on_ready_probe, w); /* always calls back (maybe at once) */
+}
+
+static void worker_on_ready_probe(int status, void *arg)
+{
+    struct worker *w = arg;
+    if (w->slot->ready || w->draining)
+        return;
+    if (status == STORAGE_OK || worker_elapsed_us(&w->ready_start) / 1000 >= WORKER_READY_MAX_MS) {
+        if (status != STORAGE_OK)
+            log_warn("storage does not answer yet: serving anyway");
+        for (int i = 0; i < w->nfds; i++) {
+            if (http_server_listen(w->http, w->fds[i]) < 0) {
+                log_error("cannot serve HTTP on the inherited listeners: %s", strerror(errno));
+                w->failed = 1;
+                event_base_loopexit(w->base, NULL);
+                return;
+            }
+        }
+        w->slot->ready = 1;
+        return;
+    }
+    struct timeval tv = { 0, WORKER_READY_PROBE_MS * 1000 };
+    if (evtimer_add(w->ready_timer, &tv) < 0) {
+        log_error("cannot re-arm the readiness probe");
+        w->failed = 1;
+        event_base_loopexit(w->base, NULL);
+    }
+}
+
+/* Every worker keeps its own gauges current (not only the one that happens to serve /metrics):
+ * connections open and close inside lib/http.c without a callback, so a short timer reads them. */
+static void worker_on_gauge_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct worker *w = arg;
+    w->slot->open_connections = http_server_connections(w->http);
+    w->slot->inflight = w->inflight;
 }
 
 static bool worker_is_trusted(const struct sockaddr *peer, void *arg)
@@ -351,7 +435,8 @@ static void worker_on_drain_tick(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct worker *w = arg;
     int64_t waited_ms = (int64_t)worker_elapsed_us(&w->drain_start) / 1000;
-    if (w->inflight == 0 && http_server_connections(w->http) == 0) {
+    if (w->inflight == 0 && http_server_connections(w->http) == 0 &&
+        (!w->admin || http_server_connections(w->admin) == 0)) {
         event_base_loopexit(w->base, NULL);
     } else if (waited_ms >= (int64_t)w->cfg->shutdown_timeout_s * 1000) {
         log_warn("drain timeout: %u requests in flight, %u connections open; exiting", w->inflight,
@@ -372,6 +457,8 @@ static void worker_on_stop_signal(evutil_socket_t sig, short what, void *arg)
     log_info("signal %d: draining %u requests in flight on %u connections", (int)sig, w->inflight,
              http_server_connections(w->http));
     http_server_stop_accepting(w->http);
+    if (w->admin)
+        http_server_stop_accepting(w->admin);
     struct timeval tv = { 0, WORKER_DRAIN_POLL_MS * 1000 };
     w->drain_timer = event_new(w->base, -1, EV_PERSIST, worker_on_drain_tick, w);
     if (!w->drain_timer || evtimer_add(w->drain_timer, &tv) < 0)
@@ -402,7 +489,7 @@ static void worker_fill_limits(struct worker *w)
     w->timing.min_interval_s = (unsigned)cfg->min_interval_s;
 }
 
-static int worker_setup_http(struct worker *w, const int *fds, int nfds)
+static int worker_setup_http(struct worker *w, const int *fds, int nfds, int admin_fd)
 {
     const struct config *cfg = w->cfg;
     struct http_limits lim = {
@@ -417,14 +504,21 @@ static int worker_setup_http(struct worker *w, const int *fds, int nfds)
     w->http = http_server_new(w->base, &lim, worker_on_request, w, worker_is_trusted, w);
     if (!w->http)
         return -1;
-    for (int i = 0; i < nfds; i++)
-        if (http_server_listen(w->http, fds[i]) < 0)
+    /* The tracker listeners are accepted on once storage answers (worker_on_ready_probe). */
+    w->fds = fds;
+    w->nfds = nfds;
+    if (admin_fd >= 0) {
+        /* The same limits; no PROXY header: scrapers connect directly. */
+        lim.proxy_protocol = false;
+        w->admin = http_server_new(w->base, &lim, worker_on_admin_request, w, NULL, NULL);
+        if (!w->admin || http_server_listen(w->admin, admin_fd) < 0)
             return -1;
+    }
     return 0;
 }
 
 int worker_run(const struct config *cfg, const int *fds, int nfds, struct metrics *metrics, int slot,
-               struct ratelimit *rl, struct peercap *pc)
+               struct ratelimit *rl, struct peercap *pc, int admin_fd)
 {
     struct worker w;
     char err[512];
@@ -465,7 +559,7 @@ int worker_run(const struct config *cfg, const int *fds, int nfds, struct metric
         log_error("storage: %s", err);
         goto out_base;
     }
-    if (worker_setup_http(&w, fds, nfds) < 0) {
+    if (worker_setup_http(&w, fds, nfds, admin_fd) < 0) {
         log_error("cannot serve HTTP on the inherited listeners: %s", strerror(errno));
         goto out_http;
     }
@@ -475,17 +569,52 @@ int worker_run(const struct config *cfg, const int *fds, int nfds, struct metric
         log_error("cannot install signal handlers");
         goto out_http;
     }
+    /* The master forks workers with SIGTERM and SIGUSR1 blocked (their default action kills);
+     * now that libevent handles them, let them in, pending ones included. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGUSR1);
+    sigprocmask(SIG_UNBLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
+    struct timeval gauge_tv = { 0, WORKER_GAUGE_MS * 1000 };
+    w.gauge_timer = event_new(w.base, -1, EV_PERSIST, worker_on_gauge_tick, &w);
+    if (!w.gauge_timer || evtimer_add(w.gauge_timer, &gauge_tv) < 0) {
+        log_error("cannot start the gauge timer");
+        goto out_http;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &w.ready_start);
+    w.ready_timer = evtimer_new(w.base, worker_on_ready_tick, &w);
+    if (!w.ready_timer) {
+        log_error("cannot start the readiness probe");
+        goto out_http;
+    }
+    worker_on_ready_tick(-1, 0, &w);
     log_info("worker serving (%s storage)", cfg->storage == CONFIG_STORAGE_REDIS ? "redis" : "memory");
 
     event_base_dispatch(w.base);
-    rc = 0;
+    rc = w.failed;
 
 out_http:
+    /* Freeing the signal events below restores the default actions, which kill: a SIGUSR1 (a
+     * logrotate storm) or a second SIGTERM from here on must wait, blocked, until _exit. */
+    {
+        sigset_t late;
+        sigemptyset(&late);
+        sigaddset(&late, SIGTERM);
+        sigaddset(&late, SIGUSR1);
+        sigprocmask(SIG_BLOCK, &late, NULL);
+    }
     /* Storage first: freeing it answers pending requests while their connections still exist. */
     storage_free(w.st);
     if (w.http)
         http_server_free(w.http);
+    if (w.admin)
+        http_server_free(w.admin);
+    if (w.gauge_timer)
+        event_free(w.gauge_timer);
+    if (w.ready_timer)
+        event_free(w.ready_timer);
     if (w.sig_term)
         event_free(w.sig_term);
     if (w.sig_usr1)

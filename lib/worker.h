@@ -14,8 +14,10 @@ struct ratelimit;
 struct peercap;
 
 /* rl: the host's shared rate-limit counters, or NULL; pc: the host's shared table of ports per
- * (address, swarm) for swarm.max_peers_per_address, or NULL (no cap). */
+ * (address, swarm) for swarm.max_peers_per_address, or NULL (no cap).
+ * admin_fd: the admin.listen socket (/metrics, /stats, /healthz), or -1. SIGTERM and SIGUSR1 may
+ * arrive blocked: they are unblocked once their handlers are installed. */
 int worker_run(const struct config *cfg, const int *fds, int nfds, struct metrics *metrics, int slot,
-               struct ratelimit *rl, struct peercap *pc);
+               struct ratelimit *rl, struct peercap *pc, int admin_fd);
 
 #endif

@@ -10,6 +10,9 @@
 #
 #   client ──▶ haproxy 127.0.0.1:FRONT ──▶ tyto 127.0.0.2:PORT, tyto 127.0.0.3:PORT ──▶ redis
 #
+# Each tyto host's operator routes (/metrics, /stats) are on its own admin listener, ADDRESS:ADMIN
+# with an admin port of its own per host (printed as TYTO_ADMIN_N), never behind haproxy.
+#
 # Settings (environment):
 #   TYTO_BIN               tyto binary                               default ./tyto
 #   TYTO_TOPOLOGY_DIR      state: configs, logs, pids, Redis socket  default ${TMPDIR:-/tmp}/tyto-topology.UID
@@ -142,10 +145,16 @@ start() {
     port=${TYTO_TOPOLOGY_PORT:-$(free_port $hosts)} || die "no free port"
     nhosts=0
     backends=""
+    admins=""
     for h in $hosts; do
         nhosts=$((nhosts + 1))
         [ "$nhosts" -le 4 ] || die "at most 4 hosts (deploy/haproxy.cfg has TYTO_BACKEND_1..4)"
         cfg=$dir/tyto$nhosts.yaml
+        admin_port=$(free_port "$h") || die "no free admin port"
+        # Distinct even when two hosts share an address (the same port would collide).
+        while [ "$admin_port" = "$port" ] || case " $admins " in *":$admin_port "*) true ;; *) false ;; esac; do
+            admin_port=$(free_port "$h") || die "no free admin port"
+        done
         cat >"$cfg" <<EOF
 # tyto host $nhosts of scripts/topology.sh
 listen:
@@ -163,13 +172,17 @@ log:
   file: "$dir/tyto$nhosts.log"
 proxy:
   trusted: ["$proxy_addr"]
+admin:
+  listen: "$h:$admin_port"
 EOF
         # The caller's TYTO_* variables would override the file: pin the ones that matter.
         TYTO_REDIS_URL=$redis_url TYTO_REDIS_PREFIX=$prefix TYTO_LISTEN_PORT=$port \
         TYTO_LISTEN_IPV4=$h TYTO_LISTEN_IPV6="" TYTO_WORKERS=$workers TYTO_PROXY_TRUSTED=$proxy_addr \
+        TYTO_ADMIN_LISTEN=$h:$admin_port \
             "$bin" -c "$cfg" >>"$dir/tyto$nhosts.out" 2>&1 </dev/null &
         echo $! >"$dir/tyto$nhosts.pid"
         backends="$backends TYTO_BACKEND_$nhosts=$h:$port"
+        admins="$admins TYTO_ADMIN_$nhosts=$h:$admin_port"
     done
     i=0
     for h in $hosts; do
@@ -195,6 +208,9 @@ EOF
         for h in $hosts; do
             i=$((i + 1))
             echo "TYTO_HOST_$i='$h:$port'"
+        done
+        for a in $admins; do
+            echo "${a%%=*}='${a#*=}'"
         done
         echo "TYTO_REDIS_URL='$redis_url'"
         echo "TYTO_REDIS_PREFIX='$prefix'"

@@ -3,6 +3,7 @@ is replaced while load runs, SIGHUP reloads (or keeps the old configuration when
 broken), SIGTERM drains requests in flight and exits 0, /metrics counts exactly, and /healthz
 follows Redis going away and coming back."""
 
+import json
 import os
 import re
 import signal
@@ -72,7 +73,7 @@ class Load:
             t0 = time.monotonic()
             try:
                 d = self.tyto.announce(self.info_hash, Peer(), left=1, expect_ok=False)
-                outcome = 'failure' if b'failure reason' in d else 'ok'
+                outcome = 'failure: %r' % d[b'failure reason'] if b'failure reason' in d else 'ok'
             except Exception as e:  # noqa: BLE001 (every error is an outcome here)
                 outcome = repr(e)
             with self.lock:
@@ -90,7 +91,7 @@ class Load:
             t.join(self.seconds * 3 + 10)
 
 
-class MasterTest(unittest.TestCase):
+class MasterBase(unittest.TestCase):
 
     def setUp(self):
         self.tytos = []
@@ -104,11 +105,14 @@ class MasterTest(unittest.TestCase):
         self.tytos.append(t)
         return t.start()
 
+
+class MasterTest(MasterBase):
+
     def test_master_starts_the_configured_number_of_workers(self):
         t = self.start(workers=3)
         pids = wait_for(lambda: len(children(t.proc.pid)) == 3 and children(t.proc.pid), 10, '3 workers')
         self.assertEqual(len(pids), 3)
-        m = parse_prometheus(t.get('/metrics').body.decode())
+        m = parse_prometheus(t.admin_get('/metrics').body.decode())
         self.assertEqual(sum(v for k, v in m.items() if k.startswith('tyto_worker_up{')), 3)
         t.stop()
 
@@ -221,7 +225,7 @@ class MasterTest(unittest.TestCase):
         for _ in range(3):
             self.assertEqual(t.get('/nope').status, 404)
         t.announce_raw('/announce?info_hash=short')
-        m = parse_prometheus(t.get('/metrics').body.decode())
+        m = parse_prometheus(t.admin_get('/metrics').body.decode())
         self.assertEqual(m['tyto_requests_total{route="announce"}'], 38)
         self.assertEqual(m['tyto_requests_total{route="scrape"}'], 5)
         self.assertEqual(m['tyto_requests_total{route="not_found"}'], 3)
@@ -248,7 +252,7 @@ class MasterTest(unittest.TestCase):
         for s in conns:
             self.assertIn(b' 200 ', s.recv(4096).split(b'\r\n')[0] + b' ')
             s.close()
-        m = parse_prometheus(t.get('/metrics').body.decode())
+        m = parse_prometheus(t.admin_get('/metrics').body.decode())
         per_worker = [v for k, v in m.items() if k.startswith('tyto_worker_requests_total{')]
         self.assertEqual(len(per_worker), 2)
         # Each of 32 connections lands on either socket: both get some (all on one: p = 2^-31).
@@ -305,6 +309,393 @@ class MasterTest(unittest.TestCase):
             t.stop()
         finally:
             server.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# Reloads that cannot start their workers, signals while workers start, gauges, the admin port
+
+
+def gauges(t):
+    """The Prometheus samples of GET /metrics on the admin listener."""
+    r = t.admin_get('/metrics')
+    if r.status != 200:
+        raise AssertionError('admin /metrics: HTTP %d %r' % (r.status, r.body[:200]))
+    return parse_prometheus(r.body.decode())
+
+
+def stats(t):
+    r = t.admin_get('/stats')
+    if r.status != 200:
+        raise AssertionError('admin /stats: HTTP %d %r' % (r.status, r.body[:200]))
+    return json.loads(r.body)
+
+
+def reloads(t):
+    """SIGHUPs the master has acted on (each logs one line)."""
+    return t.log().count('configuration reloaded from')
+
+
+def sighup(t, interval):
+    """Writes a config with a new interval, sends SIGHUP and waits until the master took it (two
+    SIGHUPs sent back to back would merge into one pending signal)."""
+    n = reloads(t)
+    t.cfg['announce']['interval_s'] = interval
+    t.write_config()
+    os.kill(t.proc.pid, signal.SIGHUP)
+    wait_for(lambda: reloads(t) > n, 20, 'the master to act on SIGHUP')
+
+
+def keep_alive(t, n):
+    """n client connections, each with one request answered and kept open."""
+    conns = []
+    for _ in range(n):
+        s = socket.create_connection(('127.0.0.1', t.port), timeout=5 * SLOW)
+        s.sendall(b'GET /nope HTTP/1.1\r\nHost: t\r\n\r\n')
+        rf = s.makefile('rb')
+        r = tytotest.read_response(rf)
+        assert r is not None and r.status == 404, r
+        conns.append((s, rf))
+    return conns
+
+
+def close_all(conns):
+    for s, rf in conns:
+        rf.close()
+        s.close()
+
+
+class ChildWatch:
+    """Samples the number of a master's workers until stopped; .low is the smallest seen."""
+
+    def __init__(self, pid):
+        self.pid, self.low, self.samples = pid, None, 0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self.done.is_set():
+            n = len(children(self.pid))
+            self.low = n if self.low is None else min(self.low, n)
+            self.samples += 1
+            time.sleep(0.01)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.done.set()
+        self.thread.join(10)
+        return self.low
+
+
+class PidsCgroup:
+    """A child cgroup of the pids controller (v1 hierarchy, or v2 with pids enabled) whose
+    pids.max makes fork() fail with EAGAIN for the processes moved into it."""
+
+    def __init__(self):
+        self.path = None
+        for root in ('/sys/fs/cgroup/pids', '/sys/fs/cgroup'):
+            if not os.path.exists(os.path.join(root, 'cgroup.procs')):
+                continue
+            if root == '/sys/fs/cgroup' and 'pids' not in open(os.path.join(root, 'cgroup.subtree_control')).read():
+                continue
+            path = os.path.join(root, 'tyto-test-%d-%d' % (os.getpid(), int(time.monotonic() * 1000)))
+            try:
+                os.mkdir(path)
+            except OSError:
+                continue
+            self.path, self.root = path, root
+            return
+        raise AssertionError('no writable pids cgroup (/sys/fs/cgroup/pids or cgroup v2 with pids): '
+                             'this test needs one to make fork() fail')
+
+    def set_max(self, value):
+        with open(os.path.join(self.path, 'pids.max'), 'w') as f:
+            f.write(str(value))
+
+    def move(self, pid):
+        with open(os.path.join(self.path, 'cgroup.procs'), 'w') as f:
+            f.write(str(pid))
+
+    def remove(self):
+        if self.path is None:
+            return
+        # Anything still inside (a test that failed half way) goes back to the root first.
+        try:
+            with open(os.path.join(self.path, 'cgroup.procs')) as f:
+                pids = f.read().split()
+            for pid in pids:
+                with open(os.path.join(self.root, 'cgroup.procs'), 'w') as f:
+                    f.write(pid)
+        except OSError:
+            pass
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                os.rmdir(self.path)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        self.path = None
+
+
+class ReloadTest(MasterBase):
+
+    def _sighups_in_a_row(self, n):
+        # workers: 256 (the maximum) fills the 512-slot table with two generations, so the third
+        # has no free slot until the second is gone. Under valgrind 256 workers do not fit the
+        # machine: 8 still test the reloads in a row, not the full table.
+        workers = 8 if tytotest.VALGRIND else 256
+        t = self.start(workers=workers, ipv6=False,
+                       config={'shutdown': {'timeout_s': 5}})
+        pid = t.proc.pid
+        wait_for(lambda: len(children(pid)) == workers, 60, '%d workers' % workers)
+        wait_for(lambda: stats(t)['ready'] == workers, 60, 'every worker ready')
+        # Idle keep-alive connections keep the old generation draining (it gives them a grace
+        # to send a last request) while the next SIGHUPs arrive.
+        conns = keep_alive(t, 2 * workers)
+        load = Load(t, threads=4, seconds=5.0 * SLOW).start()
+        watch = ChildWatch(pid).start()
+        time.sleep(0.5)
+        for i in range(n):
+            sighup(t, 1300 + i)
+        load.join()
+        low = watch.stop()
+        close_all(conns)
+        bad = [o for (_, o) in load.results if o != 'ok']
+        self.assertEqual(bad[:5], [], '%d of %d announces not answered across %d SIGHUPs'
+                         % (len(bad), len(load.results), n))
+        self.assertGreater(len(load.results), 50)
+        self.assertGreater(low, 0, 'the tracker was left without workers')
+        last = 1300 + n - 1
+        wait_for(lambda: t.announce(rand_hash(), Peer())[b'interval'] == last, 60, 'the last generation')
+        wait_for(lambda: len(children(pid)) == workers, 60, 'only the last generation left')
+        wait_for(lambda: stats(t)['workers'] == workers, 10, '/stats workers')
+        t.stop(timeout=60)
+
+    def test_two_sighups_in_a_row_under_load_keep_workers(self):
+        self._sighups_in_a_row(2)
+
+    def test_three_sighups_in_a_row_under_load_keep_workers(self):
+        self._sighups_in_a_row(3)
+
+    def test_reload_that_cannot_fork_keeps_the_old_generation(self):
+        t = self.start(workers=2, ipv6=False)
+        pid = t.proc.pid
+        old = wait_for(lambda: len(children(pid)) == 2 and children(pid), 10, '2 workers')
+        cg = PidsCgroup()
+        try:
+            cg.set_max(1)          # the master alone: every fork() fails with EAGAIN
+            cg.move(pid)
+            load = Load(t, threads=4, seconds=4.0 * SLOW).start()
+            watch = ChildWatch(pid).start()
+            sighup(t, 1500)
+            wait_for(lambda: 'retrying' in t.log(), 10, 'a failed fork to be retried')
+            sighup(t, 1600)        # a second reload while the first still cannot start
+            load.join()
+            low = watch.stop()
+            bad = [o for (_, o) in load.results if o != 'ok']
+            self.assertEqual(bad[:5], [], '%d of %d announces not answered' % (len(bad), len(load.results)))
+            self.assertGreater(low, 0, 'the tracker was left without workers')
+            self.assertEqual(children(pid), old, 'the old generation kept serving')
+            self.assertEqual(t.announce(rand_hash(), Peer())[b'interval'], 1234)
+            self.assertIn('fork', t.log())
+            # Forks work again: the retry starts the newest configuration, then the old drains.
+            cg.set_max('max')
+            wait_for(lambda: t.announce(rand_hash(), Peer())[b'interval'] == 1600, 30, 'the new generation')
+            wait_for(lambda: not (set(children(pid)) & set(old)), 30, 'the old generation to exit')
+            self.assertEqual(len(children(pid)), 2)
+            t.stop()
+        finally:
+            t.kill()
+            cg.remove()
+
+    def test_sigusr1_storm_while_workers_start_kills_no_worker(self):
+        # logrotate sends SIGUSR1; the master forwards it to every worker, also to one that has
+        # just been forked and has not installed its handlers yet.
+        t = self.start(workers=4, ipv6=False)
+        pid = t.proc.pid
+        wait_for(lambda: len(children(pid)) == 4, 10, '4 workers')
+        done = threading.Event()
+        sent = [0]
+
+        def storm():
+            while not done.is_set():
+                try:
+                    os.kill(pid, signal.SIGUSR1)
+                except OSError:
+                    return
+                sent[0] += 1
+                time.sleep(0.0005)
+
+        th = threading.Thread(target=storm, daemon=True)
+        th.start()
+        try:
+            for i in range(10):
+                sighup(t, 1300 + i)
+                wait_for(lambda: t.announce(rand_hash(), Peer())[b'interval'] == 1300 + i, 20,
+                         'generation %d' % (i + 2))
+        finally:
+            done.set()
+            th.join(10)
+        self.assertGreater(sent[0], 100)
+        killed = [line for line in t.log().splitlines() if 'killed by signal' in line]
+        self.assertEqual(killed, [], 'workers killed by a signal')
+        wait_for(lambda: len(children(pid)) == 4, 20, 'only the last generation left')
+        t.stop()
+
+
+class GaugeTest(MasterBase):
+
+    def test_stats_counts_live_workers(self):
+        t = self.start(workers=2, ipv6=False)
+        wait_for(lambda: len(children(t.proc.pid)) == 2, 10, '2 workers')
+        wait_for(lambda: stats(t)['workers'] == 2, 10, '/stats workers 2')
+        t.cfg['workers'] = 3
+        sighup(t, 1234)
+        wait_for(lambda: len(children(t.proc.pid)) == 3, 20, '3 workers')
+        wait_for(lambda: stats(t)['workers'] == 3, 10, '/stats workers 3')
+        st = stats(t)
+        self.assertEqual(st['ready'], 3)
+        self.assertEqual(sum(st['generations'].values()), 3)
+        self.assertEqual(sum(v for k, v in gauges(t).items() if k.startswith('tyto_worker_up{')), 3)
+        self.assertEqual(gauges(t)['tyto_workers'], 3)
+        t.stop()
+
+    def test_open_connections_gauge_sums_every_worker(self):
+        t = self.start(workers=2, ipv6=False)
+        wait_for(lambda: len(children(t.proc.pid)) == 2, 10, '2 workers')
+        conns = keep_alive(t, 8)
+        try:
+            # Spread over both workers by the kernel; each worker refreshes its own gauge.
+            wait_for(lambda: gauges(t)['tyto_open_connections'] == 8, 10, 'open connections 8')
+            close_all(conns[:5])
+            wait_for(lambda: gauges(t)['tyto_open_connections'] == 3, 10, 'open connections 3')
+        finally:
+            close_all(conns)
+        wait_for(lambda: gauges(t)['tyto_open_connections'] == 0, 10, 'open connections 0')
+        t.stop()
+
+    def test_gauges_of_dead_and_old_workers_are_zeroed(self):
+        d = make_tmpdir('redis')
+        server = RedisServer(os.path.join(d, 'redis.sock'), d).start()
+        try:
+            t = self.start(workers=2, ipv6=False, redis_url='unix://' + server.path,
+                           config={'redis': {'timeout_ms': 5000 * SLOW}})
+            pid = t.proc.pid
+            before = wait_for(lambda: len(children(pid)) == 2 and children(pid), 10, '2 workers')
+            conns = keep_alive(t, 6)
+            wait_for(lambda: gauges(t)['tyto_open_connections'] == 6, 10, 'open connections 6')
+            # Requests provably in flight: Redis is paused.
+            side = Redis(server.path)
+            side.cmd('CLIENT', 'PAUSE', 3000 * SLOW)
+            threads = [threading.Thread(target=lambda: self._try_announce(t), daemon=True) for _ in range(4)]
+            for th in threads:
+                th.start()
+            wait_for(lambda: gauges(t)['tyto_inflight_requests'] == 4, 10, '4 requests in flight')
+            for w in before:
+                t.killed_pids.add(w)
+                os.kill(w, signal.SIGKILL)
+            wait_for(lambda: len(set(children(pid)) - set(before)) == 2, 10, 'two new workers')
+            close_all(conns)
+            for th in threads:
+                th.join(15 * SLOW)
+            # The dead workers' slots are zeroed; nothing is open or in flight any more.
+            wait_for(lambda: gauges(t)['tyto_inflight_requests'] == 0, 10, 'inflight 0 after the kill')
+            wait_for(lambda: gauges(t)['tyto_open_connections'] == 0, 10, 'connections 0 after the kill')
+            side.cmd('CLIENT', 'UNPAUSE')
+            side.close()
+            # An old generation's slots: its connections close as it drains, and it exits.
+            conns = keep_alive(t, 4)
+            wait_for(lambda: gauges(t)['tyto_open_connections'] == 4, 10, 'open connections 4')
+            old = children(pid)
+            sighup(t, 1400)
+            wait_for(lambda: not (set(children(pid)) & set(old)), 20, 'the old generation to exit')
+            wait_for(lambda: gauges(t)['tyto_open_connections'] == 0, 10, 'connections 0 after the reload')
+            self.assertEqual(gauges(t)['tyto_inflight_requests'], 0)
+            self.assertEqual(stats(t)['workers'], 2)
+            close_all(conns)
+            t.stop()
+        finally:
+            server.stop()
+
+    def _try_announce(self, t):
+        try:
+            t.announce(rand_hash(), Peer(), expect_ok=False)
+        except Exception:  # noqa: BLE001 (the worker is killed under it)
+            pass
+
+
+class AdminTest(MasterBase):
+
+    def test_operator_routes_are_served_only_on_the_admin_listener(self):
+        t = self.start(workers=2)
+        for path in ('/metrics', '/stats'):
+            self.assertEqual(t.get(path).status, 404, 'tracker port %s' % path)
+            self.assertEqual(t.get(path, v6=t.ipv6).status, 404, 'tracker port %s' % path)
+        self.assertEqual(t.get('/healthz').status, 200)
+        self.assertEqual(t.admin_get('/healthz').status, 200)
+        self.assertEqual(t.admin_get('/announce').status, 404)
+        self.assertEqual(t.admin_get('/scrape').status, 404)
+        r = t.admin_get('/metrics')
+        self.assertEqual(r.status, 200)
+        parse_prometheus(r.body.decode())
+        self.assertEqual(stats(t)['workers'], 2)
+        t.stop()
+
+    def test_admin_listener_off(self):
+        t = self.start(workers=1, ipv6=False, config={'admin': {'listen': ''}})
+        self.assertEqual(t.get('/metrics').status, 404)
+        self.assertEqual(t.get('/healthz').status, 200)
+        t.stop()
+
+    def test_admin_port_in_use_refuses_to_start(self):
+        busy = socket.socket()
+        busy.bind(('127.0.0.1', 0))
+        busy.listen(1)
+        try:
+            other = Tyto(config={'workers': 1, 'admin': {'listen': '127.0.0.1:%d' % busy.getsockname()[1]}},
+                         ipv6=False)
+            self.tytos.append(other)
+            other.cfg['listen']['port'] = tytotest.free_port()
+            other.write_config()
+            proc = subprocess.run(tytotest.tyto_command(other.dir, ['-c', other.config_path]),
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                  env=other.env, timeout=20 * SLOW)
+            self.assertNotEqual(proc.returncode, 0)
+            self.assertIn(b'admin.listen', proc.stdout)
+            self.assertIn(b'in use', proc.stdout)
+        finally:
+            busy.close()
+
+    def test_reload_moves_the_admin_listener(self):
+        t = self.start(workers=2, ipv6=False)
+        first = t.admin_port
+        # A new admin address that is taken: the reload is refused, the old one keeps serving.
+        busy = socket.socket()
+        busy.bind(('127.0.0.1', 0))
+        busy.listen(1)
+        try:
+            t.cfg['admin']['listen'] = '127.0.0.1:%d' % busy.getsockname()[1]
+            t.write_config()
+            os.kill(t.proc.pid, signal.SIGHUP)
+            wait_for(lambda: 'reload refused' in t.log(), 10, 'the reload to be refused')
+            self.assertEqual(t.admin_get('/stats').status, 200)
+        finally:
+            busy.close()
+        second = tytotest.free_port()
+        t.cfg['admin']['listen'] = '127.0.0.1:%d' % second
+        old = children(t.proc.pid)
+        sighup(t, 1234)
+        wait_for(lambda: not (set(children(t.proc.pid)) & set(old)), 20, 'the old generation to exit')
+        self.assertEqual(t.admin_get('/stats', port=second).status, 200)
+        with self.assertRaises(OSError):
+            t.admin_get('/stats', port=first, timeout=2)
+        t.admin_port = second
+        t.stop()
 
 
 if __name__ == '__main__':

@@ -66,6 +66,9 @@ class Topology(unittest.TestCase):
         cls.front = split_addr(cls.vars['TYTO_FRONT'])
         cls.stats = split_addr(cls.vars['TYTO_STATS'])
         cls.hosts = [split_addr(cls.vars['TYTO_HOST_1']), split_addr(cls.vars['TYTO_HOST_2'])]
+        # Each host's operator routes (/metrics) on its own admin listener.
+        cls.admins = {cls.hosts[0]: split_addr(cls.vars['TYTO_ADMIN_1']),
+                      cls.hosts[1]: split_addr(cls.vars['TYTO_ADMIN_2'])}
         cls.redis = tt.Redis(tt.redis_socket())
 
     @classmethod
@@ -114,7 +117,8 @@ class Topology(unittest.TestCase):
         return d
 
     def announce_count(self, host):
-        status, body = self.get(host, '/metrics', '127.0.0.1')
+        self.assertEqual(self.get(host, '/metrics', '127.0.0.1')[0], 404, 'no /metrics on the tracker port')
+        status, body = self.get(self.admins[host], '/metrics', '127.0.0.1')
         self.assertEqual(status, 200)
         m = re.search(rb'^tyto_requests_total\{route="announce"\} (\d+)$', body, re.M)
         self.assertIsNotNone(m, 'no announce counter in /metrics of %s:%d' % host)

@@ -522,6 +522,10 @@ class Tyto:
         self.env.update(env or {})
         self.proc = None
         self.port = None
+        # The operator routes (/metrics, /stats) listen on admin.listen, a port of their own:
+        # a free one per start attempt, unless the test's config sets admin.listen itself.
+        self.admin_auto = 'listen' not in (config or {}).get('admin', {})
+        self.admin_port = None
         self.config_path = os.path.join(self.dir, 'tyto.yaml')
         self.log_path = os.path.join(self.dir, 'tyto.log')
         self.exit_status = None
@@ -540,6 +544,11 @@ class Tyto:
         for attempt in range(3):
             self.port = free_port()
             self.cfg['listen']['port'] = self.port
+            if self.admin_auto:
+                self.admin_port = free_port()
+                while self.admin_port == self.port:
+                    self.admin_port = free_port()
+                self.cfg.setdefault('admin', {})['listen'] = '127.0.0.1:%d' % self.admin_port
             self.write_config()
             log = open(self.log_path, 'ab')
             log.write(b'=== start attempt %d, port %d\n' % (attempt, self.port))
@@ -632,6 +641,17 @@ class Tyto:
         conn = self.connection(v6, timeout)
         try:
             conn.request('GET', path, headers=headers or {})
+            r = conn.getresponse()
+            return Response(r.status, r.getheaders(), r.read())
+        finally:
+            conn.close()
+
+    def admin_get(self, path, timeout=5.0, port=None):
+        """One GET on the admin listener (admin.listen: /metrics, /stats, /healthz) -> Response."""
+        port = port or self.admin_port
+        conn = http.client.HTTPConnection('127.0.0.1', port, timeout=timeout * SLOW)
+        try:
+            conn.request('GET', path)
             r = conn.getresponse()
             return Response(r.status, r.getheaders(), r.read())
         finally:
