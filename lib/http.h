@@ -1,7 +1,8 @@
 /* A lean HTTP/1.1 server on libevent for the tracker's tiny GET requests: accepts on inherited
  * listeners, reads the PROXY protocol header (v1 or v2) from trusted proxies, parses request
  * line and headers in place, enforces every limit (head size, header count, head-read time,
- * idle time, requests per connection, connections per worker), keeps connections alive, and
+ * idle time, requests per connection, connections per worker, output held for slow readers
+ * and the time they get to take it), keeps connections alive, and
  * answers pipelined requests strictly in order. It knows nothing of trackers: the handler
  * gets a request, and replies later (asynchronously) with http_reply(). */
 #ifndef TYTO_HTTP_H
@@ -33,6 +34,12 @@ struct http_limits {
     unsigned max_connections;         /* open connections; past it, accepting pauses */
     unsigned max_requests_per_conn;   /* then "Connection: close" */
     bool proxy_protocol;              /* trusted peers must (may) start with a PROXY header */
+    /* Output buffers of connections whose client does not keep up, all together; a connection
+     * that would take the total past it is closed. 0: no bound. */
+    size_t max_output_bytes;
+    /* Output that has to wait for a client must be sent within this; progress does not extend
+     * it (a client reading a byte now and then is cut). 0: the idle timeout. */
+    unsigned write_timeout_ms;
 };
 
 struct http_server *http_server_new(struct event_base *base, const struct http_limits *lim,
@@ -49,6 +56,11 @@ void http_server_stop_accepting(struct http_server *s);
 /* Connections open now and requests handed to the handler but not yet replied. */
 unsigned http_server_connections(const struct http_server *s);
 unsigned http_server_pending(const struct http_server *s);
+
+/* Output bytes held now for clients that do not keep up (counted against max_output_bytes), and
+ * connections closed so far for slow reading (the bound, or the write timeout). */
+size_t http_server_output_bytes(const struct http_server *s);
+uint64_t http_server_slow_closes(const struct http_server *s);
 
 /* Closes every connection; requests not yet replied stay valid until their http_reply(). */
 void http_server_free(struct http_server *s);

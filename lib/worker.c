@@ -94,18 +94,59 @@ static void worker_copy_storage_counters(struct worker *w)
     w->slot->storage_backlog = w->st->backlog;  /* a gauge: as of this worker's last request */
 }
 
+static bool worker_same_addr(const struct sockaddr *sa, const struct peer_addr *a)
+{
+    struct peer_addr b;
+    return sa && clientip_from_sockaddr(sa, &b) == 0 && b.family == a->family &&
+           memcmp(b.addr, a->addr, a->family == AF_INET ? 4 : 16) == 0;
+}
+
+/* The client the access log names: as resolved through trusted proxies (PROXY header,
+ * X-Forwarded-For, X-Real-IP), not the proxy. With its port when it is the socket peer or the
+ * PROXY source; a forwarded address has none (port 0). */
+static const struct sockaddr *worker_log_client(struct worker *w, struct http_request *req,
+                                                struct sockaddr_storage *ss)
+{
+    const struct sockaddr *peer = http_request_peer(req), *src = http_request_proxied(req);
+    size_t xff_len = 0, xri_len = 0;
+    const char *xff = NULL, *xri = NULL;
+    struct peer_addr a;
+    if (w->trust.count == 0 || !clientip_is_trusted(&w->trust, peer))
+        return peer;
+    xff = http_request_header(req, "X-Forwarded-For", &xff_len);
+    xri = http_request_header(req, "X-Real-IP", &xri_len);
+    /* A malformed header (1) still leaves the last trusted hop in a: log that. */
+    if (clientip_resolve(&w->trust, peer, src, xff, xff_len, xri, xri_len, &a) < 0 ||
+        worker_same_addr(peer, &a))
+        return peer;
+    if (worker_same_addr(src, &a))
+        return src;
+    memset(ss, 0, sizeof(*ss));
+    if (a.family == AF_INET) {
+        struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+        sin->sin_family = AF_INET;
+        memcpy(&sin->sin_addr, a.addr, 4);
+    } else {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+        sin6->sin6_family = AF_INET6;
+        memcpy(&sin6->sin6_addr, a.addr, 16);
+    }
+    return (const struct sockaddr *)ss;
+}
+
 /* Sends the reply already in req's body buffer and does the bookkeeping common to all routes. */
 static void worker_send(struct worker *w, struct http_request *req, int code, const char *content_type,
                         enum metrics_route route, const struct timespec *start)
 {
     uint64_t latency_us = worker_elapsed_us(start);
     if (w->access) {
+        struct sockaddr_storage ss;
         size_t path_len, query_len;
         const char *path = http_request_path(req, &path_len);
         http_request_query(req, &query_len);
         /* path and query are contiguous in the request line: log the whole target */
         size_t target_len = query_len ? path_len + 1 + query_len : path_len;
-        accesslog_write(w->access, worker_now_s(w), http_request_peer(req), code,
+        accesslog_write(w->access, worker_now_s(w), worker_log_client(w, req, &ss), code,
                         evbuffer_get_length(http_reply_body(req)), latency_us, path, target_len);
     }
     http_reply(req, code, content_type);
@@ -500,6 +541,8 @@ static int worker_setup_http(struct worker *w, const int *fds, int nfds, int adm
         .max_connections = (unsigned)cfg->http_max_connections,
         .max_requests_per_conn = (unsigned)cfg->http_max_requests_per_conn,
         .proxy_protocol = cfg->proxy_protocol,
+        .max_output_bytes = (size_t)cfg->http_max_output_bytes,
+        .write_timeout_ms = (unsigned)cfg->http_write_timeout_ms,
     };
     w->http = http_server_new(w->base, &lim, worker_on_request, w, worker_is_trusted, w);
     if (!w->http)

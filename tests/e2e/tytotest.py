@@ -530,6 +530,7 @@ class Tyto:
         self.log_path = os.path.join(self.dir, 'tyto.log')
         self.exit_status = None
         self.killed_pids = set()       # processes a test killed on purpose (no valgrind summary)
+        self.stdout = None             # a file or fd for tyto's standard output; None: the log
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -554,7 +555,8 @@ class Tyto:
             log.write(b'=== start attempt %d, port %d\n' % (attempt, self.port))
             log.flush()
             self.proc = subprocess.Popen(tyto_command(self.dir, ['-c', self.config_path]),
-                                         stdout=log, stderr=subprocess.STDOUT,
+                                         stdout=log if self.stdout is None else self.stdout,
+                                         stderr=subprocess.STDOUT if self.stdout is None else log,
                                          stdin=subprocess.DEVNULL, env=self.env)
             log.close()
             deadline = time.monotonic() + timeout

@@ -12,6 +12,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -136,6 +137,11 @@ static void handler(struct http_request *r, void *arg)
     case MODE_BIG: {
         struct evbuffer *b = http_reply_body(r);
         char chunk[1024];
+        if (plen == 6 && memcmp(path, "/small", 6) == 0) {
+            evbuffer_add(b, "small", 5);
+            http_reply(r, 200, "text/plain");
+            break;
+        }
         memset(chunk, 'b', sizeof(chunk));
         for (size_t n = 0; n < x->big_len; n += sizeof(chunk))
             evbuffer_add(b, chunk, x->big_len - n < sizeof(chunk) ? x->big_len - n : sizeof(chunk));
@@ -215,6 +221,27 @@ static void client_open(struct ctx *x, struct client *c)
     memset(c, 0, sizeof(*c));
     c->fd = socket(AF_INET, SOCK_STREAM, 0);
     assert_true(c->fd >= 0);
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sin.sin_port = htons(x->port);
+    assert_int_equal(connect(c->fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    c->cap = 1 << 16;
+    c->buf = malloc(c->cap);
+    assert_non_null(c->buf);
+}
+
+/* A client with a small receive buffer and segment size: the server's socket buffer stays
+ * small (on loopback, with the 64 KiB MSS, it grows to megabytes), so its output backs up. */
+static void client_open_small(struct ctx *x, struct client *c)
+{
+    struct sockaddr_in sin;
+    int rcv = 4096, mss = 536;
+    memset(c, 0, sizeof(*c));
+    c->fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(c->fd >= 0);
+    assert_int_equal(setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv)), 0);
+    assert_int_equal(setsockopt(c->fd, IPPROTO_TCP, TCP_MAXSEG, &mss, sizeof(mss)), 0);
     memset(&sin, 0, sizeof(sin));
     sin.sin_family = AF_INET;
     sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -1050,6 +1077,153 @@ static void test_http_server_backpressure(void **state)
     stop(&x);
 }
 
+/* n pipelined "GET /%03d" requests into buf; returns the length. */
+static size_t pipelined(char *buf, size_t cap, int n)
+{
+    size_t len = 0;
+    for (int i = 0; i < n; i++)
+        len += (size_t)snprintf(buf + len, cap - len, "GET /%03d HTTP/1.1\r\n\r\n", i);
+    return len;
+}
+
+/* Slow readers together may hold at most max_output_bytes of output: past it, the connection
+ * that needs more is closed, and the server still serves others. Before the bound, 16 clients
+ * that read nothing held 16 x (256 KiB + a batch of replies) for as long as they stayed. */
+static void test_http_server_output_bound(void **state)
+{
+    (void)state;
+    enum { N = 16 };
+    struct ctx x;
+    struct client c[N], fresh;
+    struct resp r;
+    char all[20 * 32];
+    struct http_limits lim = default_limits();
+    lim.max_output_bytes = 1024 * 1024;
+    lim.write_timeout_ms = 60000; /* only the bound cuts here */
+    lim.idle_timeout_ms = 60000;
+    start(&x, &lim, MODE_BIG);
+    x.big_len = 128 * 1024;
+    size_t n = pipelined(all, sizeof(all), 20);
+    for (int i = 0; i < N; i++) {
+        client_open_small(&x, &c[i]);
+        client_send(&c[i], all, n);
+    }
+    /* Pump until every connection has been read and has either backed up or been cut. */
+    int64_t end = now_ms() + 5000;
+    size_t peak = 0;
+    while (now_ms() < end && (x.calls < N || http_server_connections(x.srv) == N)) {
+        event_base_loop(x.base, EVLOOP_NONBLOCK);
+        if (http_server_output_bytes(x.srv) > peak)
+            peak = http_server_output_bytes(x.srv);
+        poll(NULL, 0, 1);
+    }
+    pump(&x, 100);
+    if (http_server_output_bytes(x.srv) > peak)
+        peak = http_server_output_bytes(x.srv);
+    unsigned open = http_server_connections(x.srv);
+    assert_true(open < N);
+    assert_true(open > 0); /* the first ones fit */
+    assert_true(peak > 0 && peak <= lim.max_output_bytes);
+    assert_int_equal(http_server_slow_closes(x.srv), N - open);
+    /* another client is served meanwhile */
+    client_open(&x, &fresh);
+    client_sends(&fresh, "GET /small HTTP/1.1\r\n\r\n");
+    assert_int_equal(client_read(&x, &fresh, &r, 1, 3000), 1);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "small");
+    client_close(&fresh);
+    for (int i = 0; i < N; i++)
+        client_close(&c[i]);
+    pump(&x, 50);
+    assert_int_equal(http_server_connections(x.srv), 0);
+    assert_int_equal(http_server_output_bytes(x.srv), 0);
+    stop(&x);
+}
+
+/* A client that reads a little now and then is cut at the write timeout: progress does not
+ * re-arm it. Before, every write that made progress re-armed the timer (the idle timeout, 5 s
+ * here), so 1 KiB a tenth of a second kept 2 MiB of replies queued for minutes. */
+static void test_http_server_write_deadline_not_rearmed(void **state)
+{
+    (void)state;
+    struct ctx x;
+    struct client c;
+    char all[8 * 32], drop[1024];
+    struct http_limits lim = default_limits();
+    lim.write_timeout_ms = 1000;
+    start(&x, &lim, MODE_BIG);
+    x.big_len = 256 * 1024;
+    client_open_small(&x, &c);
+    client_send(&c, all, pipelined(all, sizeof(all), 8));
+    int64_t t0 = now_ms(), next = t0, end = t0 + 15000;
+    size_t got = 0;
+    bool closed = false;
+    while (!closed && now_ms() < end) {
+        event_base_loop(x.base, EVLOOP_NONBLOCK);
+        if (now_ms() >= next) {
+            next += 100;
+            ssize_t k = recv(c.fd, drop, sizeof(drop), MSG_DONTWAIT);
+            if (k > 0)
+                got += (size_t)k;
+            else if (k == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+                closed = true;
+        }
+        poll(NULL, 0, 1);
+    }
+    int64_t took = now_ms() - t0;
+    assert_true(closed);
+    assert_true(got > 0);               /* it did read: progress was made */
+    assert_true(got < 8 * x.big_len);   /* and it was cut, not done */
+    assert_true(took >= 900);           /* not before the timeout */
+    assert_int_equal(http_server_slow_closes(x.srv), 1);
+    assert_int_equal(http_server_connections(x.srv), 0);
+    assert_int_equal(http_server_output_bytes(x.srv), 0);
+    client_close(&c);
+    stop(&x);
+}
+
+/* The deadline moves on once the output it covered is sent: a client that keeps taking its
+ * replies is not cut, however long the whole exchange lasts. */
+static void test_http_server_write_deadline_moves_on(void **state)
+{
+    (void)state;
+    enum { N = 100 };
+    static const char head[] = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                               "Content-Length: 262144\r\n\r\n";
+    struct ctx x;
+    struct client c;
+    char all[N * 32], drop[65536];
+    struct http_limits lim = default_limits();
+    lim.write_timeout_ms = 2000;
+    start(&x, &lim, MODE_BIG);
+    x.big_len = 256 * 1024;
+    client_open(&x, &c);
+    client_send(&c, all, pipelined(all, sizeof(all), N));
+    /* Counts bytes rather than parsing: cheap enough under valgrind to keep the pace. */
+    size_t want = N * (sizeof(head) - 1 + x.big_len), got = 0, next_pause = x.big_len;
+    int64_t t0 = now_ms(), pause_until = 0;
+    while (got < want) {
+        event_base_loop(x.base, EVLOOP_NONBLOCK);
+        if (now_ms() >= pause_until) {
+            ssize_t k = recv(c.fd, drop, sizeof(drop), MSG_DONTWAIT);
+            assert_true(k != 0 && (k > 0 || errno == EAGAIN || errno == EWOULDBLOCK));
+            if (k > 0)
+                got += (size_t)k;
+            if (got >= next_pause) {
+                next_pause += x.big_len;
+                pause_until = now_ms() + 30; /* 8 MiB/s: slower than loopback, fast enough */
+            }
+        }
+        poll(NULL, 0, 1);
+    }
+    assert_int_equal(got, want);
+    assert_true(now_ms() - t0 > (int64_t)lim.write_timeout_ms); /* outlasted one deadline */
+    assert_int_equal(http_server_slow_closes(x.srv), 0);
+    assert_int_equal(x.calls, N);
+    client_close(&c);
+    stop(&x);
+}
+
 static void test_http_server_stop_accepting(void **state)
 {
     (void)state;
@@ -1152,6 +1326,9 @@ int main(void)
         cmocka_unit_test(test_http_server_http10),
         cmocka_unit_test(test_http_server_absolute_form_and_head),
         cmocka_unit_test(test_http_server_backpressure),
+        cmocka_unit_test(test_http_server_output_bound),
+        cmocka_unit_test(test_http_server_write_deadline_not_rearmed),
+        cmocka_unit_test(test_http_server_write_deadline_moves_on),
         cmocka_unit_test(test_http_server_stop_accepting),
         cmocka_unit_test(test_http_server_free_with_pending),
     };
