@@ -14,7 +14,7 @@ redis_pid=$!
 tyto_pid=
 cleanup() { [ -n "$tyto_pid" ] && kill "$tyto_pid" 2>/dev/null; kill $redis_pid 2>/dev/null; rm -rf "$tmp"; }
 trap cleanup EXIT
-printf 'listen:\n  port: %d\n  ipv4: "127.0.0.1"\n  ipv6: ""\nworkers: 1\nredis:\n  url: "redis://127.0.0.1:%d"\nlog:\n  level: warn\n' \
+printf 'listen:\n  port: %d\n  ipv4: "127.0.0.1"\n  ipv6: ""\nworkers: 1\nredis:\n  url: "redis://127.0.0.1:%d"\nlog:\n  level: warn\nswarm:\n  max_peers_per_address: 0\nadmin:\n  listen: ""\n' \
     $port $rport >"$tmp/t.yaml"
 python3 -c 'import hashlib
 for i in range(1000): print(hashlib.sha1(str(i).encode()).hexdigest())' >"$tmp/hashes.txt"

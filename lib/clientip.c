@@ -1,7 +1,7 @@
-/* The real client address behind reverse proxies (DESIGN.md "Request path", step 4). The worker
- * calls clientip_resolve() once per announce with the socket peer, the PROXY protocol source and
- * the forwarding headers; only a trusted peer's claims are believed. Works on (pointer, length)
- * spans of the request head and never reads past them. */
+/* The real client address behind reverse proxies (docs/architecture.md, "The request path").
+ * The worker calls clientip_resolve() once per announce with the socket peer, the PROXY protocol
+ * source and the forwarding headers; only a trusted peer's claims are believed. Works on
+ * (pointer, length) spans of the request head and never reads past them. */
 #include "lib/clientip.h"
 
 #include <arpa/inet.h>

@@ -1,5 +1,5 @@
 /* `tyto swarm` and `tyto swarms`: read-only inspection of the swarms in Redis for operators.
- * cmd/tyto.c calls inspect_main() instead of starting the master. Keys follow DESIGN.md's
+ * cmd/tyto.c calls inspect_main() instead of starting the master. Keys follow the README's
  * schema: "<prefix>{<hex>}:seeders" / ":leechers" (sorted sets scored by expiry time) and
  * "<prefix>{<hex>}:info" (hash with "downloaded"). Synchronous hiredis; nothing is written. */
 #include "lib/inspect.h"
