@@ -345,9 +345,15 @@ static void redis_req_timeout(evutil_socket_t fd, short what, void *arg)
 
 static int redis_reply_status(const redisReply *reply)
 {
+    static const char execabort_oom[] = "EXECABORT Transaction discarded because of: OOM";
+
     if (reply->type == REDIS_REPLY_ERROR) {
-        /* "OOM command not allowed when used memory > 'maxmemory'" */
-        if (reply->len >= 3 && memcmp(reply->str, "OOM", 3) == 0)
+        /* "OOM command not allowed when used memory > 'maxmemory'"; or, when memory ran out
+         * between queueing the announce's MULTI and its EXEC, the EXEC refused with the same
+         * reason behind "EXECABORT ... because of: " (nothing of the transaction was written). */
+        if ((reply->len >= 3 && memcmp(reply->str, "OOM", 3) == 0) ||
+            (reply->len >= sizeof(execabort_oom) - 1 &&
+             memcmp(reply->str, execabort_oom, sizeof(execabort_oom) - 1) == 0))
             return STORAGE_ERR_FULL;
         return STORAGE_ERR_INTERNAL;
     }
