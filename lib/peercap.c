@@ -13,10 +13,9 @@
 #include <stddef.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/random.h>
-#include <sys/socket.h>
 #include <time.h>
-#include <unistd.h>
+
+#include "lib/addrkey.h"
 
 #define PEERCAP_STALE_MS 1000    /* a lock held this long belongs to a dead or stopped worker */
 #define PEERCAP_SPINS 64         /* failed tries between sched_yield() and a look at the clock */
@@ -54,14 +53,7 @@ struct peercap *peercap_new(unsigned order)
     pc->map_len = len;
     pc->mask = buckets - 1;
     pc->bucket = (struct peercap_bucket *)p + 1;
-    if (getrandom(pc->key, sizeof(pc->key), 0) != (ssize_t)sizeof(pc->key)) {
-        /* No entropy yet (early boot): time and pid still keep the key from being guessed by a
-         * remote client in advance. */
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        pc->key[0] = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull ^ (uint64_t)getpid();
-        pc->key[1] = (uint64_t)ts.tv_sec * 0xbf58476d1ce4e5b9ull ^ 0x5bd1e995u;
-    }
+    addrkey_seed(pc->key);
     return pc;
 }
 
@@ -71,33 +63,16 @@ void peercap_free(struct peercap *pc)
         munmap(pc, pc->map_len);
 }
 
-static uint64_t peercap_mix(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebull;
-    x ^= x >> 31;
-    return x;
-}
-
-/* A keyed hash of (address, info_hash): IPv4 whole, IPv6 by its first 64 bits. */
+/* A keyed hash of (address, info_hash), the address counted as lib/addrkey.h says (IPv6 by its
+ * /64, as the rate limit counts it). */
 static uint64_t peercap_hash(const struct peercap *pc, const struct peer_addr *addr, const uint8_t *info_hash)
 {
-    uint64_t v, ih[3] = { 0, 0, 0 };
-    if (addr->family == AF_INET6) {
-        memcpy(&v, addr->addr, sizeof(v));
-        v ^= 6;
-    } else {
-        uint32_t v4;
-        memcpy(&v4, addr->addr, sizeof(v4));
-        v = (uint64_t)v4 << 8 | 4;
-    }
+    uint64_t ih[3] = { 0, 0, 0 };
     memcpy(ih, info_hash, ANNOUNCE_HASH_LEN);
-    uint64_t h = peercap_mix(v ^ pc->key[0]);
-    h = peercap_mix(h + (ih[0] ^ pc->key[1]));
-    h = peercap_mix(h + ih[1]);
-    return peercap_mix(h + (ih[2] ^ pc->key[0]));
+    uint64_t h = addrkey_hash(addr, pc->key[0]);
+    h = addrkey_mix(h + (ih[0] ^ pc->key[1]));
+    h = addrkey_mix(h + ih[1]);
+    return addrkey_mix(h + (ih[2] ^ pc->key[0]));
 }
 
 static uint64_t peercap_ms(void)

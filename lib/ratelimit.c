@@ -7,12 +7,9 @@
 #include "lib/ratelimit.h"
 
 #include <stddef.h>
-#include <string.h>
 #include <sys/mman.h>
-#include <sys/random.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
+
+#include "lib/addrkey.h"
 
 #define RATELIMIT_CAS_TRIES 8
 
@@ -35,14 +32,7 @@ struct ratelimit *ratelimit_new(unsigned order)
     struct ratelimit *rl = p;           /* mmap gives zeroed pages: every place empty */
     rl->map_len = len;
     rl->mask = places - 1;
-    if (getrandom(rl->key, sizeof(rl->key), 0) != (ssize_t)sizeof(rl->key)) {
-        /* No entropy yet (early boot): time and pid still keep the key from being guessed
-         * by a remote client in advance. */
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        rl->key[0] = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull ^ (uint64_t)getpid();
-        rl->key[1] = (uint64_t)ts.tv_sec * 0xbf58476d1ce4e5b9ull;
-    }
+    addrkey_seed(rl->key);
     return rl;
 }
 
@@ -52,29 +42,10 @@ void ratelimit_free(struct ratelimit *rl)
         munmap(rl, rl->map_len);
 }
 
-static uint64_t ratelimit_mix(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebull;
-    x ^= x >> 31;
-    return x;
-}
-
-/* A keyed hash of the address: IPv4 whole, IPv6 by its first 64 bits. */
+/* A keyed hash of the address, counted as lib/addrkey.h says (IPv6 by its /64). */
 static uint64_t ratelimit_hash(const struct ratelimit *rl, const struct peer_addr *addr)
 {
-    uint64_t v;
-    if (addr->family == AF_INET6) {
-        memcpy(&v, addr->addr, sizeof(v));
-        v ^= 6;
-    } else {
-        uint32_t v4;
-        memcpy(&v4, addr->addr, sizeof(v4));
-        v = (uint64_t)v4 << 8 | 4;
-    }
-    return ratelimit_mix(ratelimit_mix(v ^ rl->key[0]) + rl->key[1]);
+    return addrkey_mix(addrkey_hash(addr, rl->key[0]) + rl->key[1]);
 }
 
 static uint64_t ratelimit_word(uint32_t tag, uint16_t window, uint16_t count)
