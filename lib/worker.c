@@ -2,8 +2,10 @@
  * into typed requests (lib/announce.c), hands them to storage, and bencodes storage's answer
  * back. It keeps no swarm state. Request path, top to bottom:
  *   worker_on_request (lib/http.c parsed it) -> worker_announce -> worker_client_addr
- *   -> announce_parse -> storage_announce -> worker_announce_done -> announce_write_reply
- *   -> worker_send -> http_reply */
+ *   -> ratelimit_allow -> announce_parse -> peercap_admit -> storage_announce
+ *   -> worker_announce_done -> announce_write_reply -> worker_send -> http_reply
+ * Operator routes (/metrics, /stats) are served only on the admin listener. The map of the
+ * whole path: docs/architecture.md. */
 #include "lib/worker.h"
 
 #include <arpa/inet.h>
