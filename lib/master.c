@@ -375,6 +375,7 @@ static void master_become_worker(struct master *m, int i, struct master_gen *g)
     ms->ready = 0;
     ms->open_connections = 0;
     ms->inflight = 0;
+    ms->http_output_bytes = 0;
     ms->pid = 0;
     _exit(rc);
 }
@@ -485,6 +486,7 @@ static void master_reap(struct master *m)
             ms->open_connections = 0;
             ms->inflight = 0;
             ms->storage_backlog = 0;
+            ms->http_output_bytes = 0;
             if (!s->active || m->stopping) {
                 log_info("worker %d (pid %d) of generation %llu %s", i, (int)pid,
                          (unsigned long long)s->generation, how);

@@ -65,6 +65,9 @@ static void metrics_total(const struct metrics *m, struct metrics_slot *t)
         t->storage_errors += s->storage_errors;
         t->storage_timeouts += s->storage_timeouts;
         t->storage_reconnects += s->storage_reconnects;
+        t->http_slow_closes += s->http_slow_closes;
+        t->access_log_dropped += s->access_log_dropped;
+        t->http_output_bytes += s->http_output_bytes;
         t->open_connections += s->open_connections;
         t->inflight += s->inflight;
         t->storage_backlog += s->storage_backlog;
@@ -118,6 +121,11 @@ void metrics_write_prometheus(const struct metrics *m, struct evbuffer *out)
     metrics_counter(out, "tyto_storage_timeouts_total", "Storage requests that timed out.", t.storage_timeouts);
     metrics_counter(out, "tyto_storage_reconnects_total", "Storage reconnections.", t.storage_reconnects);
     metrics_counter(out, "tyto_worker_starts_total", "Worker processes started.", t.started);
+    metrics_counter(out, "tyto_http_slow_closes_total",
+                    "Connections cut as slow readers (past http.max_output_bytes or http.write_timeout_ms).",
+                    t.http_slow_closes);
+    metrics_counter(out, "tyto_access_log_dropped_total", "Access-log lines dropped: the log did not keep up.",
+                    t.access_log_dropped);
 
     evbuffer_add_printf(out, "# HELP tyto_inflight_requests Requests waiting for storage.\n"
                              "# TYPE tyto_inflight_requests gauge\ntyto_inflight_requests %lld\n",
@@ -129,6 +137,10 @@ void metrics_write_prometheus(const struct metrics *m, struct evbuffer *out)
     evbuffer_add_printf(out, "# HELP tyto_open_connections Open client connections.\n"
                              "# TYPE tyto_open_connections gauge\ntyto_open_connections %lld\n",
                         (long long)t.open_connections);
+    evbuffer_add_printf(out, "# HELP tyto_http_output_bytes Reply bytes held for clients that do not keep "
+                             "up (each worker's bounded by http.max_output_bytes).\n"
+                             "# TYPE tyto_http_output_bytes gauge\ntyto_http_output_bytes %lld\n",
+                        (long long)t.http_output_bytes);
 
     int live = 0, ready = 0;
     for (int i = 0; i < m->nslots; i++) {
@@ -199,10 +211,12 @@ void metrics_write_json(const struct metrics *m, struct evbuffer *out)
     evbuffer_add_printf(out,
                         "},\"failures\":%llu,\"storage\":{\"round_trips\":%llu,\"commands\":%llu,"
                         "\"errors\":%llu,\"timeouts\":%llu,\"reconnects\":%llu},"
+                        "\"http\":{\"output_bytes\":%lld,\"slow_closes\":%llu},\"access_log_dropped\":%llu,"
                         "\"inflight\":%lld,\"backlog\":%lld,\"mean_latency_us\":%llu}\n",
                         (unsigned long long)failures, (unsigned long long)t.storage_round_trips,
                         (unsigned long long)t.storage_commands, (unsigned long long)t.storage_errors,
                         (unsigned long long)t.storage_timeouts, (unsigned long long)t.storage_reconnects,
-                        (long long)t.inflight, (long long)t.storage_backlog,
+                        (long long)t.http_output_bytes, (unsigned long long)t.http_slow_closes,
+                        (unsigned long long)t.access_log_dropped, (long long)t.inflight, (long long)t.storage_backlog,
                         (unsigned long long)(t.latency_count ? t.latency_sum_us / t.latency_count : 0));
 }

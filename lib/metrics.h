@@ -39,11 +39,14 @@ struct metrics_slot {
     uint64_t latency_sum_us;
     uint64_t latency_count;
     uint64_t storage_round_trips, storage_commands, storage_errors, storage_timeouts, storage_reconnects;
+    uint64_t http_slow_closes;                        /* connections cut as slow readers */
+    uint64_t access_log_dropped;                      /* access-log lines dropped (log full) */
     /* Gauges: each worker refreshes its own (lib/worker.c, a short timer); the master zeroes a
      * slot's when it reaps its worker. */
     int64_t open_connections;                         /* on the tracker port */
     int64_t inflight;
     int64_t storage_backlog;                          /* timed out, replies still owed */
+    int64_t http_output_bytes;                        /* replies held for slow readers */
 };
 
 struct metrics {

@@ -46,6 +46,8 @@ struct worker {
     struct metrics_slot *slot;         /* this worker's counters, or a private dummy */
     struct metrics_slot dummy_slot;
     struct storage_counters counted;   /* the slot's storage counts before this process */
+    uint64_t counted_slow_closes;      /* ... and its slow-reader closes and dropped log lines */
+    uint64_t counted_log_dropped;
     struct event *sig_term, *sig_usr1, *drain_timer;
     struct event *gauge_timer;         /* refreshes this worker's gauges in its metrics slot */
     struct event *ready_timer;         /* re-probes storage until this worker is ready */
@@ -94,6 +96,21 @@ static void worker_copy_storage_counters(struct worker *w)
     w->slot->storage_timeouts = w->counted.timeouts + c->timeouts;
     w->slot->storage_reconnects = w->counted.reconnects + c->reconnects;
     w->slot->storage_backlog = w->st->backlog;  /* a gauge: as of this worker's last request */
+}
+
+/* The HTTP servers' and the access log's numbers, read on the gauge timer (they change inside
+ * lib/http.c and lib/accesslog.c without a callback); counters continue the slot's, as above. */
+static void worker_copy_http_counters(struct worker *w)
+{
+    size_t held = http_server_output_bytes(w->http);
+    uint64_t slow = http_server_slow_closes(w->http);
+    if (w->admin) {
+        held += http_server_output_bytes(w->admin);
+        slow += http_server_slow_closes(w->admin);
+    }
+    w->slot->http_output_bytes = (int64_t)held;
+    w->slot->http_slow_closes = w->counted_slow_closes + slow;
+    w->slot->access_log_dropped = w->counted_log_dropped + (w->access ? accesslog_dropped(w->access) : 0);
 }
 
 static bool worker_same_addr(const struct sockaddr *sa, const struct peer_addr *a)
@@ -341,6 +358,7 @@ static void worker_metrics(struct worker *w, struct http_request *req, int json,
                            const struct timespec *start)
 {
     worker_copy_storage_counters(w);
+    worker_copy_http_counters(w);
     w->slot->open_connections = http_server_connections(w->http);
     struct evbuffer *out = http_reply_body(req);
     if (json) {
@@ -460,6 +478,7 @@ static void worker_on_gauge_tick(evutil_socket_t fd, short what, void *arg)
     struct worker *w = arg;
     w->slot->open_connections = http_server_connections(w->http);
     w->slot->inflight = w->inflight;
+    worker_copy_http_counters(w);
 }
 
 static bool worker_is_trusted(const struct sockaddr *peer, void *arg)
@@ -580,6 +599,8 @@ int worker_run(const struct config *cfg, const int *fds, int nfds, struct metric
     w.counted.errors = w.slot->storage_errors;
     w.counted.timeouts = w.slot->storage_timeouts;
     w.counted.reconnects = w.slot->storage_reconnects;
+    w.counted_slow_closes = w.slot->http_slow_closes;
+    w.counted_log_dropped = w.slot->access_log_dropped;
     /* Workers are forked copies: without a reseed they would all sample the same "random" peers. */
     srandom((unsigned)getpid() ^ (unsigned)time(NULL));
 
@@ -638,6 +659,7 @@ int worker_run(const struct config *cfg, const int *fds, int nfds, struct metric
     log_info("worker serving (%s storage)", cfg->storage == CONFIG_STORAGE_REDIS ? "redis" : "memory");
 
     event_base_dispatch(w.base);
+    worker_copy_http_counters(&w);   /* what the last gauge tick missed */
     rc = w.failed;
 
 out_http:
