@@ -82,13 +82,14 @@ static uint64_t peercap_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static void peercap_lock(struct peercap_bucket *b)
+/* Returns the value it locked with, for peercap_unlock. */
+static uint64_t peercap_lock(struct peercap_bucket *b)
 {
     uint64_t mine = peercap_ms() + 1;
     for (unsigned spins = 1;; spins++) {
         uint64_t cur = 0;
         if (__atomic_compare_exchange_n(&b->lock, &cur, mine, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
-            return;
+            return mine;
         if (spins % PEERCAP_SPINS)
             continue;
         sched_yield();           /* the holder may be waiting for this core */
@@ -96,13 +97,15 @@ static void peercap_lock(struct peercap_bucket *b)
         mine = now + 1;
         if (cur != 0 && now >= cur - 1 + PEERCAP_STALE_MS &&
             __atomic_compare_exchange_n(&b->lock, &cur, mine, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
-            return;              /* taken over from a holder that died or was stopped */
+            return mine;         /* taken over from a holder that died or was stopped */
     }
 }
 
-static void peercap_unlock(struct peercap_bucket *b)
+/* Frees the lock only if it is still ours: a holder that was stopped past PEERCAP_STALE_MS and
+ * resumes must not free the lock of the worker that took it over. */
+static void peercap_unlock(struct peercap_bucket *b, uint64_t mine)
 {
-    __atomic_store_n(&b->lock, 0, __ATOMIC_RELEASE);
+    __atomic_compare_exchange_n(&b->lock, &mine, 0, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED);
 }
 
 static uint32_t peercap_item_tag(uint64_t it)
@@ -155,8 +158,7 @@ bool peercap_admit(struct peercap *pc, const struct peer_addr *addr, const uint8
     uint32_t victim_age = 0, any_age = 0;
     unsigned count = 0;
     bool allowed = true;
-
-    peercap_lock(b);
+    uint64_t lock = peercap_lock(b);
     for (int i = 0; i < PEERCAP_BUCKET_ITEMS; i++) {
         uint64_t it = __atomic_load_n(&b->item[i], __ATOMIC_RELAXED);
         if (it == 0) {
@@ -198,7 +200,7 @@ bool peercap_admit(struct peercap *pc, const struct peer_addr *addr, const uint8
         if (at >= 0)
             __atomic_store_n(&b->item[at], peercap_item(tag, port, now24), __ATOMIC_RELAXED);
     }
-    peercap_unlock(b);
+    peercap_unlock(b, lock);
     return allowed;
 }
 
@@ -208,13 +210,13 @@ unsigned peercap_count(struct peercap *pc, const struct peer_addr *addr, const u
     uint32_t tag, now24 = (uint32_t)((uint64_t)now_s & PEERCAP_MASK24);
     struct peercap_bucket *b = peercap_place(pc, addr, info_hash, &tag);
     unsigned count = 0;
+    uint64_t lock = peercap_lock(b);
 
-    peercap_lock(b);
     for (int i = 0; i < PEERCAP_BUCKET_ITEMS; i++) {
         uint64_t it = __atomic_load_n(&b->item[i], __ATOMIC_RELAXED);
         if (it != 0 && peercap_item_tag(it) == tag && peercap_item_age(it, now24) < ttl_s)
             count++;
     }
-    peercap_unlock(b);
+    peercap_unlock(b, lock);
     return count;
 }

@@ -586,6 +586,13 @@ static int redis_send(struct redis_storage *rs, struct redis_req *r, enum redis_
                      : redisAsyncCommandArgv(rs->ac, redis_reply_cb, r, argc, argv, lens);
     }
     if (rc != REDIS_OK) {
+        /* hiredis refused a command after taking earlier ones of this request (it is out of
+         * memory): the connection may be left inside the request's MULTI, where the next
+         * request's commands would join this one's transaction. Start over on a new one. */
+        if (rs->ac && r->ncmds > 0) {
+            rs->drop_requested = true;
+            event_active(rs->reset_ev, EV_TIMEOUT, 1);
+        }
         redis_req_fail(r, STORAGE_ERR_UNAVAILABLE);
         return -1;
     }
@@ -636,12 +643,10 @@ static int64_t redis_req_now_s(const struct redis_storage *rs, int64_t req_now_s
 
 /* event=completed with left == 0 (rare): the leecher -> seeder move is counted here, atomically
  * across connections and hosts: only the announce whose ZREM took the peer out of leechers
- * counts, so two concurrent completed announces of one peer count once. In forever mode a count
- * never expires (it may carry a TTL from an earlier swarm.downloaded_ttl_s). */
+ * counts, so two concurrent completed announces of one peer count once. */
 static const char redis_complete_lua[] =
     "if redis.call('ZREM',KEYS[1],ARGV[1])==1 then "
     "redis.call('HINCRBY',KEYS[2],'downloaded',1) "
-    "if ARGV[2]=='0' then redis.call('PERSIST',KEYS[2]) end "
     "return 1 end return 0";
 
 /* Announce pipeline (docs/architecture.md "Redis schema"), the rules from storage/swarm_policy.h:
@@ -653,10 +658,11 @@ static const char redis_complete_lua[] =
  *     EXPIREAT own score GT                            ...an older one only ever grows it: never
  *                                                      below a member announced with a longer
  *                                                      peer_ttl_s before a reload
- *     [EXPIREAT info downloaded_expiry]                swarm.downloaded_ttl_s > 0 only
+ *     EXPIREAT info downloaded_expiry | PERSIST info   swarm.downloaded_ttl_s > 0 | kept forever
  *   EXEC
  *   [ZRANDMEMBER seeders n+1] [ZRANDMEMBER leechers n+1]  ZCARD x2, HGET info downloaded
- * Stopped: reap, ZREM from both sets, [EXPIREAT info], counts; nothing is created, so no unit.
+ * Stopped: reap, ZREM from both sets, EXPIREAT | PERSIST info, counts; nothing is created, so
+ * no unit.
  * A set's TTL is always its latest member's expiry: the other set needs no EXPIREAT. */
 static int redis_announce(struct storage *st, const struct announce_req *req, storage_announce_cb *cb,
                           void *arg)
@@ -700,10 +706,14 @@ static int redis_announce(struct storage *st, const struct announce_req *req, st
         const char *zadd[] = { "ZADD", own, score, r->self };
         const char *zrem_own[] = { "ZREM", own, r->self };
         const char *zrem_other[] = { "ZREM", other, r->self };
-        const char *complete[] = { "EVAL", redis_complete_lua, "2", kleech, kinfo, r->self, dexp };
+        const char *complete[] = { "EVAL", redis_complete_lua, "2", kleech, kinfo, r->self };
         const char *exp_nx[] = { "EXPIREAT", own, score, "NX" };
         const char *exp_gt[] = { "EXPIREAT", own, score, "GT" };
         const char *exp_info[] = { "EXPIREAT", kinfo, dexp };
+        /* Kept forever: an :info key may still carry a TTL from an older tyto (which set one on
+         * every announce) or from a retention since turned off; clear it while the swarm lives,
+         * or its count would vanish with the TTL. */
+        const char *persist_info[] = { "PERSIST", kinfo };
         const char *exec[] = { "EXEC" };
         const char *sample_s[] = { "ZRANDMEMBER", kseed, count };
         const char *sample_l[] = { "ZRANDMEMBER", kleech, count };
@@ -722,17 +732,21 @@ static int redis_announce(struct storage *st, const struct announce_req *req, st
             redis_sendv(rs, r, REDIS_SLOT_WRITE, 3, zrem_other);
             if (plan.downloaded_expiry_s > 0)
                 redis_sendv(rs, r, REDIS_SLOT_WRITE, 3, exp_info);
+            else
+                redis_sendv(rs, r, REDIS_SLOT_WRITE, 2, persist_info);
         } else {
             redis_sendv(rs, r, REDIS_SLOT_MULTI, 1, multi);
             redis_sendv(rs, r, REDIS_SLOT_QUEUED, 4, zadd);
             if (plan.completing)       /* left == 0: other is leechers */
-                redis_sendv(rs, r, REDIS_SLOT_QUEUED, 7, complete);
+                redis_sendv(rs, r, REDIS_SLOT_QUEUED, 6, complete);
             else
                 redis_sendv(rs, r, REDIS_SLOT_QUEUED, 3, zrem_other);
             redis_sendv(rs, r, REDIS_SLOT_QUEUED, 4, exp_nx);
             redis_sendv(rs, r, REDIS_SLOT_QUEUED, 4, exp_gt);
             if (plan.downloaded_expiry_s > 0)
                 redis_sendv(rs, r, REDIS_SLOT_QUEUED, 3, exp_info);
+            else
+                redis_sendv(rs, r, REDIS_SLOT_QUEUED, 2, persist_info);
             redis_sendv(rs, r, REDIS_SLOT_EXEC, 1, exec);
             if (plan.sample_seeders)
                 redis_sendv(rs, r, REDIS_SLOT_SAMPLE, 3, sample_s);
@@ -842,7 +856,11 @@ static void redis_reset_cb(evutil_socket_t fd, short what, void *arg)
     now_ms = redis_now_ms();
     if (rs->drop_requested) {
         redis_drop(rs);
-    } else if (rs->connected && now_ms - rs->last_reply_ms >= (uint64_t)rs->timeout_ms) {
+    } else if (rs->connected && rs->owed_head &&
+               now_ms - (rs->last_reply_ms > rs->owed_head->sent_ms ? rs->last_reply_ms : rs->owed_head->sent_ms) >=
+                   (uint64_t)rs->timeout_ms) {
+        /* Stuck only while a reply is owed: an idle connection (everything answered, nothing
+         * asked since) is healthy however long ago its last reply was. */
         log_warn("redis %s: no reply for %d ms, reconnecting", rs->where, rs->timeout_ms);
         redis_drop(rs);
     } else if (rs->connected && redis_backlog_stale(rs, now_ms)) {

@@ -1114,6 +1114,28 @@ static void test_storage_redis_set_ttl_covers_members(void **state)
     assert_int_equal(side_expiretime(f, 2, REDIS_KEYS_LEECHERS), f->now + TEST_TTL_S);
 }
 
+/* Kept forever (swarm.downloaded_ttl_s 0): an :info key that still carries a TTL (an older tyto
+ * set one on every announce; or a retention since turned off) loses it with the swarm's next
+ * announce, a plain re-announce or a stop, not only with its next completion. */
+static void test_storage_redis_forever_clears_an_old_info_ttl(void **state)
+{
+    struct fx *f = *state;
+    struct ann_result res;
+    char kinfo[160];
+
+    for (int h = 1; h <= 2; h++) {
+        key_of(f, kinfo, h, REDIS_KEYS_INFO);
+        freeReplyObject(side_cmd(f, "HSET %s downloaded 7", kinfo));
+        freeReplyObject(side_cmd(f, "EXPIRE %s 3600", kinfo));
+        assert_true(side_expiretime(f, h, REDIS_KEYS_INFO) > 0);
+    }
+    announce_ok(f, 1, "10.0.0.1", 6881, 9, ANNOUNCE_EVENT_STARTED, 50, &res);
+    assert_int_equal(res.stats.downloaded, 7);
+    assert_int_equal(side_expiretime(f, 1, REDIS_KEYS_INFO), -1);
+    announce_ok(f, 2, "10.0.0.1", 6881, 9, ANNOUNCE_EVENT_STOPPED, 50, &res);
+    assert_int_equal(side_expiretime(f, 2, REDIS_KEYS_INFO), -1);
+}
+
 /* A write refused half-way (here: the ACL forbids EXPIREAT/EXPIRE, as a dropped connection would
  * cut the pipeline) must not leave a key without its TTL: the announce's writes are one unit. */
 static void test_storage_redis_failed_write_leaves_no_key_without_ttl(void **state)
@@ -1581,6 +1603,7 @@ int main(void)
         CONTRACT_TESTS(setup_redis),
         cmocka_unit_test_setup_teardown(test_storage_redis_schema, setup_redis, teardown),
         cmocka_unit_test_setup_teardown(test_storage_redis_set_ttl_covers_members, setup_redis, teardown),
+        cmocka_unit_test_setup_teardown(test_storage_redis_forever_clears_an_old_info_ttl, setup_redis, teardown),
         cmocka_unit_test_setup_teardown(test_storage_redis_failed_write_leaves_no_key_without_ttl, setup_redis, teardown),
         cmocka_unit_test_setup_teardown(test_storage_redis_concurrent_moves_keep_one_set, setup_redis, teardown),
         cmocka_unit_test_setup_teardown(test_storage_redis_concurrent_completed_counts_once, setup_redis, teardown),
