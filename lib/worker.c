@@ -439,7 +439,10 @@ static void worker_on_ready_tick(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct worker *w = arg;
-    storage_health(w->st, worker_on_ready_probe, w); /* always calls back (maybe at once) */
+    /* Calls back (never before it returns) unless it cannot start a probe at all (memory
+     * short): then try again later rather than wait for a callback that will not come. */
+    if (storage_health(w->st, worker_on_ready_probe, w) < 0)
+        worker_on_ready_probe(STORAGE_ERR_UNAVAILABLE, w);
 }
 
 static void worker_on_ready_probe(int status, void *arg)
@@ -478,6 +481,7 @@ static void worker_on_gauge_tick(evutil_socket_t fd, short what, void *arg)
     struct worker *w = arg;
     w->slot->open_connections = http_server_connections(w->http);
     w->slot->inflight = w->inflight;
+    w->slot->storage_backlog = w->st->backlog;  /* falls to 0 on a reconnect, with no request */
     worker_copy_http_counters(w);
 }
 
