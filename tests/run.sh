@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every tyto test against a private, throw-away Redis: the cmocka programs given as arguments
 # (one pass/fail each), then every tests/e2e/test_*.py (one pass/fail per test case), which start
-# $TYTO_BIN themselves. Ends with the line "N passed, N failed"; exits non-zero if anything failed
-# or nothing ran. Called by `make test` and `make asan`.
+# $TYTO_BIN themselves. Ends with the line "N passed, N failed" (", N skipped" when a case this
+# machine cannot run was skipped: tytotest.skip_unsupported; any other skip is a failure); exits
+# non-zero if anything failed or nothing passed. Called by `make test` and `make asan`.
 #
 #   TYTO_BIN=build/tyto tests/run.sh build/tests/unit/test_*      (e2e tests need only TYTO_BIN)
 #   TYTO_TEST_FILTER=scrape   run only the programs / cases whose name contains "scrape"
@@ -46,6 +47,7 @@ trap 'cleanup; exit 143' TERM
 
 passed=0
 failed=0
+skipped=0
 summary=()
 
 # run_logged SECONDS OUT CMD...: runs CMD under `timeout` in the background with its output in
@@ -148,9 +150,12 @@ else
         fi
         p=$(echo "$line" | sed -n 's/.*passed=\([0-9]*\).*/\1/p')
         n=$(echo "$line" | sed -n 's/.*failed=\([0-9]*\).*/\1/p')
+        k=$(echo "$line" | sed -n 's/.*skipped=\([0-9]*\).*/\1/p')
         passed=$((passed + ${p:-0}))
         failed=$((failed + ${n:-0}))
-        summary+=("${p:-0} passed, ${n:-0} failed  ${f#"$root"/}")
+        skipped=$((skipped + ${k:-0}))
+        summary+=("${p:-0} passed, ${n:-0} failed$([ "${k:-0}" -gt 0 ] && echo ", $k skipped")  ${f#"$root"/}")
+        [ "${k:-0}" -gt 0 ] && grep -a '^SKIP ' "$out" | sed 's/^/  /' >> "$d/skips.txt"
         if [ "$rc" -ne 0 ] && [ "${n:-0}" -eq 0 ]; then
             echo "run.sh: $f: exit status $rc"
             note fail "${f#"$root"/} (exit status)"
@@ -163,7 +168,16 @@ echo "=== summary"
 for s in "${summary[@]+"${summary[@]}"}"; do
     echo "  $s"
 done
-echo "$passed passed, $failed failed"
+if [ -s "$d/skips.txt" ]; then
+    echo
+    echo "=== skipped (this machine cannot run them; not counted as passed)"
+    cat "$d/skips.txt"
+fi
+if [ "$skipped" -gt 0 ]; then
+    echo "$passed passed, $failed failed, $skipped skipped"
+else
+    echo "$passed passed, $failed failed"
+fi
 if [ "$failed" -ne 0 ] || [ "$passed" -eq 0 ]; then
     exit 1
 fi

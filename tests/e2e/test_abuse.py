@@ -23,25 +23,8 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tytotest                                               # noqa: E402
-from tytotest import Peer, Raw, SLOW, VALGRIND, Tyto, rand_hash  # noqa: E402
-
-
-def children(pid):
-    try:
-        with open('/proc/%d/task/%d/children' % (pid, pid)) as f:
-            return sorted(int(x) for x in f.read().split())
-    except OSError:
-        return []
-
-
-def wait_for(pred, timeout, what):
-    deadline = time.monotonic() + timeout * SLOW
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.02)
-    raise AssertionError('timed out waiting for ' + what)
+from tytotest import (Peer, Raw, SLOW, VALGRIND, Tyto, children, metrics_text,  # noqa: E402
+                      metrics_values, rand_hash, summary, vm_rss_kb, wait_for)
 
 
 def socket_fds(pid):
@@ -65,42 +48,6 @@ def listen_backlog(port):
     except (OSError, subprocess.SubprocessError) as e:
         return repr(e)
     return ' | '.join(' '.join(line.split()) for line in out.splitlines()[1:])
-
-
-def vm_rss_kb(pid):
-    with open('/proc/%d/status' % pid) as f:
-        for line in f:
-            if line.startswith('VmRSS:'):
-                return int(line.split()[1])
-    raise AssertionError('no VmRSS for %d' % pid)
-
-
-def summary(line):
-    sys.stdout.write('\n' + line + '\n')
-    sys.stdout.flush()
-
-
-def metrics_text(tyto):
-    """/metrics as text: from the admin listener (admin.listen) when tytotest and tyto have one,
-    else from the tracker port (before the operator routes moved)."""
-    if getattr(tyto, 'admin_get', None) and getattr(tyto, 'admin_port', None):
-        try:
-            r = tyto.admin_get('/metrics')
-            if r.status == 200:
-                return r.body.decode()
-        except OSError:
-            pass
-    return tyto.get('/metrics').body.decode()
-
-
-def metrics_values(tyto):
-    """{'name{labels}': value} of every sample in /metrics."""
-    out = {}
-    for line in metrics_text(tyto).splitlines():
-        if line and not line.startswith('#'):
-            k, _, v = line.rpartition(' ')
-            out[k] = float(v)
-    return out
 
 
 def per_worker_requests(tyto):

@@ -14,21 +14,11 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tytotest                                                      # noqa: E402
-from tytotest import Peer, Redis, SLOW, Tyto, rand_hash, redis_socket  # noqa: E402
+from tytotest import Peer, Redis, Tyto, rand_hash, redis_socket, wait_for  # noqa: E402
 
 LIBFAKETIME = '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1'
 SKEW_S = 3600
 PEER_TTL_S = 3000
-
-
-def wait_for(pred, timeout, what):
-    deadline = time.monotonic() + timeout * SLOW
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError('timed out waiting for ' + what)
 
 
 class ClockTest(unittest.TestCase):

@@ -18,35 +18,11 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tytotest                                                      # noqa: E402
 from tytotest import (Peer, Redis, RedisServer, SLOW, VALGRIND, Tyto,  # noqa: E402
-                      make_tmpdir, rand_hash)
+                      children, make_tmpdir, rand_hash, summary, wait_for)
 
 STORAGE_TIMEOUT = b'tracker storage timed out, retry later'
 STORAGE_FULL = b'tracker storage is full'
 OVERLOADED = b'tracker is overloaded, retry later'
-
-
-def children(pid):
-    """Pids of the direct children of pid (the workers of a master)."""
-    try:
-        with open('/proc/%d/task/%d/children' % (pid, pid)) as f:
-            return sorted(int(x) for x in f.read().split())
-    except OSError:
-        return []
-
-
-def wait_for(pred, timeout, what):
-    deadline = time.monotonic() + timeout * SLOW
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError('timed out waiting for ' + what)
-
-
-def summary(line):
-    sys.stdout.write('\n' + line + '\n')
-    sys.stdout.flush()
 
 
 class Outcome:

@@ -18,7 +18,6 @@ Run alone: TYTO_BIN=build/tyto /usr/bin/python3 tests/e2e/test_overload.py"""
 
 import asyncio
 import http.client
-import json
 import os
 import sys
 import threading
@@ -27,7 +26,8 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tytotest                                                      # noqa: E402
-from tytotest import Peer, SLOW, Tyto, rand_hash, redis_socket        # noqa: E402
+from tytotest import (Peer, SLOW, Tyto, children, rand_hash, redis_socket,  # noqa: E402
+                      stats, vm_rss_kb, wait_for)
 
 OVERLOADED = b'tracker is overloaded, retry later'
 TIMED_OUT = b'tracker storage timed out, retry later'
@@ -141,14 +141,6 @@ class SlowProxy:
         await asyncio.gather(up_read(), up_write(), down())
 
 
-def children(pid):
-    try:
-        with open('/proc/%d/task/%d/children' % (pid, pid)) as f:
-            return sorted(int(x) for x in f.read().split())
-    except OSError:
-        return []
-
-
 def instrumented(pid):
     """True when RSS says nothing about tyto's own memory: valgrind, or a sanitizer runtime
     (ASan's quarantine keeps freed blocks)."""
@@ -156,35 +148,6 @@ def instrumented(pid):
         return True
     with open('/proc/%d/maps' % pid) as f:
         return any('libasan' in line or 'libtsan' in line for line in f)
-
-
-def rss_kb(pid):
-    with open('/proc/%d/status' % pid) as f:
-        for line in f:
-            if line.startswith('VmRSS:'):
-                return int(line.split()[1])
-    raise AssertionError('no VmRSS for %d' % pid)
-
-
-def wait_for(pred, timeout, what):
-    deadline = time.monotonic() + timeout * SLOW
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError('timed out waiting for ' + what)
-
-
-def stats(t):
-    """/stats as a dict: on the admin listener, or on the tracker port for a tyto without one."""
-    try:
-        r = t.admin_get('/stats') if hasattr(t, 'admin_get') else t.get('/stats')
-    except ConnectionRefusedError:
-        r = t.get('/stats')
-    if r.status != 200:
-        raise AssertionError('/stats: HTTP %d %r' % (r.status, r.body[:200]))
-    return json.loads(r.body)
 
 
 class OverloadTest(unittest.TestCase):
@@ -253,7 +216,7 @@ class OverloadTest(unittest.TestCase):
             th.join(30 * SLOW)
         self.assertGreater(warm.get(b'ok', 0), 0, 'warm-up: %r' % warm)
         self.assertEqual(stats(t).get('backlog', 0), 0)
-        rss_before = rss_kb(worker)
+        rss_before = vm_rss_kb(worker)
         # The bytes of one announce's commands, measured: ZADD ... EXPIRE for one new peer.
         before_q = self.proxy.queued
         conn = t.connection()
@@ -279,7 +242,7 @@ class OverloadTest(unittest.TestCase):
             while not stop_sampling.is_set():
                 s = stats(t)
                 gauges.append((s.get('inflight', 0), s.get('backlog', 0)))
-                rss.append(rss_kb(worker))
+                rss.append(vm_rss_kb(worker))
                 time.sleep(0.05)
 
         sampler = threading.Thread(target=sample, daemon=True)
@@ -308,7 +271,7 @@ class OverloadTest(unittest.TestCase):
             raise AssertionError('%s: last announce %r, /stats %r; under load: %r' % (e, last[0], last[1], out))
         recovered_ms = (time.monotonic() - t0) * 1000.0
         conn.close()
-        rss_after = rss_kb(worker)
+        rss_after = vm_rss_kb(worker)
         s = stats(t)
 
         total = sum(out.values())

@@ -6,6 +6,7 @@ Each case prints one "SLOW <case>: ..." summary line with its figures.
 Run alone: TYTO_BIN=build/tyto /usr/bin/python3 tests/e2e/test_slow.py"""
 
 import os
+import signal
 import socket
 import sys
 import threading
@@ -14,38 +15,8 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tytotest                                          # noqa: E402
-from tytotest import Peer, SLOW, VALGRIND, Tyto, rand_hash  # noqa: E402
-
-
-def children(pid):
-    try:
-        with open('/proc/%d/task/%d/children' % (pid, pid)) as f:
-            return sorted(int(x) for x in f.read().split())
-    except OSError:
-        return []
-
-
-def wait_for(pred, timeout, what):
-    deadline = time.monotonic() + timeout * SLOW
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.02)
-    raise AssertionError('timed out waiting for ' + what)
-
-
-def vm_rss_kb(pid):
-    with open('/proc/%d/status' % pid) as f:
-        for line in f:
-            if line.startswith('VmRSS:'):
-                return int(line.split()[1])
-    raise AssertionError('no VmRSS for %d' % pid)
-
-
-def summary(line):
-    sys.stdout.write('\n' + line + '\n')
-    sys.stdout.flush()
+from tytotest import (Peer, SLOW, VALGRIND, Tyto, children, metrics_values,  # noqa: E402
+                      rand_hash, stats, summary, vm_rss_kb, wait_for)
 
 
 def rss_meaningful():
@@ -124,6 +95,7 @@ class SlowReaderTest(unittest.TestCase):
         t0 = time.monotonic()
         stop = threading.Event()
         peak = [rss_before]
+        held = [0]               # the most tyto_http_output_bytes said
 
         def sample():
             try:
@@ -172,6 +144,7 @@ class SlowReaderTest(unittest.TestCase):
                 self.assertIn(b'interval', d)
                 served.append(time.monotonic() - a0)
                 sample()
+                held[0] = max(held[0], metrics_values(t)['tyto_http_output_bytes'])
                 time.sleep(0.2)
         finally:
             stop.set()
@@ -180,13 +153,19 @@ class SlowReaderTest(unittest.TestCase):
                 s.close()
         rss_peak = max(peak[0], vm_rss_kb(worker))
         growth = (rss_peak - rss_before) * 1024
+        # /metrics: the cuts are counted, the bytes held went up to at most the bound and back to
+        # nothing once the slow readers were gone (the worker refreshes both every 100 ms).
+        wait_for(lambda: metrics_values(t)['tyto_http_slow_closes_total'] >= max(1, len(cut)), 10,
+                 'tyto_http_slow_closes_total to count the %d cuts' % len(cut))
+        closes = metrics_values(t)['tyto_http_slow_closes_total']
+        wait_for(lambda: metrics_values(t)['tyto_http_output_bytes'] == 0, 10, 'tyto_http_output_bytes 0')
         summary('SLOW slow_readers: %d readers x 30 pipelined announces (%d-byte replies), '
                 'max_output_bytes %d, write_timeout_ms %d: worker RSS %d KiB before, %d KiB peak '
                 '(+%.1f MiB); %d of %d cut, the last after %.1f s; %d other announces served '
-                'meanwhile, slowest %.0f ms'
+                'meanwhile, slowest %.0f ms; /metrics: %d slow closes, at most %d bytes held'
                 % (n_slow, reply_len, max_out, write_ms, rss_before, rss_peak, growth / 1048576.0,
                    len(cut), n_slow, max(cut.values()) if cut else -1, len(served),
-                   max(served) * 1000 if served else -1))
+                   max(served) * 1000 if served else -1, closes, held[0]))
         # Before: n_slow x (256 KiB + a batch of replies), 80 MiB for 150. Allowed: the bound,
         # plus the input buffers and requests in flight of n_slow connections (16 each, a few
         # KiB apiece), plus allocator slack.
@@ -196,8 +175,19 @@ class SlowReaderTest(unittest.TestCase):
         self.assertEqual(len(cut), n_slow, 'slow readers still connected after %.0f s'
                          % (time.monotonic() - t0))
         self.assertGreater(len(served), 0)
+        self.assertEqual(closes, n_slow, 'tyto_http_slow_closes_total')
+        self.assertGreater(held[0], 0, 'tyto_http_output_bytes never showed the slow readers')
+        self.assertLessEqual(held[0], max_out)
+        self.assertEqual(stats(t)['http']['slow_closes'], closes)
         self.assertEqual(children(t.proc.pid), [worker])
         t.announce(rand_hash(), Peer(), left=1)
+        # A counter continues across a respawn: the new worker's slot keeps the cuts of the old
+        # (it serves this /metrics itself, refreshing its counters first).
+        t.killed_pids.add(worker)
+        os.kill(worker, signal.SIGKILL)
+        wait_for(lambda: children(t.proc.pid) not in ([], [worker]), 10, 'the new worker')
+        wait_for(lambda: metrics_values(t)['tyto_workers_ready'] == 1, 10, 'the new worker ready')
+        self.assertEqual(metrics_values(t)['tyto_http_slow_closes_total'], closes)
         t.stop()
 
 
@@ -243,6 +233,8 @@ class AccessLogTest(unittest.TestCase):
             conn.close()
             wait_for(lambda: 'access log: the output does not keep up' in t.log(), 10,
                      'the dropped-lines warning')
+            dropped = wait_for(lambda: metrics_values(t)['tyto_access_log_dropped_total'], 10,
+                               'tyto_access_log_dropped_total > 0')
 
             def drain():
                 while True:
@@ -261,8 +253,9 @@ class AccessLogTest(unittest.TestCase):
             wait_for(lambda: marker.encode() in got, 10, 'the access log line of %s' % marker)
             line = next(x for x in bytes(got).split(b'\n') if marker.encode() in x)
             summary('SLOW access_log_stdout: %d announces with the access log on an unread pipe in '
-                    '%.2f s, slowest %.0f ms; after the reader started, %d bytes of lines came, '
-                    'the marker line: %r' % (n, elapsed, slowest * 1000, len(got), line[:120]))
+                    '%.2f s, slowest %.0f ms, %d lines dropped (/metrics); after the reader '
+                    'started, %d bytes of lines came, the marker line: %r'
+                    % (n, elapsed, slowest * 1000, dropped, len(got), line[:120]))
             self.assertIn(b' 404 ', line)
             t.stop()
         finally:

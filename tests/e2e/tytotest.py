@@ -2,7 +2,7 @@
 temporary tyto.yaml, speak HTTP to it, decode its bencoded replies strictly, and look at what it
 wrote in Redis. tests/run.sh provides the Redis (TYTO_TEST_REDIS); run alone, the first test that
 needs one starts a private redis-server. Each test file ends with tytotest.main(), which runs its
-cases and prints one "E2E-RESULT passed=N failed=N" line for run.sh to count.
+cases and prints one "E2E-RESULT passed=N failed=N skipped=N" line for run.sh to count.
 
 Environment: TYTO_BIN (the binary), TYTO_TEST_REDIS (Redis unix socket), TYTO_TEST_TMP (scratch
 directory), TYTO_TEST_VALGRIND=1 (run tyto under valgrind), TYTO_TEST_FILTER (substring of the
@@ -684,6 +684,85 @@ class Tyto:
 
 
 # ---------------------------------------------------------------------------------------------
+# Helpers the test scripts share
+
+def wait_for(pred, timeout, what):
+    """Polls pred until it returns a true value, which is returned; AssertionError 'timed out
+    waiting for <what>' after timeout seconds (times SLOW: valgrind is ten times slower)."""
+    deadline = time.monotonic() + timeout * SLOW
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError('timed out waiting for ' + what)
+
+
+def children(pid):
+    """Pids of the direct children of pid (the workers of a master), sorted; [] once it is gone."""
+    try:
+        with open('/proc/%d/task/%d/children' % (pid, pid)) as f:
+            return sorted(int(x) for x in f.read().split())
+    except OSError:
+        return []
+
+
+def vm_rss_kb(pid):
+    """The process's resident memory (VmRSS), in KiB."""
+    with open('/proc/%d/status' % pid) as f:
+        for line in f:
+            if line.startswith('VmRSS:'):
+                return int(line.split()[1])
+    raise AssertionError('no VmRSS for %d' % pid)
+
+
+def summary(line):
+    """Prints a case's figures on a line of its own (the README quotes these lines)."""
+    sys.stdout.write('\n' + line + '\n')
+    sys.stdout.flush()
+
+
+def stats(t):
+    """/stats of Tyto t (admin listener) as a dict."""
+    r = t.admin_get('/stats')
+    if r.status != 200:
+        raise AssertionError('admin /stats: HTTP %d %r' % (r.status, r.body[:200]))
+    return json.loads(r.body)
+
+
+def metrics_text(t):
+    """/metrics of Tyto t (admin listener) as text."""
+    r = t.admin_get('/metrics')
+    if r.status != 200:
+        raise AssertionError('admin /metrics: HTTP %d %r' % (r.status, r.body[:200]))
+    return r.body.decode()
+
+
+def metrics_values(t):
+    """{'name{labels}': value} of every sample in t's /metrics."""
+    out = {}
+    for line in metrics_text(t).splitlines():
+        if line and not line.startswith('#'):
+            k, _, v = line.rpartition(' ')
+            out[k] = float(v)
+    return out
+
+
+_unsupported = set()          # ids of the cases that skip_unsupported() skipped
+
+
+def skip_unsupported(case, reason):
+    """Skips case because this machine cannot run it at all (not a missing test dependency: a
+    skipTest() for one of those counts as a failure). Prints a "SKIP <case>: <reason>" line;
+    main() counts the case as skipped, neither passed nor failed."""
+    _unsupported.add(case.id())
+    name = case.id().replace('__main__', os.path.splitext(os.path.basename(sys.argv[0]))[0], 1)
+    sys.stdout.write('\nSKIP %s: %s\n' % (name, reason))
+    sys.stdout.flush()
+    case.skipTest(reason)
+
+
+# ---------------------------------------------------------------------------------------------
 # Test cases
 
 class ServerTestCase(unittest.TestCase):
@@ -776,7 +855,8 @@ def _on_signal(signum, frame):
 
 def main():
     """Runs the calling script's test cases (filtered by TYTO_TEST_FILTER unless the script's own
-    name matches it), prints "E2E-RESULT passed=N failed=N", exits non-zero on any failure."""
+    name matches it), prints "E2E-RESULT passed=N failed=N skipped=N", exits non-zero on any
+    failure."""
     signal.signal(signal.SIGTERM, _on_signal)
     module = sys.modules['__main__']
     suite = unittest.TestLoader().loadTestsFromModule(module)
@@ -792,14 +872,17 @@ def main():
     ids = {t.id() for t in tests}
     bad = {t.id() for t, _ in result.failures + result.errors}
     bad |= {t.id() for t in result.unexpectedSuccesses}
-    # Skips count as failures: a missing dependency must not pass silently.
-    bad |= {t.id() for t, _ in result.skipped}
+    # Skips count as failures: a missing dependency must not pass silently. Only a case that
+    # this machine cannot run at all (skip_unsupported) counts as skipped, and not as passed.
+    skipped = {t.id() for t, _ in result.skipped}
+    unsupported = (skipped & _unsupported & ids) - bad
+    bad |= skipped - unsupported
     # A case that never ran (its setUpClass failed) is a failed case; a failed setUpClass is
     # therefore not counted again, a failed tearDownClass (e.g. exit status) is.
     failed_ids = (bad & ids) | (ids - result.ran_ids)
     fixtures = {b for b in bad - ids if not b.startswith('setUpClass')}
-    passed = len(ids) - len(failed_ids)
+    passed = len(ids) - len(failed_ids) - len(unsupported)
     failed = len(failed_ids) + len(fixtures)
-    sys.stdout.write('E2E-RESULT passed=%d failed=%d\n' % (passed, failed))
+    sys.stdout.write('E2E-RESULT passed=%d failed=%d skipped=%d\n' % (passed, failed, len(unsupported)))
     sys.stdout.flush()
     sys.exit(1 if failed else 0)
