@@ -84,7 +84,7 @@ def swarm_members(t, info_hash):
         c.close()
 
 
-RATE_LIMITED = b'too many announces from this address, retry later'
+RATE_LIMITED = b'too many requests from this address, retry later'
 PEER_CAP = b'too many ports from this address in this swarm'
 FORWARDED_INVALID = b"the proxy's X-Forwarded-For or X-Real-IP header is malformed"
 

@@ -1,5 +1,5 @@
 """End-to-end tests of tyto's HTTP tracker: real HTTP to a running tyto, replies decoded strictly,
-and (Redis backend) the keys it leaves in Redis checked against DESIGN.md's schema. The swarm
+and (Redis backend) the keys it leaves in Redis checked against the README's schema. The swarm
 semantics run against both backends; Redis outages, deadlines, process behaviour and the command
 line have classes of their own. Run by tests/run.sh, or alone: /usr/bin/python3 tests/e2e/test_http.py"""
 

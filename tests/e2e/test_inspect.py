@@ -1,5 +1,5 @@
 """End-to-end test of `tyto swarm <info_hash>` and `tyto swarms [N]`: keys are written into the
-test Redis with redis-cli, exactly in the schema the workers use (DESIGN.md "Redis schema"), and
+test Redis with redis-cli, exactly in the schema the workers use (README "Redis schema"), and
 the commands' output and exit statuses are checked. Run by tests/run.sh, or alone:
 /usr/bin/python3 tests/e2e/test_inspect.py"""
 
