@@ -37,6 +37,8 @@ redis:
   prefix: "cost:"
 swarm:
   max_peers_per_address: 0
+admin:
+  listen: ""
 log:
   level: warn
 YAML
