@@ -568,6 +568,8 @@ class Tyto:
                     r = self.get('/healthz', timeout=1.0 * SLOW)
                     last = r.status
                     if expect_status is None or r.status == expect_status:
+                        if expect_status == 200:
+                            self._wait_ready(deadline)
                         return self
                 except OSError as e:
                     last = e
@@ -582,6 +584,23 @@ class Tyto:
             raise AssertionError('tyto did not answer GET /healthz with %s within %.0f s (last: %r); '
                                  'log:\n%s' % (expect_status, timeout, last, self.log()[-4000:]))
         raise AssertionError('tyto could not bind a port')
+
+    def _wait_ready(self, deadline):
+        """Until every worker accepts: one answered /healthz, but a worker accepts on its lane only
+        once its storage answered, and a request sent meanwhile waits in that lane's queue (a test
+        that pauses Redis next would find it never taken). Needs the admin listener and a fixed
+        worker count; gives up quietly at the deadline (the test then sees what it sees)."""
+        want = self.cfg.get('workers')
+        if not isinstance(want, int) or not self.cfg.get('admin', {}).get('listen'):
+            return
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            try:
+                r = self.admin_get('/stats', timeout=1.0 * SLOW)
+                if r.status == 200 and json.loads(r.body).get('ready', 0) >= want:
+                    return
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.02)
 
     def stop(self, timeout=10.0):
         """SIGTERM, then asserts exit status 0 within timeout and no sanitizer/valgrind report."""
