@@ -382,6 +382,26 @@ enum announce_err announce_parse(const char *query, size_t len, const struct ann
     return err != ANNOUNCE_OK ? err : announce_validate(&f, lim, req);
 }
 
+enum announce_err scrape_add(struct scrape_req *req, const struct announce_limits *lim, const uint8_t *hash,
+                             unsigned *index)
+{
+    unsigned max = lim->scrape_max_hashes < SCRAPE_MAX_HASHES ? lim->scrape_max_hashes : SCRAPE_MAX_HASHES;
+    unsigned i;
+
+    /* Linear search: at most SCRAPE_MAX_HASHES hashes, and QUERY_MAX_LEN caps them lower. */
+    for (i = 0; i < req->count; i++)
+        if (memcmp(req->info_hash[i], hash, ANNOUNCE_HASH_LEN) == 0)
+            break;
+    if (i == req->count) {
+        if (req->count >= max)
+            return ANNOUNCE_ERR_SCRAPE_TOO_MANY;
+        memcpy(req->info_hash[req->count++], hash, ANNOUNCE_HASH_LEN);
+    }
+    if (index)
+        *index = i;
+    return ANNOUNCE_OK;
+}
+
 /* Same order rule as announce_parse(): TOO_LONG first, then the info_hash values in query order
  * (ENCODING, INFO_HASH_LENGTH, SCRAPE_TOO_MANY when a new distinct hash would pass the limit),
  * then FULL_SCRAPE_DISABLED if there was none. Other parameters are ignored. req->now_s is kept;
@@ -391,8 +411,6 @@ enum announce_err scrape_parse(const char *query, size_t len, const struct annou
 {
     struct query_param p;
     size_t pos = 0;
-    unsigned max = lim->scrape_max_hashes < SCRAPE_MAX_HASHES ? lim->scrape_max_hashes
-                                                               : SCRAPE_MAX_HASHES;
 
     if (len > QUERY_MAX_LEN)
         return ANNOUNCE_ERR_TOO_LONG;
@@ -400,21 +418,13 @@ enum announce_err scrape_parse(const char *query, size_t len, const struct annou
     while (query_next(query, len, &pos, &p)) {
         uint8_t h[ANNOUNCE_HASH_LEN];
         enum announce_err err;
-        unsigned i;
 
         if (!ANNOUNCE_KEY(&p, "info_hash"))
             continue;
         if ((err = announce_hash(&p, h, ANNOUNCE_ERR_INFO_HASH_LENGTH)) != ANNOUNCE_OK)
             return err;
-        /* Linear search: at most SCRAPE_MAX_HASHES hashes, and QUERY_MAX_LEN caps them lower. */
-        for (i = 0; i < req->count; i++)
-            if (memcmp(req->info_hash[i], h, ANNOUNCE_HASH_LEN) == 0)
-                break;
-        if (i < req->count)
-            continue;
-        if (req->count >= max)
-            return ANNOUNCE_ERR_SCRAPE_TOO_MANY;
-        memcpy(req->info_hash[req->count++], h, ANNOUNCE_HASH_LEN);
+        if ((err = scrape_add(req, lim, h, NULL)) != ANNOUNCE_OK)
+            return err;
     }
     return req->count ? ANNOUNCE_OK : ANNOUNCE_ERR_FULL_SCRAPE_DISABLED;
 }

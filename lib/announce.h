@@ -157,6 +157,11 @@ enum announce_err announce_parse(const char *query, size_t len, const struct ann
 enum announce_err scrape_parse(const char *query, size_t len, const struct announce_limits *lim,
                                struct scrape_req *req);
 
+/* Adds one info_hash to a scrape (shared by the fronts): a repeat is kept once (*index, when not
+ * NULL, tells where it is); a new one past scrape.max_hashes is ANNOUNCE_ERR_SCRAPE_TOO_MANY. */
+enum announce_err scrape_add(struct scrape_req *req, const struct announce_limits *lim, const uint8_t *hash,
+                             unsigned *index);
+
 /* Timing fields every successful announce reply carries. */
 struct announce_timing {
     unsigned interval_s;
