@@ -5,6 +5,7 @@ peers) and IPv6 (18-byte peers); scrape; every error case; the storage outage an
 log and /metrics. Run by tests/run.sh."""
 
 import os
+import signal
 import socket
 import struct
 import sys
@@ -315,6 +316,64 @@ class UdpExpiryTests(unittest.TestCase):
             self.assertIn('udp.secret is not set', t.log())
         finally:
             t.stop()
+
+
+class UdpSecretTests(unittest.TestCase):
+    """Where the secret comes from, its rotation, and a reload."""
+
+    def start(self, **kw):
+        t = tt.Tyto(udp=True, **kw)
+        self.addCleanup(t.kill)
+        t.start()
+        return t
+
+    def test_rotation_secret_file_and_env(self):
+        old = self.start(config={'udp': {'secret': 'old-secret'}})
+        path = os.path.join(old.dir, 'udp.secret')
+        with open(path, 'w') as f:
+            f.write('new-secret\n')
+        rotated = self.start(config={'udp': {'secret_file': path, 'secret_previous': 'old-secret'}})
+        from_env = self.start(env={'TYTO_UDP_SECRET': 'new-secret'})
+        a = UdpClient('127.0.0.1', old.udp_port)
+        b = UdpClient('127.0.0.1', rotated.udp_port)
+        c = UdpClient('127.0.0.1', from_env.udp_port)
+        old_id, new_id = a.connect(), b.connect()
+        # A host on the new secret still accepts ids of the previous one; the file's trailing
+        # newline is not part of the secret (TYTO_UDP_SECRET has the same one).
+        self.assertEqual(b.announce(old_id, tt.rand_hash())[0], 'ok')
+        self.assertEqual(c.announce(new_id, tt.rand_hash())[0], 'ok')
+        self.assertEqual(b.announce(c.connect(), tt.rand_hash())[0], 'ok')
+        # ... and a host still on the old one refuses the new ids until it is rotated.
+        self.assertEqual(a.announce(new_id, tt.rand_hash()), ('error', 'invalid connection id'))
+        self.assertEqual(c.announce(old_id, tt.rand_hash()), ('error', 'invalid connection id'))
+        self.assertNotIn('udp.secret is not set', rotated.log())
+        for x in (a, b, c):
+            x.close()
+        for t in (old, rotated, from_env):
+            t.stop()
+
+    def test_reload_keeps_sockets_and_the_random_secret(self):
+        t = self.start(config={'workers': 2})
+        c = UdpClient('127.0.0.1', t.udp_port)
+        cid = c.connect()
+        old_workers = set(tt.children(t.proc.pid))
+        t.cfg['announce']['interval_s'] = 2000
+        t.write_config()
+        os.kill(t.proc.pid, signal.SIGHUP)
+        tt.wait_for(lambda: c.announce(cid, tt.rand_hash())[1] == 2000, 10, 'interval 2000 over UDP')
+        tt.wait_for(lambda: not (set(tt.children(t.proc.pid)) & old_workers), 10, 'the old generation to exit')
+        # the id drawn before the reload is still valid: the host's random secret is kept
+        self.assertEqual(c.announce(cid, tt.rand_hash())[:2], ('ok', 2000))
+        self.assertEqual(t.log().count('udp.secret is not set'), 1)
+        c.close()
+        t.stop()
+
+    def test_secret_file_missing_refuses_start(self):
+        t = tt.Tyto(udp=True, config={'udp': {'secret_file': '/nonexistent/udp.secret'}})
+        self.addCleanup(t.kill)
+        with self.assertRaises(AssertionError):
+            t.start(timeout=3)
+        self.assertIn('udp.secret_file /nonexistent/udp.secret', t.log())
 
 
 class UdpLimitsTests(unittest.TestCase):
