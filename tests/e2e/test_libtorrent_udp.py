@@ -1,7 +1,7 @@
 """Real BitTorrent swarms through tyto's UDP tracker (BEP 15): Debian's python3-libtorrent, one
 seeder and two leechers on 127.0.0.1 with DHT, LSD, UPnP, NAT-PMP and peer exchange off (the
 session set-up of tests/e2e/test_libtorrent.py), so that the peers can only meet through the
-tracker. First with only a udp:// tracker URL; then a mixed swarm where the seeder and one leecher
+tracker. First with only a udp:// tracker URL, over IPv4 and over IPv6; then a mixed swarm where the seeder and one leecher
 use udp:// and the other leecher http:// on the same tyto, which must meet. Run by tests/run.sh
 under /usr/bin/python3."""
 
@@ -123,6 +123,22 @@ class LibtorrentUdpTests(unittest.TestCase):
         self.assertEqual(c.scrapes[-1], (3, 0))
         m = tt.metrics_values(self.tyto)
         self.assertGreater(m['tyto_udp_requests_total{action="announce"}'], 0)
+
+    def test_udp_only_swarm_ipv6(self):
+        if not tt.ipv6_available():
+            tt.skip_unsupported(self, 'no IPv6 on this machine')
+        ipv4_settings = tl.session_settings
+
+        def ipv6_settings():
+            st = ipv4_settings()
+            st['listen_interfaces'] = '[::1]:0'
+            return st
+        tl.session_settings = ipv6_settings
+        try:
+            url = 'udp://[::1]:%d/announce' % self.tyto.udp_port
+            self.swarm(url, [url, url])
+        finally:
+            tl.session_settings = ipv4_settings
 
     def test_mixed_http_and_udp_swarm(self):
         self.swarm(self.udp_url(), [self.http_url(), self.udp_url()])
