@@ -39,7 +39,9 @@
 #include "storage/storage.h"
 
 #define WORKER_MAX_UDP 4               /* UDP sockets a worker reads (its lanes' addresses) */
+#ifndef WORKER_UDP_BATCH                /* -DWORKER_UDP_BATCH=1 builds the one-datagram baseline */
 #define WORKER_UDP_BATCH 32            /* datagrams per recvmmsg / sendmmsg */
+#endif
 #define WORKER_UDP_RECV_CAP 2048       /* the largest request is 16 + 74 x 20 bytes, or 98 + options */
 #define WORKER_UDP_REPLY_CAP 8192      /* an announce reply carries the peers that fit */
 #define WORKER_UDP_BATCHES_PER_WAKE 8  /* then back to the loop: HTTP and storage get their turn */
