@@ -1,7 +1,9 @@
 #!/bin/sh
-# bench/udp.sh: UDP (BEP 15) announces per second and tyto CPU per announce, on loopback, with
-# its own Redis. bench/udp_load.c is the client (a closed loop per socket, ids reused as
-# libtorrent does, every reply checked). Only processes this script started are signalled.
+# bench/udp.sh: UDP (BEP 15) announces per second and CPU per announce, on loopback: tyto with
+# its own Redis, then Debian's opentracker (-P, whitelist mode with the benchmark's info-hashes)
+# when it is installed, and the ratio. bench/udp_load.c is the client (a closed loop per socket,
+# ids reused as libtorrent does, every reply checked). Only processes this script started are
+# signalled.
 #
 #   bench/udp.sh                    DURATION=10 WORKERS=1 SOCKETS=16 WINDOW=8 SWARMS=1000
 #   TYTO_BIN=build/tyto bench/udp.sh
@@ -16,12 +18,14 @@ swarms=${SWARMS:-1000}
 dir=$(mktemp -d "${TMPDIR:-/tmp}/tyto-udp-bench.XXXXXX")
 redis_pid=""
 tyto_pid=""
+ot_pid=""
 cleanup() {
-    [ -n "$tyto_pid" ] && kill "$tyto_pid" 2>/dev/null && wait "$tyto_pid" 2>/dev/null
-    [ -n "$redis_pid" ] && kill "$redis_pid" 2>/dev/null && wait "$redis_pid" 2>/dev/null
+    for p in $ot_pid $tyto_pid $redis_pid; do kill "$p" 2>/dev/null || true; done
+    for p in $ot_pid $tyto_pid $redis_pid; do wait "$p" 2>/dev/null || true; done
     rm -rf "$dir"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 1' INT TERM
 
 cc -O2 -o "$dir/udp_load" "$root/bench/udp_load.c"
 redis-server "$root/redis/redis.conf" --port 0 --unixsocket "$dir/redis.sock" --save '' --dir "$dir" \
@@ -69,4 +73,41 @@ both_us = (a - b) / tk * 1e6 / max(n, 1)
 tyto_us = (ta - tb) / tk * 1e6 / max(n, 1)
 print("udp: workers %d, %d announces, tyto workers %.1f us CPU per announce, tyto + Redis %.1f us"
       % (w, n, tyto_us, both_us))
+PY
+
+command -v opentracker >/dev/null || { echo "opentracker: not installed, no comparison"; exit 0; }
+kill "$tyto_pid"; wait "$tyto_pid" 2>/dev/null || true; tyto_pid=""
+# The info-hashes udp_load sends: the swarm number (4 bytes, big-endian), then 16 zero bytes.
+python3 -c "import sys; [print('%08x' % i + '0' * 32) for i in range($swarms)]" >"$dir/whitelist"
+ot_udp=$(python3 -c 'import socket; s=socket.socket(type=socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+ot_tcp=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+{
+    echo "listen.udp 127.0.0.1:$ot_udp"
+    echo "listen.tcp 127.0.0.1:$ot_tcp"
+    if [ "$(id -u)" -eq 0 ]; then       # opentracker will not keep root: chroot and drop
+        user=_opentracker; id "$user" >/dev/null 2>&1 || user=nobody
+        echo "tracker.rootdir $dir"; echo "tracker.user $user"; echo "access.whitelist ./whitelist"
+        chmod 755 "$dir"; chmod 644 "$dir/whitelist"
+    else
+        echo "access.whitelist $dir/whitelist"
+    fi
+} >"$dir/opentracker.conf"
+(cd "$dir" && exec opentracker -f "$dir/opentracker.conf" >"$dir/opentracker.log" 2>&1) &
+ot_pid=$!
+i=0
+until "$dir/udp_load" 127.0.0.1 "$ot_udp" 0.5 1 1 "$swarms" 60 >/dev/null 2>&1; do
+    i=$((i + 1)); [ $i -gt 60 ] && { echo "opentracker did not serve the whitelist; log:"; cat "$dir/opentracker.log"; exit 1; }
+    sleep 0.5
+done
+ot_ticks() { set -- $(cut -d' ' -f14,15 "/proc/$ot_pid/stat"); echo $(($1 + $2)); }
+ob=$(ot_ticks)
+oout=$("$dir/udp_load" 127.0.0.1 "$ot_udp" "$duration" "$sockets" "$window" "$swarms" 60) || { echo "$oout"; exit 1; }
+oa=$(ot_ticks)
+echo "$oout"
+on=$(echo "$oout" | sed -n 's/^udp_load: \([0-9]*\) announces.*/\1/p')
+python3 - "$n" "$on" "$ob" "$oa" "$tk" "$duration" <<'PY'
+import sys
+n, on, ob, oa, tk, d = (float(x) for x in sys.argv[1:])
+print("opentracker: %d announces, %.1f us CPU per announce; tyto/opentracker announces/s: %.2fx"
+      % (on, (oa - ob) / tk * 1e6 / max(on, 1), n / max(on, 1)))
 PY
