@@ -53,6 +53,7 @@ done
 ticks() {
     t=0
     for p in $(cat "/proc/$tyto_pid/task/$tyto_pid/children") "$1"; do
+        # shellcheck disable=SC2046  # two numbers, split on purpose
         set -- $(cut -d' ' -f14,15 "/proc/$p/stat")
         t=$((t + $1 + $2))
     done
@@ -99,6 +100,7 @@ until "$dir/udp_load" 127.0.0.1 "$ot_udp" 0.5 1 1 "$swarms" 60 >/dev/null 2>&1; 
     i=$((i + 1)); [ $i -gt 60 ] && { echo "opentracker did not serve the whitelist; log:"; cat "$dir/opentracker.log"; exit 1; }
     sleep 0.5
 done
+# shellcheck disable=SC2046  # two numbers, split on purpose
 ot_ticks() { set -- $(cut -d' ' -f14,15 "/proc/$ot_pid/stat"); echo $(($1 + $2)); }
 ob=$(ot_ticks)
 oout=$("$dir/udp_load" 127.0.0.1 "$ot_udp" "$duration" "$sockets" "$window" "$swarms" 60) || { echo "$oout"; exit 1; }
