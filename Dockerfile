@@ -12,7 +12,7 @@
 FROM debian:12 AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends gcc make pkg-config libc6-dev \
-        libevent-dev libhiredis-dev libyaml-dev \
+        libevent-dev libhiredis-dev libyaml-dev libsodium-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -21,9 +21,9 @@ RUN rm -rf build tyto && make -j"$(nproc)" tyto && ./tyto -V
 
 # ---- run --------------------------------------------------------------------------------------
 FROM debian:12-slim
-# Exactly the shared libraries the binary links (ldd: libevent, libhiredis, libyaml, libc).
+# Exactly the shared libraries the binary links (ldd: libevent, libhiredis, libyaml, libsodium, libc).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libevent-2.1-7 libhiredis0.14 libyaml-0-2 \
+ && apt-get install -y --no-install-recommends libevent-2.1-7 libhiredis0.14 libyaml-0-2 libsodium23 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin tyto \
  && mkdir -p /etc/tyto

@@ -2,7 +2,7 @@
 # `make run` starts Redis and tyto, `make asan` runs the tests under ASan+UBSan.
 # `make run` and `make test` first install missing Debian packages (scripts/install-deps.sh).
 
-PKGS     := libevent hiredis yaml-0.1
+PKGS     := libevent hiredis yaml-0.1 libsodium
 BUILD    ?= build
 CC       ?= cc
 CPPFLAGS += -I. -D_GNU_SOURCE -MMD -MP

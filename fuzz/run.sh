@@ -18,7 +18,7 @@ OUT=build/fuzz
 PKGS="libevent hiredis yaml-0.1"
 
 # The default list. http_head and proxy need lib/http.c (see fuzz/README.md).
-DEFAULT_TARGETS="query announce bencode config redis_member clientip http_head proxy"
+DEFAULT_TARGETS="query announce bencode config redis_member clientip http_head proxy udp"
 
 # Library sources each target links (compiled with the same sanitizer flags).
 target_sources() {
@@ -30,6 +30,7 @@ target_sources() {
     redis_member) echo "storage/redis_keys.c" ;;
     clientip) echo "lib/clientip.c" ;;
     http_head | proxy) echo "lib/http.c" ;;
+    udp) echo "lib/udp.c lib/announce.c lib/query.c lib/bencode.c" ;;
     *) echo "fuzz/run.sh: unknown target '$1'" >&2; return 1 ;;
     esac
 }

@@ -149,9 +149,9 @@ static enum announce_err announce_number(const struct query_param *p, uint64_t m
 }
 
 /* numwant: a 1..20-digit number up to UINT64_MAX (capped later). Empty, or '-' and 1..20 digits,
- * means the default: BEP 15 sends -1 for "default" and clients carry that over to HTTP, and some
- * send "numwant=" with nothing. Anything else (letters, "-", "+5") is still refused. */
-static enum announce_err announce_numwant(const struct query_param *p, unsigned dflt, uint64_t *out)
+ * means the default (*dflt set): BEP 15 sends -1 for "default" and clients carry that over to
+ * HTTP, and some send "numwant=" with nothing. Anything else (letters, "-", "+5") is refused. */
+static enum announce_err announce_numwant(const struct query_param *p, bool *dflt, uint64_t *out)
 {
     uint8_t buf[21];             /* '-' and 20 digits */
     uint64_t ignored;
@@ -161,11 +161,12 @@ static enum announce_err announce_numwant(const struct query_param *p, unsigned 
         return ANNOUNCE_ERR_ENCODING;
     if (n == 0 || (n > 1 && buf[0] == '-' &&
                    query_parse_u64((const char *)buf + 1, (size_t)n - 1, UINT64_MAX, &ignored) == 0)) {
-        *out = dflt;
+        *dflt = true;
         return ANNOUNCE_OK;
     }
     if (n < 0 || query_parse_u64((const char *)buf, (size_t)n, UINT64_MAX, out) < 0)
         return ANNOUNCE_ERR_NUMWANT_INVALID;
+    *dflt = false;
     return ANNOUNCE_OK;
 }
 
@@ -243,35 +244,34 @@ static enum announce_err announce_ip(const struct query_param *p, struct peer_ad
 /* Order of checks, so that a request with several problems always gets the same answer:
  *   1. a query longer than QUERY_MAX_LEN: ANNOUNCE_ERR_TOO_LONG;
  *   2. the parameters in query order; the first that is repeated (INFO_HASH_REPEATED for
- *      info_hash, else PARAM_REPEATED), badly escaped (ENCODING) or invalid stops the parse;
- *   3. then missing ones: info_hash, peer_id, port, in that order.
- * Parameters we do not read (and ip= unless allowed) are skipped whatever they hold, even
- * broken escapes. *req is written only on success. */
-enum announce_err announce_parse(const char *query, size_t len, const struct announce_limits *lim,
-                                 struct announce_req *req)
+ *      info_hash, else PARAM_REPEATED), badly escaped (ENCODING) or invalid stops the decode
+ *      (port=0 is refused here, in query order, as well as by announce_validate());
+ *   3. then, in announce_validate(), missing ones: info_hash, peer_id, port, in that order.
+ * Parameters we do not read (and ip= unless allow_ip) are skipped whatever they hold, even
+ * broken escapes. *f is written only on success. */
+enum announce_err announce_decode_query(const char *query, size_t len, bool allow_ip,
+                                        struct announce_fields *f)
 {
-    struct announce_req r;
+    struct announce_fields r;
     struct query_param p;
     size_t pos = 0;
     unsigned seen = 0;
     uint64_t v = 0;
-    uint64_t numwant = lim->numwant_default;
 
     if (len > QUERY_MAX_LEN)
         return ANNOUNCE_ERR_TOO_LONG;
 
     memset(&r, 0, sizeof(r));
-    r.peer = req->peer;
-    r.now_s = req->now_s;
     r.left = UINT64_MAX;         /* unknown: not a seeder */
     r.event = ANNOUNCE_EVENT_NONE;
+    r.numwant_default = true;
     r.compact = true;
 
     while (query_next(query, len, &pos, &p)) {
         enum announce_err err = ANNOUNCE_OK;
         int id = announce_param_id(&p);
 
-        if (id < 0 || (id == ANNOUNCE_P_IP && !lim->allow_ip_param))
+        if (id < 0 || (id == ANNOUNCE_P_IP && !allow_ip))
             continue;
         if (seen & (1u << id))
             return id == ANNOUNCE_P_INFO_HASH ? ANNOUNCE_ERR_INFO_HASH_REPEATED
@@ -281,15 +281,18 @@ enum announce_err announce_parse(const char *query, size_t len, const struct ann
         switch ((enum announce_param)id) {
         case ANNOUNCE_P_INFO_HASH:
             err = announce_hash(&p, r.info_hash, ANNOUNCE_ERR_INFO_HASH_LENGTH);
+            r.has_info_hash = true;
             break;
         case ANNOUNCE_P_PEER_ID:
             err = announce_hash(&p, r.peer_id, ANNOUNCE_ERR_PEER_ID_LENGTH);
+            r.has_peer_id = true;
             break;
         case ANNOUNCE_P_PORT:
             err = announce_number(&p, 65535, &v, ANNOUNCE_ERR_PORT_INVALID);
             if (!err && v == 0)
                 err = ANNOUNCE_ERR_PORT_INVALID;
-            r.peer.port = (uint16_t)v;
+            r.port = (uint16_t)v;
+            r.has_port = true;
             break;
         case ANNOUNCE_P_UPLOADED:
             err = announce_number(&p, UINT64_MAX, &r.uploaded, ANNOUNCE_ERR_UPLOADED_INVALID);
@@ -301,7 +304,7 @@ enum announce_err announce_parse(const char *query, size_t len, const struct ann
             err = announce_number(&p, UINT64_MAX, &r.left, ANNOUNCE_ERR_LEFT_INVALID);
             break;
         case ANNOUNCE_P_NUMWANT:
-            err = announce_numwant(&p, lim->numwant_default, &numwant);
+            err = announce_numwant(&p, &r.numwant_default, &r.numwant);
             break;
         case ANNOUNCE_P_COMPACT:
             err = announce_flag(&p, &r.compact, ANNOUNCE_ERR_COMPACT_INVALID);
@@ -320,24 +323,82 @@ enum announce_err announce_parse(const char *query, size_t len, const struct ann
             err = announce_parse_event(&p, &r.event);
             break;
         case ANNOUNCE_P_IP:
-            err = announce_ip(&p, &r.peer);
+            err = announce_ip(&p, &r.ip);
+            r.has_ip = true;
             break;
         }
         if (err != ANNOUNCE_OK)
             return err;
     }
+    *f = r;
+    return ANNOUNCE_OK;
+}
 
-    if (!(seen & 1u << ANNOUNCE_P_INFO_HASH))
+/* The tracker's rules, the same for every front: required fields (info_hash, peer_id, port, in
+ * that order), port 1..65535, numwant defaulted and capped, a client-given address only when
+ * allowed. */
+enum announce_err announce_validate(const struct announce_fields *f, const struct announce_limits *lim,
+                                    struct announce_req *req)
+{
+    struct announce_req r;
+    uint64_t numwant = f->numwant_default ? lim->numwant_default : f->numwant;
+
+    if (!f->has_info_hash)
         return ANNOUNCE_ERR_INFO_HASH_MISSING;
-    if (!(seen & 1u << ANNOUNCE_P_PEER_ID))
+    if (!f->has_peer_id)
         return ANNOUNCE_ERR_PEER_ID_MISSING;
-    if (!(seen & 1u << ANNOUNCE_P_PORT))
+    if (!f->has_port)
         return ANNOUNCE_ERR_PORT_MISSING;
+    if (f->port == 0)
+        return ANNOUNCE_ERR_PORT_INVALID;
 
+    memset(&r, 0, sizeof(r));
+    memcpy(r.info_hash, f->info_hash, ANNOUNCE_HASH_LEN);
+    memcpy(r.peer_id, f->peer_id, ANNOUNCE_HASH_LEN);
+    r.peer = req->peer;
+    if (f->has_ip && lim->allow_ip_param)
+        r.peer = f->ip;
+    r.peer.port = f->port;
+    r.now_s = req->now_s;
+    r.uploaded = f->uploaded;
+    r.downloaded = f->downloaded;
+    r.left = f->left;
+    r.event = f->event;
+    r.compact = f->compact;
+    r.no_peer_id = f->no_peer_id;
     if (numwant > lim->numwant_max)
         numwant = lim->numwant_max;
     r.numwant = (unsigned)numwant;
     *req = r;
+    return ANNOUNCE_OK;
+}
+
+enum announce_err announce_parse(const char *query, size_t len, const struct announce_limits *lim,
+                                 struct announce_req *req)
+{
+    struct announce_fields f;
+    enum announce_err err = announce_decode_query(query, len, lim->allow_ip_param, &f);
+
+    return err != ANNOUNCE_OK ? err : announce_validate(&f, lim, req);
+}
+
+enum announce_err scrape_add(struct scrape_req *req, const struct announce_limits *lim, const uint8_t *hash,
+                             unsigned *index)
+{
+    unsigned max = lim->scrape_max_hashes < SCRAPE_MAX_HASHES ? lim->scrape_max_hashes : SCRAPE_MAX_HASHES;
+    unsigned i;
+
+    /* Linear search: at most SCRAPE_MAX_HASHES hashes, and QUERY_MAX_LEN caps them lower. */
+    for (i = 0; i < req->count; i++)
+        if (memcmp(req->info_hash[i], hash, ANNOUNCE_HASH_LEN) == 0)
+            break;
+    if (i == req->count) {
+        if (req->count >= max)
+            return ANNOUNCE_ERR_SCRAPE_TOO_MANY;
+        memcpy(req->info_hash[req->count++], hash, ANNOUNCE_HASH_LEN);
+    }
+    if (index)
+        *index = i;
     return ANNOUNCE_OK;
 }
 
@@ -350,8 +411,6 @@ enum announce_err scrape_parse(const char *query, size_t len, const struct annou
 {
     struct query_param p;
     size_t pos = 0;
-    unsigned max = lim->scrape_max_hashes < SCRAPE_MAX_HASHES ? lim->scrape_max_hashes
-                                                               : SCRAPE_MAX_HASHES;
 
     if (len > QUERY_MAX_LEN)
         return ANNOUNCE_ERR_TOO_LONG;
@@ -359,21 +418,13 @@ enum announce_err scrape_parse(const char *query, size_t len, const struct annou
     while (query_next(query, len, &pos, &p)) {
         uint8_t h[ANNOUNCE_HASH_LEN];
         enum announce_err err;
-        unsigned i;
 
         if (!ANNOUNCE_KEY(&p, "info_hash"))
             continue;
         if ((err = announce_hash(&p, h, ANNOUNCE_ERR_INFO_HASH_LENGTH)) != ANNOUNCE_OK)
             return err;
-        /* Linear search: at most SCRAPE_MAX_HASHES hashes, and QUERY_MAX_LEN caps them lower. */
-        for (i = 0; i < req->count; i++)
-            if (memcmp(req->info_hash[i], h, ANNOUNCE_HASH_LEN) == 0)
-                break;
-        if (i < req->count)
-            continue;
-        if (req->count >= max)
-            return ANNOUNCE_ERR_SCRAPE_TOO_MANY;
-        memcpy(req->info_hash[req->count++], h, ANNOUNCE_HASH_LEN);
+        if ((err = scrape_add(req, lim, h, NULL)) != ANNOUNCE_OK)
+            return err;
     }
     return req->count ? ANNOUNCE_OK : ANNOUNCE_ERR_FULL_SCRAPE_DISABLED;
 }

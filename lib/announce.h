@@ -118,9 +118,37 @@ struct announce_limits {
     bool allow_ip_param;         /* honour ip= (else ignored) */
 };
 
-/* Parses the query string (the part after '?', not including it; may be empty) of an announce.
- * req->peer must already hold the client's address (its port is replaced by port=), and
- * req->now_s the time; everything else is set here. Returns ANNOUNCE_OK or the first problem. */
+/* An announce as a front decoded it (HTTP query string, BEP 15 packet), before the tracker's
+ * rules: announce_validate() turns it into a struct announce_req the same way for every front. */
+struct announce_fields {
+    uint8_t info_hash[ANNOUNCE_HASH_LEN];
+    uint8_t peer_id[ANNOUNCE_HASH_LEN];
+    bool has_info_hash, has_peer_id, has_port;
+    uint16_t port;               /* 0 is refused by announce_validate() */
+    uint64_t uploaded, downloaded, left;
+    enum announce_event event;
+    bool numwant_default;        /* the client asked for the default (missing, empty, negative) */
+    uint64_t numwant;            /* otherwise: what it asked for, not yet capped */
+    bool compact;
+    bool no_peer_id;
+    bool has_ip;                 /* the client named its address (ip=, BEP 15's IP field) */
+    struct peer_addr ip;         /* used only when announce.allow_ip_param is on */
+};
+
+/* Decodes an announce's query string (the part after '?', not including it; may be empty) into
+ * *f: syntax only (escapes, lengths, numbers, repeats). allow_ip: read ip= (else it is skipped,
+ * whatever it holds). Returns ANNOUNCE_OK or the first problem in query order. */
+enum announce_err announce_decode_query(const char *query, size_t len, bool allow_ip,
+                                        struct announce_fields *f);
+
+/* Applies the tracker's rules to decoded fields: required fields, port 1..65535, numwant default
+ * and cap, the client-given address only under allow_ip_param. req->peer must already hold the
+ * client's address (its port is replaced), and req->now_s the time; everything else is set
+ * here. *req is written only on success. */
+enum announce_err announce_validate(const struct announce_fields *f, const struct announce_limits *lim,
+                                    struct announce_req *req);
+
+/* announce_decode_query() then announce_validate(). */
 enum announce_err announce_parse(const char *query, size_t len, const struct announce_limits *lim,
                                  struct announce_req *req);
 
@@ -128,6 +156,11 @@ enum announce_err announce_parse(const char *query, size_t len, const struct ann
  * returns ANNOUNCE_ERR_FULL_SCRAPE_DISABLED (full scrape is not offered). */
 enum announce_err scrape_parse(const char *query, size_t len, const struct announce_limits *lim,
                                struct scrape_req *req);
+
+/* Adds one info_hash to a scrape (shared by the fronts): a repeat is kept once (*index, when not
+ * NULL, tells where it is); a new one past scrape.max_hashes is ANNOUNCE_ERR_SCRAPE_TOO_MANY. */
+enum announce_err scrape_add(struct scrape_req *req, const struct announce_limits *lim, const uint8_t *hash,
+                             unsigned *index);
 
 /* Timing fields every successful announce reply carries. */
 struct announce_timing {

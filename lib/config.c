@@ -72,6 +72,12 @@ static const struct config_key keys[] = {
       .check = config_check_ipv6 },
     { "workers",                  CONFIG_INT,  CONFIG_FIELD(workers), 1, 256, "auto",
       .flags = CONFIG_AUTO },
+    { "listen.udp_port",          CONFIG_INT,  CONFIG_FIELD(udp_port), 1, 65535, "6969",
+      .flags = CONFIG_ZERO },
+    { "udp.secret",               CONFIG_STR,  CONFIG_FIELD(udp_secret), 0, 0, "" },
+    { "udp.secret_file",          CONFIG_STR,  CONFIG_FIELD(udp_secret_file), 0, 0, "" },
+    { "udp.secret_previous",      CONFIG_STR,  CONFIG_FIELD(udp_secret_previous), 0, 0, "" },
+    { "udp.connection_id_ttl_s",  CONFIG_INT,  CONFIG_FIELD(udp_connection_id_ttl_s), 10, 86400, "300" },
     { "storage.backend",          CONFIG_ENUM, CONFIG_FIELD(storage), 0, 0, "redis",
       .words = config_storage_words },
     { "redis.url",                CONFIG_STR,  CONFIG_FIELD(redis_url), 0, 0, "redis://127.0.0.1:6379",
@@ -590,6 +596,8 @@ int config_validate(struct config *cfg, char *err, size_t errlen)
                            cfg->numwant_default, cfg->numwant_max);
     if (cfg->listen_ipv4[0] == '\0' && cfg->listen_ipv6[0] == '\0')
         return config_fail(err, errlen, NULL, "", "listen.ipv4 and listen.ipv6 are both empty");
+    if (cfg->udp_secret[0] && cfg->udp_secret_file[0])
+        return config_fail(err, errlen, NULL, "", "udp.secret and udp.secret_file are both set: choose one");
     if (cfg->storage == CONFIG_STORAGE_MEMORY && cfg->workers != 1)
         return config_fail(err, errlen, NULL, "",
                            "storage.backend memory needs workers: 1 (swarms would be split between "

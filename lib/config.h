@@ -19,6 +19,13 @@ struct config {
     char listen_ipv4[64];              /* listen.ipv4: "" disables IPv4 */
     char listen_ipv6[64];              /* listen.ipv6: "" disables IPv6 */
     int workers;                       /* workers: 0 means auto (one per CPU) */
+    int udp_port;                      /* listen.udp_port: BEP 15 UDP port on the same addresses; 0 off */
+
+    /* udp */
+    char udp_secret[CONFIG_STR_MAX];   /* udp.secret: connection-id key shared by every host; "" none */
+    char udp_secret_file[CONFIG_STR_MAX]; /* udp.secret_file: read by the master at start and reload */
+    char udp_secret_previous[CONFIG_STR_MAX]; /* udp.secret_previous: still accepted (rotation) */
+    int udp_connection_id_ttl_s;       /* udp.connection_id_ttl_s */
 
     /* storage */
     enum config_storage storage;       /* storage.backend: redis | memory */

@@ -33,7 +33,8 @@
 extern char **environ;
 
 #define MASTER_MAX_SLOTS 512          /* worker slots in the shared metrics region */
-#define MASTER_MAX_LISTENERS 2        /* addresses: IPv4 and IPv6 */
+#define MASTER_MAX_ADDRS 2            /* addresses: IPv4 and IPv6 */
+#define MASTER_MAX_LISTENERS 4        /* sockets a lane: TCP and UDP on each address */
 #define MASTER_MAX_LANES 64           /* SO_REUSEPORT sockets per address */
 #define MASTER_RATELIMIT_ORDER 17     /* 2^17 addresses counted at once (1 MiB shared) */
 #define MASTER_PEERCAP_ORDER 20       /* 2^20 words: ~1M (address, swarm, port) items (8 MiB shared) */
@@ -60,7 +61,8 @@ struct master_slot {
 struct master_lanes {
     int fds[MASTER_MAX_LANES][MASTER_MAX_LISTENERS];
     int nlanes;
-    int nfds;                         /* per lane */
+    int nfds;                         /* per lane: TCP listeners, then UDP sockets */
+    int has6;                         /* the first lane opened IPv6 */
 };
 
 /* One generation: the configuration its workers run and the sockets they serve. Each generation
@@ -84,6 +86,7 @@ struct master {
     struct master_slot slot[MASTER_MAX_SLOTS];
     uint64_t last_generation;
     uint64_t no_slot_logged;          /* generation whose "no free slot" was logged */
+    char udp_random_secret[65];       /* drawn at start when no udp.secret is configured */
     int stopping;
 };
 
@@ -136,14 +139,17 @@ static void master_close_gen(struct master_gen *g)
     g->id = 0;
 }
 
-/* Opens one lane: the HTTP listeners cfg asks for. The first lane decides which addresses the
- * host can serve (want6 < 0); later lanes open the same ones. Returns their number, or -1 with a
- * message. */
-static int master_open_lane(const struct config *cfg, int *fds, int want6, char *err, size_t errlen)
+/* Opens one lane: the HTTP listeners cfg asks for, then a UDP socket on each of the same
+ * addresses (listen.udp_port, unless 0). The first lane decides which addresses the host can
+ * serve (want6 < 0; *has6 tells the result); later lanes open the same ones. Returns their
+ * number, or -1 with a message. */
+static int master_open_lane(const struct config *cfg, int *fds, int want6, int *has6, char *err, size_t errlen)
 {
-    int n = 0;
-    const char *addrs[MASTER_MAX_LISTENERS] = { cfg->listen_ipv4, cfg->listen_ipv6 };
-    for (int i = 0; i < MASTER_MAX_LISTENERS; i++) {
+    int n = 0, v6 = 0;
+    const char *addrs[MASTER_MAX_ADDRS] = { cfg->listen_ipv4, cfg->listen_ipv6 };
+    const char *served[MASTER_MAX_ADDRS];
+    int nserved = 0;
+    for (int i = 0; i < MASTER_MAX_ADDRS; i++) {
         if (!addrs[i][0] || (i == 1 && want6 == 0))
             continue;
         int fd = net_listen_tcp(addrs[i], cfg->port, true, err, errlen);
@@ -157,7 +163,20 @@ static int master_open_lane(const struct config *cfg, int *fds, int want6, char 
             return -1;
         }
         fds[n++] = fd;
+        served[nserved++] = addrs[i];
+        if (i == 1)
+            v6 = 1;
     }
+    for (int i = 0; cfg->udp_port && i < nserved; i++) {
+        int fd = net_listen_udp(served[i], cfg->udp_port, true, err, errlen);
+        if (fd < 0) {
+            master_close_listeners(fds, n);
+            return -1;
+        }
+        fds[n++] = fd;
+    }
+    if (has6)
+        *has6 = v6;
     return n;
 }
 
@@ -165,11 +184,18 @@ static int master_open_lane(const struct config *cfg, int *fds, int want6, char 
  * same port and silently share its traffic: at start-up, a plain bind must find the port free. */
 static int master_check_port_free(const struct config *cfg, char *err, size_t errlen)
 {
-    const char *addrs[MASTER_MAX_LISTENERS] = { cfg->listen_ipv4, cfg->listen_ipv6 };
-    for (int i = 0; i < MASTER_MAX_LISTENERS; i++) {
+    const char *addrs[MASTER_MAX_ADDRS] = { cfg->listen_ipv4, cfg->listen_ipv6 };
+    for (int i = 0; i < MASTER_MAX_ADDRS; i++) {
         if (!addrs[i][0])
             continue;
         int fd = net_listen_tcp(addrs[i], cfg->port, false, err, errlen);
+        if (fd < 0 && errno == EADDRINUSE)
+            return -1;
+        if (fd >= 0)
+            close(fd);
+        if (!cfg->udp_port)
+            continue;
+        fd = net_listen_udp(addrs[i], cfg->udp_port, false, err, errlen);
         if (fd < 0 && errno == EADDRINUSE)
             return -1;
         if (fd >= 0)
@@ -191,8 +217,8 @@ static int master_open_lanes(const struct config *cfg, struct master_lanes *l, i
 {
     int before = l->nlanes;
     while (l->nlanes < want) {
-        int want6 = l->nlanes == 0 ? -1 : l->nfds > 1 || !cfg->listen_ipv4[0];
-        int n = master_open_lane(cfg, l->fds[l->nlanes], want6, err, errlen);
+        int want6 = l->nlanes == 0 ? -1 : l->has6;
+        int n = master_open_lane(cfg, l->fds[l->nlanes], want6, l->nlanes == 0 ? &l->has6 : NULL, err, errlen);
         if (n < 0) {
             while (l->nlanes > before)
                 master_close_listeners(l->fds[--l->nlanes], l->nfds);
@@ -209,6 +235,7 @@ static int master_dup_lanes(const struct master_lanes *src, struct master_lanes 
 {
     dst->nlanes = 0;
     dst->nfds = src->nfds;
+    dst->has6 = src->has6;
     for (int i = 0; i < src->nlanes; i++) {
         for (int k = 0; k < src->nfds; k++) {
             int fd = fcntl(src->fds[i][k], F_DUPFD_CLOEXEC, 0);
@@ -248,7 +275,7 @@ static int master_open_admin(const struct config *cfg, int *fd, char *err, size_
 
 static int master_same_listeners(const struct config *a, const struct config *b)
 {
-    return a->port == b->port && strcmp(a->listen_ipv4, b->listen_ipv4) == 0 &&
+    return a->port == b->port && a->udp_port == b->udp_port && strcmp(a->listen_ipv4, b->listen_ipv4) == 0 &&
            strcmp(a->listen_ipv6, b->listen_ipv6) == 0;
 }
 
@@ -598,6 +625,54 @@ static int master_load_config(const char *path, struct config *cfg, char *err, s
     return config_validate(cfg, err, errlen);
 }
 
+/* Resolves the UDP connection-id secret into cfg->udp_secret for the workers: udp.secret_file is
+ * read here (at start and on every reload, so a rotation is a file change and a SIGHUP); with
+ * neither, the host's random secret drawn at start (the same for every worker and generation, so
+ * a reload keeps ids valid; not across hosts or restarts). Returns 0, or -1 with a message. */
+static int master_udp_secret(struct master *m, struct config *cfg, char *err, size_t errlen)
+{
+    if (!cfg->udp_port)
+        return 0;
+    if (cfg->udp_secret_file[0]) {
+        FILE *f = fopen(cfg->udp_secret_file, "r");
+        size_t n;
+        if (!f) {
+            snprintf(err, errlen, "udp.secret_file %s: %s", cfg->udp_secret_file, strerror(errno));
+            return -1;
+        }
+        n = fread(cfg->udp_secret, 1, sizeof(cfg->udp_secret) - 1, f);
+        fclose(f);
+        while (n > 0 && (cfg->udp_secret[n - 1] == '\n' || cfg->udp_secret[n - 1] == '\r' ||
+                         cfg->udp_secret[n - 1] == ' '))
+            n--;
+        cfg->udp_secret[n] = '\0';
+        if (n == 0 || memchr(cfg->udp_secret, '\0', n)) {
+            snprintf(err, errlen, "udp.secret_file %s: empty, or holds a NUL byte", cfg->udp_secret_file);
+            return -1;
+        }
+        return 0;
+    }
+    if (cfg->udp_secret[0])
+        return 0;
+    if (!m->udp_random_secret[0]) {
+        uint8_t r[32];
+        FILE *f = fopen("/dev/urandom", "r");
+        if (!f || fread(r, 1, sizeof(r), f) != sizeof(r)) {
+            if (f)
+                fclose(f);
+            snprintf(err, errlen, "cannot read /dev/urandom for the UDP secret");
+            return -1;
+        }
+        fclose(f);
+        for (size_t i = 0; i < sizeof(r); i++)
+            snprintf(m->udp_random_secret + 2 * i, 3, "%02x", r[i]);
+        log_warn("udp.secret is not set: this host drew a random one; UDP connection ids will not be "
+                 "accepted by other hosts or after a restart (set udp.secret or udp.secret_file on every host)");
+    }
+    snprintf(cfg->udp_secret, sizeof(cfg->udp_secret), "%s", m->udp_random_secret);
+    return 0;
+}
+
 /* SIGHUP: a valid new file starts a new generation; the serving one drains when the new one is
  * complete (master_check_ready); an invalid one is logged and changes nothing. A reload while
  * an earlier one is still starting supersedes it: the unfinished generation drains at once and
@@ -608,7 +683,8 @@ static void master_reload(struct master *m)
     static struct master_gen g; /* large; the master is single-threaded */
     struct config next;
     char err[512];
-    if (master_load_config(m->config_path, &next, err, sizeof(err)) < 0) {
+    if (master_load_config(m->config_path, &next, err, sizeof(err)) < 0 ||
+        master_udp_secret(m, &next, err, sizeof(err)) < 0) {
         log_error("reload refused, keeping the running configuration: %s", err);
         return;
     }
@@ -684,7 +760,8 @@ int master_run(const char *config_path, const struct config *cfg)
     sigprocmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    if (master_check_port_free(&m.cur.cfg, err, sizeof(err)) < 0 ||
+    if (master_udp_secret(&m, &m.cur.cfg, err, sizeof(err)) < 0 ||
+        master_check_port_free(&m.cur.cfg, err, sizeof(err)) < 0 ||
         master_open_lanes(&m.cur.cfg, &m.cur.lanes, master_lane_count(&m.cur.cfg), err, sizeof(err)) < 0) {
         log_error("%s", err);
         return 1;

@@ -67,6 +67,12 @@ static void metrics_total(const struct metrics *m, struct metrics_slot *t)
         t->storage_reconnects += s->storage_reconnects;
         t->http_slow_closes += s->http_slow_closes;
         t->access_log_dropped += s->access_log_dropped;
+        for (int a = 0; a < METRICS_UDP_ACTIONS; a++)
+            t->udp_requests[a] += s->udp_requests[a];
+        for (int e = 0; e < UDP_ERR_COUNT; e++)
+            t->udp_malformed[e] += s->udp_malformed[e];
+        for (int r = 0; r < METRICS_UDP_REFUSALS; r++)
+            t->udp_refused[r] += s->udp_refused[r];
         t->http_output_bytes += s->http_output_bytes;
         t->open_connections += s->open_connections;
         t->inflight += s->inflight;
@@ -126,6 +132,27 @@ void metrics_write_prometheus(const struct metrics *m, struct evbuffer *out)
                     t.http_slow_closes);
     metrics_counter(out, "tyto_access_log_dropped_total", "Access-log lines dropped: the log did not keep up.",
                     t.access_log_dropped);
+
+    static const char *const udp_actions[METRICS_UDP_ACTIONS] = { "connect", "announce", "scrape" };
+    static const char *const udp_refusals[METRICS_UDP_REFUSALS] = {
+        "connection_id_forged", "connection_id_expired", "connection_id_future", "source_port_0", "oversize",
+        "path",
+    };
+    evbuffer_add_printf(out, "# HELP tyto_udp_requests_total UDP (BEP 15) requests answered, by action.\n"
+                             "# TYPE tyto_udp_requests_total counter\n");
+    for (int a = 0; a < METRICS_UDP_ACTIONS; a++)
+        evbuffer_add_printf(out, "tyto_udp_requests_total{action=\"%s\"} %llu\n", udp_actions[a],
+                            (unsigned long long)t.udp_requests[a]);
+    evbuffer_add_printf(out, "# HELP tyto_udp_malformed_total UDP datagrams that do not decode, by kind.\n"
+                             "# TYPE tyto_udp_malformed_total counter\n");
+    for (int e = 1; e < UDP_ERR_COUNT; e++)
+        evbuffer_add_printf(out, "tyto_udp_malformed_total{kind=\"%s\"} %llu\n", udp_err_name((enum udp_err)e),
+                            (unsigned long long)t.udp_malformed[e]);
+    evbuffer_add_printf(out, "# HELP tyto_udp_refused_total UDP datagrams refused or dropped, by why.\n"
+                             "# TYPE tyto_udp_refused_total counter\n");
+    for (int r = 0; r < METRICS_UDP_REFUSALS; r++)
+        evbuffer_add_printf(out, "tyto_udp_refused_total{why=\"%s\"} %llu\n", udp_refusals[r],
+                            (unsigned long long)t.udp_refused[r]);
 
     evbuffer_add_printf(out, "# HELP tyto_inflight_requests Requests waiting for storage.\n"
                              "# TYPE tyto_inflight_requests gauge\ntyto_inflight_requests %lld\n",

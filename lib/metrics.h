@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include "lib/announce.h"
+#include "lib/udp.h"
 
 struct evbuffer;
 
@@ -20,6 +21,18 @@ enum metrics_route {
     METRICS_ROUTE_STATS,
     METRICS_ROUTE_NOT_FOUND,
     METRICS_ROUTE_COUNT
+};
+
+/* UDP (BEP 15) datagrams, kept apart from the HTTP series above. */
+enum metrics_udp_action { METRICS_UDP_CONNECT, METRICS_UDP_ANNOUNCE, METRICS_UDP_SCRAPE, METRICS_UDP_ACTIONS };
+enum metrics_udp_refusal {
+    METRICS_UDP_CONNID_FORGED,     /* MAC mismatch: forged, another address, another secret */
+    METRICS_UDP_CONNID_EXPIRED,
+    METRICS_UDP_CONNID_FUTURE,
+    METRICS_UDP_SOURCE_PORT_0,     /* dropped: nowhere to answer */
+    METRICS_UDP_OVERSIZE,          /* dropped: larger than any request */
+    METRICS_UDP_PATH,              /* BEP 41 URL data other than /announce */
+    METRICS_UDP_REFUSALS
 };
 
 /* Upper bounds of the latency histogram buckets, in microseconds (the last bucket is +Inf). */
@@ -41,6 +54,9 @@ struct metrics_slot {
     uint64_t storage_round_trips, storage_commands, storage_errors, storage_timeouts, storage_reconnects;
     uint64_t http_slow_closes;                        /* connections cut as slow readers */
     uint64_t access_log_dropped;                      /* access-log lines dropped (log full) */
+    uint64_t udp_requests[METRICS_UDP_ACTIONS];       /* UDP requests answered, by action */
+    uint64_t udp_malformed[UDP_ERR_COUNT];            /* undecodable datagrams, by enum udp_err */
+    uint64_t udp_refused[METRICS_UDP_REFUSALS];
     /* Gauges: each worker refreshes its own (lib/worker.c, a short timer); the master zeroes a
      * slot's when it reaps its worker. */
     int64_t open_connections;                         /* on the tracker port */

@@ -13,7 +13,7 @@
 
 #define NET_BACKLOG 4096 /* capped by net.core.somaxconn */
 
-int net_listen_tcp(const char *addr, int port, bool reuseport, char *err, size_t errlen)
+static int net_listen(const char *addr, int port, int type, bool reuseport, char *err, size_t errlen)
 {
     struct sockaddr_storage ss;
     socklen_t sslen;
@@ -33,7 +33,7 @@ int net_listen_tcp(const char *addr, int port, bool reuseport, char *err, size_t
         return -1;
     }
 
-    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = socket(ss.ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         goto fail;
     int one = 1;
@@ -45,18 +45,28 @@ int net_listen_tcp(const char *addr, int port, bool reuseport, char *err, size_t
         goto fail;
     if (bind(fd, (struct sockaddr *)&ss, sslen) < 0)
         goto fail;
-    if (listen(fd, NET_BACKLOG) < 0)
+    if (type == SOCK_STREAM && listen(fd, NET_BACKLOG) < 0)
         goto fail;
     return fd;
 
 fail:;
     int saved = errno; /* the caller tells a missing address family from other failures */
-    snprintf(err, errlen, "cannot listen on %s%s%s:%d: %s", ss.ss_family == AF_INET6 ? "[" : "",
-             addr, ss.ss_family == AF_INET6 ? "]" : "", port, strerror(saved));
+    snprintf(err, errlen, "cannot listen on %s%s%s:%d%s: %s", ss.ss_family == AF_INET6 ? "[" : "",
+             addr, ss.ss_family == AF_INET6 ? "]" : "", port, type == SOCK_DGRAM ? "/udp" : "", strerror(saved));
     if (fd >= 0)
         close(fd);
     errno = saved;
     return -1;
+}
+
+int net_listen_tcp(const char *addr, int port, bool reuseport, char *err, size_t errlen)
+{
+    return net_listen(addr, port, SOCK_STREAM, reuseport, err, errlen);
+}
+
+int net_listen_udp(const char *addr, int port, bool reuseport, char *err, size_t errlen)
+{
+    return net_listen(addr, port, SOCK_DGRAM, reuseport, err, errlen);
 }
 
 void net_format_addr(const struct sockaddr *sa, char *buf, size_t cap)

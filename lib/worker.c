@@ -1,15 +1,21 @@
-/* A worker: one libevent loop that reads HTTP requests from the inherited listeners, parses them
- * into typed requests (lib/announce.c), hands them to storage, and bencodes storage's answer
- * back. It keeps no swarm state. Request path, top to bottom:
- *   worker_on_request (lib/http.c parsed it) -> worker_announce -> worker_client_addr
- *   -> ratelimit_allow -> announce_parse -> peercap_admit -> storage_announce
- *   -> worker_announce_done -> announce_write_reply -> worker_send -> http_reply
+/* A worker: one libevent loop that reads HTTP requests and UDP (BEP 15) datagrams from the
+ * inherited sockets, decodes them into typed requests, hands them to storage, and encodes
+ * storage's answer back. It keeps no swarm state. One request path, two fronts:
+ *   HTTP: worker_on_request (lib/http.c parsed it) -> worker_announce -> worker_client_addr
+ *         -> announce_decode_query
+ *   UDP:  worker_on_udp (recvmmsg) -> worker_udp_datagram -> udp_connid_check
+ *         -> udp_decode_announce
+ *   both: worker_announce_submit -> ratelimit_allow -> announce_validate -> peercap_admit
+ *         -> storage_announce -> worker_announce_done -> the front's announce_done / fail
+ *   HTTP: announce_write_reply -> worker_send -> http_reply
+ *   UDP:  udp_write_announce -> worker_udp_queue -> sendmmsg (worker_udp_flush)
  * Operator routes (/metrics, /stats) are served only on the admin listener. The map of the
  * whole path: docs/architecture.md. */
 #include "lib/worker.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <sys/socket.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -28,7 +34,38 @@
 #include "lib/metrics.h"
 #include "lib/peercap.h"
 #include "lib/ratelimit.h"
+#include "lib/udp.h"
+#include "lib/udp_connid.h"
 #include "storage/storage.h"
+
+#define WORKER_MAX_UDP 4               /* UDP sockets a worker reads (its lanes' addresses) */
+#ifndef WORKER_UDP_BATCH                /* -DWORKER_UDP_BATCH=1 builds the one-datagram baseline */
+#define WORKER_UDP_BATCH 32            /* datagrams per recvmmsg / sendmmsg */
+#endif
+#define WORKER_UDP_RECV_CAP 2048       /* the largest request is 16 + 74 x 20 bytes, or 98 + options */
+#define WORKER_UDP_REPLY_CAP 8192      /* an announce reply carries the peers that fit */
+#define WORKER_UDP_BATCHES_PER_WAKE 8  /* then back to the loop: HTTP and storage get their turn */
+
+/* One reply waiting for the next sendmmsg. */
+struct worker_udp_msg {
+    int fd;
+    socklen_t salen;
+    struct sockaddr_storage sa;
+    size_t len;
+    uint8_t buf[WORKER_UDP_REPLY_CAP];
+};
+
+/* The UDP front's part of a worker. */
+struct worker_udp {
+    int fds[WORKER_MAX_UDP];
+    struct event *ev[WORKER_MAX_UDP];
+    int nfds;
+    struct udp_connid_keys keys;
+    struct event *flush_ev;            /* sends what storage callbacks queued, once per loop turn */
+    struct worker_udp_msg *out;        /* WORKER_UDP_BATCH */
+    unsigned nout;
+    uint8_t (*in)[WORKER_UDP_RECV_CAP]; /* WORKER_UDP_BATCH */
+};
 
 struct worker {
     const struct config *cfg;
@@ -54,20 +91,42 @@ struct worker {
     struct timespec ready_start;
     const int *fds;                    /* the tracker listeners, accepted on once ready */
     int nfds;
+    struct worker_udp udp;             /* the UDP sockets, read once ready */
     unsigned inflight;                 /* requests waiting for storage */
     int failed;                        /* could not start serving: exit 1 */
     int draining;
     struct timespec drain_start;
 };
 
+struct worker_call;
+
+/* How a front answers: the shared path calls exactly one of these, once, then frees the call. */
+struct worker_front {
+    void (*announce_done)(struct worker_call *call, const struct announce_reply *rep);
+    void (*scrape_done)(struct worker_call *call, const struct scrape_reply *rep);
+    void (*fail)(struct worker_call *call, enum announce_err err);
+};
+
+/* The UDP front's reply address and what its reply needs. */
+struct worker_udp_peer {
+    int fd;
+    socklen_t salen;
+    struct sockaddr_storage sa;
+    uint32_t transaction_id;
+    unsigned nhashes;                  /* scrape: hashes asked, in request order ... */
+    uint8_t hash_index[UDP_SCRAPE_MAX_HASHES]; /* ... each one's index in scrape->info_hash */
+};
+
 /* One request waiting for storage; freed when its reply is sent. */
 struct worker_call {
     struct worker *w;
-    struct http_request *req;
+    const struct worker_front *front;
     enum metrics_route route;
     struct timespec start;
     struct announce_req announce;
     struct scrape_req *scrape;         /* separate: 256 hashes would bloat every announce */
+    struct http_request *req;          /* HTTP front */
+    struct worker_udp_peer udp;        /* UDP front */
 };
 
 static int64_t worker_now_s(struct worker *w)
@@ -185,7 +244,7 @@ static void worker_send_failure(struct worker *w, struct http_request *req, enum
  * failure beats a queue that grows while Redis falls behind) or memory is short. Waiting
  * includes storage's backlog: requests answered "timed out" whose commands are still queued at
  * Redis. Without it every timeout freed a slot while the queue kept growing. */
-static struct worker_call *worker_call_new(struct worker *w, struct http_request *req,
+static struct worker_call *worker_call_new(struct worker *w, const struct worker_front *front,
                                            enum metrics_route route, const struct timespec *start)
 {
     if (w->inflight + w->st->backlog >= (unsigned)w->cfg->http_max_pending)
@@ -194,7 +253,8 @@ static struct worker_call *worker_call_new(struct worker *w, struct http_request
     if (!call)
         return NULL;
     call->w = w;
-    call->req = req;
+    call->front = front;
+    call->req = NULL;
     call->route = route;
     call->start = *start;
     call->scrape = NULL;
@@ -231,40 +291,36 @@ static enum announce_err worker_client_addr(struct worker *w, struct http_reques
     return rc < 0 ? ANNOUNCE_ERR_CLIENT_ADDRESS : rc > 0 ? ANNOUNCE_ERR_FORWARDED_INVALID : ANNOUNCE_OK;
 }
 
+/* ---- the shared request path ---- */
+
 static void worker_announce_done(const struct announce_reply *rep, int status, void *arg)
 {
     struct worker_call *call = arg;
-    struct worker *w = call->w;
-    if (status != STORAGE_OK) {
-        worker_send_failure(w, call->req, storage_status_err(status), call->route, &call->start);
-    } else {
-        announce_write_reply(http_reply_body(call->req), &call->announce, rep, &w->timing);
-        worker_send(w, call->req, 200, "text/plain", call->route, &call->start);
-    }
+    if (status != STORAGE_OK)
+        call->front->fail(call, storage_status_err(status));
+    else
+        call->front->announce_done(call, rep);
     worker_call_free(call);
 }
 
-static void worker_announce(struct worker *w, struct http_request *req, const char *query,
-                            size_t query_len, const struct timespec *start)
+/* Every front's announce after decoding: the rate limit (by the client's address, before ip=
+ * may replace it; a flood costs a table lookup, not storage), then the front's decoding result,
+ * then the shared validation, the peer cap, storage. client: the address storage records unless
+ * ip= is allowed. Answers through call->front on every path. */
+static void worker_announce_submit(struct worker_call *call, const struct peer_addr *client,
+                                   enum announce_err decoded, const struct announce_fields *f)
 {
-    struct worker_call *call = worker_call_new(w, req, METRICS_ROUTE_ANNOUNCE, start);
-    if (!call) {
-        worker_send_failure(w, req, ANNOUNCE_ERR_OVERLOADED, METRICS_ROUTE_ANNOUNCE, start);
-        return;
-    }
+    struct worker *w = call->w;
     struct announce_req *areq = &call->announce;
+    enum announce_err err = decoded;
     memset(areq, 0, sizeof(*areq));
+    areq->peer = *client;
     areq->now_s = worker_now_s(w);
-    enum announce_err err = worker_client_addr(w, req, &areq->peer);
-    if (err == ANNOUNCE_OK) {
-        /* Counted by the connection's client address, before ip= may replace it, and before
-         * parsing: a flood costs a table lookup, not storage. */
-        if (w->rl && !ratelimit_allow(w->rl, &areq->peer, areq->now_s, (unsigned)w->cfg->rate_limit_announces,
-                                      (unsigned)w->cfg->rate_limit_window_s, 1))
-            err = ANNOUNCE_ERR_RATE_LIMITED;
-        else
-            err = announce_parse(query, query_len, &w->lim, areq);
-    }
+    if (w->rl && !ratelimit_allow(w->rl, client, areq->now_s, (unsigned)w->cfg->rate_limit_announces,
+                                  (unsigned)w->cfg->rate_limit_window_s, 1))
+        err = ANNOUNCE_ERR_RATE_LIMITED;
+    if (err == ANNOUNCE_OK)
+        err = announce_validate(f, &w->lim, areq);
     /* The cap counts the address storage records (after ip=), so that Redis never holds more
      * than cap members of one address in one swarm from this host. */
     if (err == ANNOUNCE_OK && w->pc &&
@@ -272,7 +328,7 @@ static void worker_announce(struct worker *w, struct http_request *req, const ch
                        areq->now_s, (unsigned)w->cfg->peer_ttl_s, (unsigned)w->cfg->swarm_max_peers_per_address))
         err = ANNOUNCE_ERR_PEER_CAP;
     if (err != ANNOUNCE_OK) {
-        worker_send_failure(w, req, err, METRICS_ROUTE_ANNOUNCE, start);
+        call->front->fail(call, err);
         worker_call_free(call);
         return;
     }
@@ -282,52 +338,473 @@ static void worker_announce(struct worker *w, struct http_request *req, const ch
 static void worker_scrape_done(const struct scrape_reply *rep, int status, void *arg)
 {
     struct worker_call *call = arg;
-    struct worker *w = call->w;
-    if (status != STORAGE_OK) {
-        worker_send_failure(w, call->req, storage_status_err(status), call->route, &call->start);
-    } else {
-        scrape_write_reply(http_reply_body(call->req), call->scrape, rep);
-        worker_send(w, call->req, 200, "text/plain", call->route, &call->start);
-    }
+    if (status != STORAGE_OK)
+        call->front->fail(call, storage_status_err(status));
+    else
+        call->front->scrape_done(call, rep);
     worker_call_free(call);
+}
+
+/* Every front's scrape after decoding into call->scrape (decoded: the front's result). One unit
+ * of the announce rate limit per info_hash, as each costs storage about what a small announce
+ * does; a malformed scrape weighs 1, as a malformed announce does. */
+static void worker_scrape_submit(struct worker_call *call, const struct peer_addr *client,
+                                 enum announce_err decoded)
+{
+    struct worker *w = call->w;
+    struct scrape_req *sreq = call->scrape;
+    enum announce_err err = decoded;
+    unsigned cost = decoded == ANNOUNCE_OK ? sreq->count : 1;
+    if (w->rl && !ratelimit_allow(w->rl, client, sreq->now_s, (unsigned)w->cfg->rate_limit_announces,
+                                  (unsigned)w->cfg->rate_limit_window_s, cost))
+        err = ANNOUNCE_ERR_RATE_LIMITED;
+    if (err != ANNOUNCE_OK) {
+        call->front->fail(call, err);
+        worker_call_free(call);
+        return;
+    }
+    storage_scrape(w->st, sreq, worker_scrape_done, call);
+}
+
+/* A call with its scrape request, or NULL (the caller answers "overloaded"). */
+static struct worker_call *worker_scrape_call_new(struct worker *w, const struct worker_front *front,
+                                                  const struct timespec *start)
+{
+    struct worker_call *call = worker_call_new(w, front, METRICS_ROUTE_SCRAPE, start);
+    if (!call)
+        return NULL;
+    call->scrape = malloc(sizeof(*call->scrape));
+    if (!call->scrape) {
+        worker_call_free(call);
+        return NULL;
+    }
+    call->scrape->count = 0;
+    call->scrape->now_s = worker_now_s(w);
+    return call;
+}
+
+/* ---- the HTTP front ---- */
+
+static void worker_http_announce_done(struct worker_call *call, const struct announce_reply *rep)
+{
+    announce_write_reply(http_reply_body(call->req), &call->announce, rep, &call->w->timing);
+    worker_send(call->w, call->req, 200, "text/plain", call->route, &call->start);
+}
+
+static void worker_http_scrape_done(struct worker_call *call, const struct scrape_reply *rep)
+{
+    scrape_write_reply(http_reply_body(call->req), call->scrape, rep);
+    worker_send(call->w, call->req, 200, "text/plain", call->route, &call->start);
+}
+
+static void worker_http_fail(struct worker_call *call, enum announce_err err)
+{
+    worker_send_failure(call->w, call->req, err, call->route, &call->start);
+}
+
+static const struct worker_front worker_http_front = {
+    worker_http_announce_done, worker_http_scrape_done, worker_http_fail,
+};
+
+static void worker_announce(struct worker *w, struct http_request *req, const char *query,
+                            size_t query_len, const struct timespec *start)
+{
+    struct worker_call *call = worker_call_new(w, &worker_http_front, METRICS_ROUTE_ANNOUNCE, start);
+    if (!call) {
+        worker_send_failure(w, req, ANNOUNCE_ERR_OVERLOADED, METRICS_ROUTE_ANNOUNCE, start);
+        return;
+    }
+    call->req = req;
+    struct peer_addr client;
+    enum announce_err err = worker_client_addr(w, req, &client);
+    if (err != ANNOUNCE_OK) {
+        worker_http_fail(call, err);
+        worker_call_free(call);
+        return;
+    }
+    struct announce_fields f;
+    err = announce_decode_query(query, query_len, w->lim.allow_ip_param, &f);
+    worker_announce_submit(call, &client, err, &f);
 }
 
 static void worker_scrape(struct worker *w, struct http_request *req, const char *query,
                           size_t query_len, const struct timespec *start)
 {
-    struct worker_call *call = worker_call_new(w, req, METRICS_ROUTE_SCRAPE, start);
+    struct worker_call *call = worker_scrape_call_new(w, &worker_http_front, start);
     if (!call) {
         worker_send_failure(w, req, ANNOUNCE_ERR_OVERLOADED, METRICS_ROUTE_SCRAPE, start);
         return;
     }
-    struct scrape_req *sreq = call->scrape = malloc(sizeof(*sreq));
-    if (!sreq) {
-        worker_send_failure(w, req, ANNOUNCE_ERR_OVERLOADED, METRICS_ROUTE_SCRAPE, start);
-        worker_call_free(call);
-        return;
-    }
-    sreq->count = 0;
-    sreq->now_s = worker_now_s(w);
+    call->req = req;
     struct peer_addr client;
     enum announce_err err = worker_client_addr(w, req, &client);
-    if (err == ANNOUNCE_OK) {
-        /* Parsed first (pure, no storage) for its weight: one unit of the announce rate limit
-         * per info_hash, as each costs storage about what a small announce does; a malformed
-         * scrape weighs 1, as a malformed announce does. */
-        enum announce_err perr = scrape_parse(query, query_len, &w->lim, sreq);
-        unsigned cost = perr == ANNOUNCE_OK ? sreq->count : 1;
-        if (w->rl && !ratelimit_allow(w->rl, &client, sreq->now_s, (unsigned)w->cfg->rate_limit_announces,
-                                      (unsigned)w->cfg->rate_limit_window_s, cost))
-            err = ANNOUNCE_ERR_RATE_LIMITED;
-        else
-            err = perr;
-    }
     if (err != ANNOUNCE_OK) {
-        worker_send_failure(w, req, err, METRICS_ROUTE_SCRAPE, start);
+        worker_http_fail(call, err);
         worker_call_free(call);
         return;
     }
-    storage_scrape(w->st, sreq, worker_scrape_done, call);
+    /* Parsed first (pure, no storage) for its weight in the rate limit. */
+    worker_scrape_submit(call, &client, scrape_parse(query, query_len, &w->lim, call->scrape));
+}
+
+/* ---- the UDP front (BEP 15) ---- */
+
+static void worker_udp_flush(struct worker *w)
+{
+    struct mmsghdr msgs[WORKER_UDP_BATCH];
+    struct iovec iov[WORKER_UDP_BATCH];
+    unsigned i = 0;
+    while (i < w->udp.nout) {
+        /* One sendmmsg per run of replies on the same socket. */
+        unsigned n = 0;
+        int fd = w->udp.out[i].fd;
+        while (i + n < w->udp.nout && w->udp.out[i + n].fd == fd) {
+            struct worker_udp_msg *m = &w->udp.out[i + n];
+            iov[n].iov_base = m->buf;
+            iov[n].iov_len = m->len;
+            memset(&msgs[n], 0, sizeof(msgs[n]));
+            msgs[n].msg_hdr.msg_name = &m->sa;
+            msgs[n].msg_hdr.msg_namelen = m->salen;
+            msgs[n].msg_hdr.msg_iov = &iov[n];
+            msgs[n].msg_hdr.msg_iovlen = 1;
+            n++;
+        }
+        unsigned sent = 0;
+        while (sent < n) {
+            int r = sendmmsg(fd, msgs + sent, n - sent, MSG_DONTWAIT);
+            if (r <= 0) {
+                /* A full socket buffer or an unreachable client: UDP replies are best effort;
+                 * skip the one that failed (the client retries). */
+                sent++;
+                continue;
+            }
+            sent += (unsigned)r;
+        }
+        i += n;
+    }
+    w->udp.nout = 0;
+}
+
+static void worker_on_udp_flush(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    worker_udp_flush(arg);
+}
+
+/* A reply slot for peer, sent at the end of this read batch or loop turn. */
+static struct worker_udp_msg *worker_udp_queue(struct worker *w, const struct worker_udp_peer *peer)
+{
+    if (w->udp.nout == WORKER_UDP_BATCH)
+        worker_udp_flush(w);
+    struct worker_udp_msg *m = &w->udp.out[w->udp.nout++];
+    m->fd = peer->fd;
+    m->salen = peer->salen;
+    memcpy(&m->sa, &peer->sa, peer->salen);
+    m->len = 0;
+    if (w->udp.nout == 1 && w->udp.flush_ev)
+        event_active(w->udp.flush_ev, EV_TIMEOUT, 0);
+    return m;
+}
+
+static void worker_udp_log(struct worker *w, const struct worker_udp_peer *peer, const char *action, int status,
+                           size_t bytes, const struct timespec *start)
+{
+    if (!w->access)
+        return;
+    accesslog_write(w->access, worker_now_s(w), (const struct sockaddr *)&peer->sa, status, bytes,
+                    worker_elapsed_us(start), action, strlen(action));
+}
+
+/* An error action. cap_len: the request's length when the sender has not proved it receives
+ * at its address (no valid connection id yet): the reply is never larger (no amplification). */
+static void worker_udp_error(struct worker *w, const struct worker_udp_peer *peer, const char *action,
+                             const char *msg, size_t cap_len, const struct timespec *start)
+{
+    struct worker_udp_msg *m = worker_udp_queue(w, peer);
+    m->len = udp_write_error(m->buf, cap_len < sizeof(m->buf) ? cap_len : sizeof(m->buf), peer->transaction_id,
+                             msg);
+    if (m->len == 0)
+        w->udp.nout--;
+    worker_udp_log(w, peer, action, 400, m->len, start);
+}
+
+static void worker_udp_announce_done(struct worker_call *call, const struct announce_reply *rep)
+{
+    struct worker *w = call->w;
+    struct worker_udp_msg *m = worker_udp_queue(w, &call->udp);
+    /* The socket's family decides: 6-byte peers over IPv4, 18-byte peers over IPv6 (BEP 15). */
+    if (call->udp.sa.ss_family == AF_INET6)
+        m->len = udp_write_announce(m->buf, sizeof(m->buf), call->udp.transaction_id, w->timing.interval_s,
+                                    &rep->stats, rep->peers6, rep->peers6_count, PEER_COMPACT6_LEN);
+    else
+        m->len = udp_write_announce(m->buf, sizeof(m->buf), call->udp.transaction_id, w->timing.interval_s,
+                                    &rep->stats, rep->peers4, rep->peers4_count, PEER_COMPACT4_LEN);
+    w->slot->udp_requests[METRICS_UDP_ANNOUNCE]++;
+    worker_udp_log(w, &call->udp, "udp:announce", 200, m->len, &call->start);
+}
+
+static void worker_udp_scrape_done(struct worker_call *call, const struct scrape_reply *rep)
+{
+    struct worker *w = call->w;
+    struct swarm_stats st[UDP_SCRAPE_MAX_HASHES];
+    for (unsigned i = 0; i < call->udp.nhashes; i++) {
+        unsigned k = call->udp.hash_index[i];
+        if (k < rep->count)
+            st[i] = rep->stats[k];
+        else
+            memset(&st[i], 0, sizeof(st[i]));
+    }
+    struct worker_udp_msg *m = worker_udp_queue(w, &call->udp);
+    m->len = udp_write_scrape(m->buf, sizeof(m->buf), call->udp.transaction_id, st, call->udp.nhashes);
+    w->slot->udp_requests[METRICS_UDP_SCRAPE]++;
+    worker_udp_log(w, &call->udp, "udp:scrape", 200, m->len, &call->start);
+}
+
+static void worker_udp_fail(struct worker_call *call, enum announce_err err)
+{
+    struct worker *w = call->w;
+    if (err > 0 && err < ANNOUNCE_ERR_COUNT)
+        w->slot->failures[err]++;
+    worker_udp_error(w, &call->udp, call->route == METRICS_ROUTE_SCRAPE ? "udp:scrape" : "udp:announce",
+                     announce_reason(err), SIZE_MAX, &call->start);
+}
+
+static const struct worker_front worker_udp_front = {
+    worker_udp_announce_done, worker_udp_scrape_done, worker_udp_fail,
+};
+
+/* The checks before any work: a valid connection id for this address. Returns true, or answers
+ * (an error no larger than the request) and returns false. */
+static bool worker_udp_connid_ok(struct worker *w, const struct worker_udp_peer *peer, const struct udp_head *h,
+                                 const struct peer_addr *client, const char *action, size_t len,
+                                 const struct timespec *start)
+{
+    switch (udp_connid_check(&w->udp.keys, h->connection_id, client, worker_now_s(w),
+                             (unsigned)w->cfg->udp_connection_id_ttl_s)) {
+    case UDP_CONNID_OK:
+        return true;
+    case UDP_CONNID_EXPIRED:
+        w->slot->udp_refused[METRICS_UDP_CONNID_EXPIRED]++;
+        worker_udp_error(w, peer, action, "connection id expired", len, start);
+        return false;
+    case UDP_CONNID_FUTURE:
+        w->slot->udp_refused[METRICS_UDP_CONNID_FUTURE]++;
+        worker_udp_error(w, peer, action, "connection id issued in the future", len, start);
+        return false;
+    case UDP_CONNID_FORGED:
+    default:
+        w->slot->udp_refused[METRICS_UDP_CONNID_FORGED]++;
+        worker_udp_error(w, peer, action, "invalid connection id", len, start);
+        return false;
+    }
+}
+
+static void worker_udp_announce(struct worker *w, const struct worker_udp_peer *peer, const struct udp_head *h,
+                                const struct peer_addr *client, const uint8_t *buf, size_t len,
+                                const struct timespec *start)
+{
+    struct udp_announce a;
+    enum udp_err uerr;
+    if (!worker_udp_connid_ok(w, peer, h, client, "udp:announce", len, start))
+        return;
+    if ((uerr = udp_decode_announce(buf, len, &a)) != UDP_OK) {
+        w->slot->udp_malformed[uerr]++;
+        worker_udp_error(w, peer, "udp:announce", udp_reason(uerr), SIZE_MAX, start);
+        return;
+    }
+    if (!udp_url_is_announce(&a)) {
+        w->slot->udp_refused[METRICS_UDP_PATH]++;
+        worker_udp_error(w, peer, "udp:announce",
+                         "this tracker serves udp://host:port/announce only (no passkey paths)", SIZE_MAX, start);
+        return;
+    }
+    struct worker_call *call = worker_call_new(w, &worker_udp_front, METRICS_ROUTE_ANNOUNCE, start);
+    if (!call) {
+        worker_udp_error(w, peer, "udp:announce", announce_reason(ANNOUNCE_ERR_OVERLOADED), SIZE_MAX, start);
+        return;
+    }
+    call->udp = *peer;
+    worker_announce_submit(call, client, ANNOUNCE_OK, &a.fields);
+}
+
+static void worker_udp_scrape(struct worker *w, const struct worker_udp_peer *peer, const struct udp_head *h,
+                              const struct peer_addr *client, const uint8_t *buf, size_t len,
+                              const struct timespec *start)
+{
+    static struct udp_scrape s;        /* 1.5 KB; the worker is single-threaded */
+    enum udp_err uerr;
+    if (!worker_udp_connid_ok(w, peer, h, client, "udp:scrape", len, start))
+        return;
+    if ((uerr = udp_decode_scrape(buf, len, &s)) != UDP_OK) {
+        w->slot->udp_malformed[uerr]++;
+        worker_udp_error(w, peer, "udp:scrape", udp_reason(uerr), SIZE_MAX, start);
+        return;
+    }
+    struct worker_call *call = worker_scrape_call_new(w, &worker_udp_front, start);
+    if (!call) {
+        worker_udp_error(w, peer, "udp:scrape", announce_reason(ANNOUNCE_ERR_OVERLOADED), SIZE_MAX, start);
+        return;
+    }
+    call->udp = *peer;
+    call->udp.nhashes = s.count;
+    /* The shared rules (scrape.max_hashes distinct hashes); the reply keeps request order. */
+    enum announce_err err = ANNOUNCE_OK;
+    for (unsigned i = 0; i < s.count && err == ANNOUNCE_OK; i++) {
+        unsigned k = 0;
+        err = scrape_add(call->scrape, &w->lim, s.info_hash[i], &k);
+        call->udp.hash_index[i] = (uint8_t)k;
+    }
+    worker_scrape_submit(call, client, err);
+}
+
+/* One datagram from sa. Dropped without a word: no transaction id (shorter than 16 bytes), a
+ * source port 0, a connect that is not BEP 15's. Everything else is answered. */
+static void worker_udp_datagram(struct worker *w, int fd, const uint8_t *buf, size_t len,
+                                const struct sockaddr_storage *sa, socklen_t salen)
+{
+    struct timespec start;
+    struct worker_udp_peer peer;
+    struct peer_addr client;
+    struct udp_head h;
+    enum udp_err uerr;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    memset(&client, 0, sizeof(client));
+    if (clientip_from_sockaddr((const struct sockaddr *)sa, &client) < 0)
+        return;
+    /* Source port 0: nowhere to answer (and a sign of a forged source). */
+    if ((sa->ss_family == AF_INET ? ((const struct sockaddr_in *)sa)->sin_port
+                                  : ((const struct sockaddr_in6 *)sa)->sin6_port) == 0) {
+        w->slot->udp_refused[METRICS_UDP_SOURCE_PORT_0]++;
+        return;
+    }
+    if ((uerr = udp_decode_head(buf, len, &h)) != UDP_OK) {
+        w->slot->udp_malformed[uerr]++;
+        return;
+    }
+    peer.fd = fd;
+    peer.salen = salen;
+    memcpy(&peer.sa, sa, salen);
+    peer.transaction_id = h.transaction_id;
+    peer.nhashes = 0;
+    switch (h.action) {
+    case UDP_ACTION_CONNECT:
+        if ((uerr = udp_decode_connect(buf, len)) != UDP_OK) {
+            w->slot->udp_malformed[uerr]++;
+            return;
+        }
+        struct worker_udp_msg *m = worker_udp_queue(w, &peer);
+        m->len = udp_write_connect(m->buf, sizeof(m->buf), h.transaction_id,
+                                   udp_connid_issue(&w->udp.keys, &client, worker_now_s(w)));
+        w->slot->udp_requests[METRICS_UDP_CONNECT]++;
+        worker_udp_log(w, &peer, "udp:connect", 200, m->len, &start);
+        return;
+    case UDP_ACTION_ANNOUNCE:
+        worker_udp_announce(w, &peer, &h, &client, buf, len, &start);
+        return;
+    case UDP_ACTION_SCRAPE:
+        worker_udp_scrape(w, &peer, &h, &client, buf, len, &start);
+        return;
+    default:
+        w->slot->udp_malformed[UDP_ERR_ACTION]++;
+        worker_udp_error(w, &peer, "udp:unknown", udp_reason(UDP_ERR_ACTION), len, &start);
+        return;
+    }
+}
+
+static void worker_on_udp(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    struct worker *w = arg;
+    struct mmsghdr msgs[WORKER_UDP_BATCH];
+    struct iovec iov[WORKER_UDP_BATCH];
+    struct sockaddr_storage sa[WORKER_UDP_BATCH];
+    for (int batch = 0; batch < WORKER_UDP_BATCHES_PER_WAKE; batch++) {
+        memset(msgs, 0, sizeof(msgs));
+        for (int i = 0; i < WORKER_UDP_BATCH; i++) {
+            iov[i].iov_base = w->udp.in[i];
+            iov[i].iov_len = WORKER_UDP_RECV_CAP;
+            msgs[i].msg_hdr.msg_name = &sa[i];
+            msgs[i].msg_hdr.msg_namelen = sizeof(sa[i]);
+            msgs[i].msg_hdr.msg_iov = &iov[i];
+            msgs[i].msg_hdr.msg_iovlen = 1;
+        }
+        int n = recvmmsg(fd, msgs, WORKER_UDP_BATCH, MSG_DONTWAIT, NULL);
+        if (n <= 0)
+            break;
+        for (int i = 0; i < n; i++) {
+            if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
+                w->slot->udp_refused[METRICS_UDP_OVERSIZE]++;
+                continue;
+            }
+            worker_udp_datagram(w, fd, w->udp.in[i], msgs[i].msg_len, &sa[i], msgs[i].msg_hdr.msg_namelen);
+        }
+        worker_udp_flush(w);
+        if (n < WORKER_UDP_BATCH)
+            break;
+    }
+}
+
+/* Splits the inherited sockets: the TCP listeners stay in w->fds for lib/http.c, the UDP ones
+ * go to the UDP front. */
+static int worker_setup_udp(struct worker *w, const int *fds, int nfds, int *tcp_fds, int *ntcp)
+{
+    const struct config *cfg = w->cfg;
+    *ntcp = 0;
+    for (int i = 0; i < nfds; i++) {
+        int type = 0;
+        socklen_t tl = sizeof(type);
+        if (getsockopt(fds[i], SOL_SOCKET, SO_TYPE, &type, &tl) == 0 && type == SOCK_DGRAM) {
+            if (w->udp.nfds < WORKER_MAX_UDP)
+                w->udp.fds[w->udp.nfds++] = fds[i];
+        } else {
+            tcp_fds[(*ntcp)++] = fds[i];
+        }
+    }
+    if (w->udp.nfds == 0)
+        return 0;
+    if (udp_connid_init(&w->udp.keys, cfg->udp_secret, strlen(cfg->udp_secret), cfg->udp_secret_previous,
+                        strlen(cfg->udp_secret_previous)) < 0) {
+        log_error("cannot start libsodium");
+        return -1;
+    }
+    w->udp.out = malloc(sizeof(*w->udp.out) * WORKER_UDP_BATCH);
+    w->udp.in = malloc(sizeof(*w->udp.in) * WORKER_UDP_BATCH);
+    w->udp.flush_ev = event_new(w->base, -1, 0, worker_on_udp_flush, w);
+    if (!w->udp.out || !w->udp.in || !w->udp.flush_ev)
+        return -1;
+    for (int i = 0; i < w->udp.nfds; i++) {
+        w->udp.ev[i] = event_new(w->base, w->udp.fds[i], EV_READ | EV_PERSIST, worker_on_udp, w);
+        if (!w->udp.ev[i])
+            return -1;
+    }
+    return 0;
+}
+
+static int worker_udp_start(struct worker *w)
+{
+    for (int i = 0; i < w->udp.nfds; i++)
+        if (event_add(w->udp.ev[i], NULL) < 0)
+            return -1;
+    return 0;
+}
+
+static void worker_udp_stop(struct worker *w)
+{
+    for (int i = 0; i < w->udp.nfds; i++)
+        if (w->udp.ev[i])
+            event_del(w->udp.ev[i]);
+}
+
+static void worker_udp_free(struct worker *w)
+{
+    for (int i = 0; i < w->udp.nfds; i++)
+        if (w->udp.ev[i])
+            event_free(w->udp.ev[i]);
+    if (w->udp.flush_ev)
+        event_free(w->udp.flush_ev);
+    free(w->udp.out);
+    free(w->udp.in);
 }
 
 static void worker_health_done(int status, void *arg)
@@ -346,7 +823,9 @@ static void worker_health_done(int status, void *arg)
 
 static void worker_healthz(struct worker *w, struct http_request *req, const struct timespec *start)
 {
-    struct worker_call *call = worker_call_new(w, req, METRICS_ROUTE_HEALTHZ, start);
+    struct worker_call *call = worker_call_new(w, &worker_http_front, METRICS_ROUTE_HEALTHZ, start);
+    if (call)
+        call->req = req;
     if (!call) {
         worker_send(w, req, 503, "text/plain", METRICS_ROUTE_HEALTHZ, start);
         return;
@@ -461,6 +940,12 @@ static void worker_on_ready_probe(int status, void *arg)
                 return;
             }
         }
+        if (worker_udp_start(w) < 0) {
+            log_error("cannot serve UDP on the inherited sockets");
+            w->failed = 1;
+            event_base_loopexit(w->base, NULL);
+            return;
+        }
         w->slot->ready = 1;
         return;
     }
@@ -503,6 +988,7 @@ static void worker_on_drain_tick(evutil_socket_t fd, short what, void *arg)
     int64_t waited_ms = (int64_t)worker_elapsed_us(&w->drain_start) / 1000;
     if (w->inflight == 0 && http_server_connections(w->http) == 0 &&
         (!w->admin || http_server_connections(w->admin) == 0)) {
+        worker_udp_flush(w);
         event_base_loopexit(w->base, NULL);
     } else if (waited_ms >= (int64_t)w->cfg->shutdown_timeout_s * 1000) {
         log_warn("drain timeout: %u requests in flight, %u connections open; exiting", w->inflight,
@@ -523,6 +1009,7 @@ static void worker_on_stop_signal(evutil_socket_t sig, short what, void *arg)
     log_info("signal %d: draining %u requests in flight on %u connections", (int)sig, w->inflight,
              http_server_connections(w->http));
     http_server_stop_accepting(w->http);
+    worker_udp_stop(w);    /* the datagrams queued stay for the next worker on this lane */
     if (w->admin)
         http_server_stop_accepting(w->admin);
     struct timeval tv = { 0, WORKER_DRAIN_POLL_MS * 1000 };
@@ -629,7 +1116,12 @@ int worker_run(const struct config *cfg, const int *fds, int nfds, struct metric
         log_error("storage: %s", err);
         goto out_base;
     }
-    if (worker_setup_http(&w, fds, nfds, admin_fd) < 0) {
+    int tcp_fds[256], ntcp = 0;      /* MASTER_MAX_LANES x MASTER_MAX_LISTENERS */
+    if (nfds > 256 || worker_setup_udp(&w, fds, nfds, tcp_fds, &ntcp) < 0) {
+        log_error("cannot serve UDP on the inherited sockets");
+        goto out_http;
+    }
+    if (worker_setup_http(&w, tcp_fds, ntcp, admin_fd) < 0) {
         log_error("cannot serve HTTP on the inherited listeners: %s", strerror(errno));
         goto out_http;
     }
@@ -678,6 +1170,8 @@ out_http:
     }
     /* Storage first: freeing it answers pending requests while their connections still exist. */
     storage_free(w.st);
+    worker_udp_flush(&w);            /* the answers storage_free gave */
+    worker_udp_free(&w);
     if (w.http)
         http_server_free(w.http);
     if (w.admin)

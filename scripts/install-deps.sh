@@ -3,7 +3,7 @@
 # and `make test` work on a fresh machine with no other step. --test adds what the tests use.
 set -eu
 
-pkgs="libhiredis-dev libevent-dev libyaml-dev libcmocka-dev redis-server pkg-config gcc make"
+pkgs="libhiredis-dev libevent-dev libyaml-dev libsodium-dev libcmocka-dev redis-server pkg-config gcc make"
 if [ "${1:-}" = "--test" ]; then
     pkgs="$pkgs python3 python3-libtorrent curl haproxy docker-compose faketime"
 fi

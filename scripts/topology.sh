@@ -9,6 +9,11 @@
 #   scripts/topology.sh stop      stop what start started (by its recorded pids), keep the logs
 #
 #   client ──▶ haproxy 127.0.0.1:FRONT ──▶ tyto 127.0.0.2:PORT, tyto 127.0.0.3:PORT ──▶ redis
+#   client ──UDP (BEP 15)──────────────────▶ tyto 127.0.0.2:PORT, tyto 127.0.0.3:PORT
+#
+# haproxy does not balance UDP: UDP clients reach the hosts directly, on the same port number as
+# HTTP; the hosts share one udp.secret (TYTO_UDP_SECRET, printed), so an id one host issued is
+# accepted by the other.
 #
 # Each tyto host's operator routes (/metrics, /stats) are on its own admin listener, ADDRESS:ADMIN
 # with an admin port of its own per host (printed as TYTO_ADMIN_N), never behind haproxy.
@@ -17,6 +22,7 @@
 #   TYTO_BIN               tyto binary                               default ./tyto
 #   TYTO_TOPOLOGY_DIR      state: configs, logs, pids, Redis socket  default ${TMPDIR:-/tmp}/tyto-topology.UID
 #   TYTO_TOPOLOGY_REDIS    unix socket of a Redis to use instead of starting one
+#   TYTO_TOPOLOGY_UDP_SECRET  the hosts' udp.secret                 default: random
 #   TYTO_TOPOLOGY_PREFIX   Redis key prefix                          default tyto:
 #   TYTO_TOPOLOGY_WORKERS  workers per tyto host                     default 1
 #   TYTO_TOPOLOGY_HOSTS    the tyto hosts' addresses                 default "127.0.0.2 127.0.0.3"
@@ -42,7 +48,7 @@ die() {
     exit 1
 }
 
-# A TCP port nobody listens on for every address given (bind port 0 on the first, then check).
+# A port nobody uses, TCP and UDP, on every address given (bind port 0 on the first, then check).
 free_port() {
     python3 - "$@" <<'EOF'
 import socket, sys
@@ -57,6 +63,10 @@ for _ in range(100):
             o = socket.socket()
             o.bind((a, port))
             others.append(o)
+        for a in addrs:
+            o = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            others.append(o)
+            o.bind((a, port))
     except OSError:
         continue
     finally:
@@ -140,6 +150,9 @@ start() {
     fi
     redis_url="unix://$redis_sock"
 
+    # One UDP secret for every host of this topology.
+    udp_secret=${TYTO_TOPOLOGY_UDP_SECRET:-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}
+
     # The tyto hosts: one port, one address each (127/8 is all loopback on Linux).
     # shellcheck disable=SC2086
     port=${TYTO_TOPOLOGY_PORT:-$(free_port $hosts)} || die "no free port"
@@ -161,6 +174,9 @@ listen:
   port: $port
   ipv4: "$h"
   ipv6: ""
+  udp_port: $port
+udp:
+  secret: "$udp_secret"
 workers: $workers
 storage:
   backend: redis
@@ -178,7 +194,7 @@ EOF
         # The caller's TYTO_* variables would override the file: pin the ones that matter.
         TYTO_REDIS_URL=$redis_url TYTO_REDIS_PREFIX=$prefix TYTO_LISTEN_PORT=$port \
         TYTO_LISTEN_IPV4=$h TYTO_LISTEN_IPV6="" TYTO_WORKERS=$workers TYTO_PROXY_TRUSTED=$proxy_addr \
-        TYTO_ADMIN_LISTEN=$h:$admin_port \
+        TYTO_ADMIN_LISTEN=$h:$admin_port TYTO_LISTEN_UDP_PORT=$port TYTO_UDP_SECRET=$udp_secret \
             "$bin" -c "$cfg" >>"$dir/tyto$nhosts.out" 2>&1 </dev/null &
         echo $! >"$dir/tyto$nhosts.pid"
         backends="$backends TYTO_BACKEND_$nhosts=$h:$port"
@@ -214,6 +230,7 @@ EOF
         done
         echo "TYTO_REDIS_URL='$redis_url'"
         echo "TYTO_REDIS_PREFIX='$prefix'"
+        echo "TYTO_UDP_SECRET='$udp_secret'"
     } >"$dir/env"
     trap - EXIT
     print_env

@@ -10,6 +10,8 @@ import http.client
 import os
 import re
 import shutil
+import socket
+import struct
 import subprocess
 import sys
 import unittest
@@ -95,6 +97,32 @@ class Topology(unittest.TestCase):
             except OSError:
                 pass
         return '\n'.join(out)
+
+    # -- UDP: connect to one host, announce to the other ----------------------------------------
+
+    def udp(self, addr, pkt, source):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind((source, 0))
+            s.settimeout(3 * tt.SLOW)
+            s.sendto(pkt, addr)
+            return s.recv(65536)
+
+    def test_udp_connect_to_one_host_announce_to_another(self):
+        a, b = self.hosts
+        reply = self.udp(a, struct.pack('>QII', 0x41727101980, 0, 1), CLIENT_A)
+        action, _, cid = struct.unpack('>IIQ', reply)
+        self.assertEqual(action, 0)
+        ih = rand_hash()
+        pkt = struct.pack('>QII20s20sQQQIIIiH', cid, 1, 2, ih, os.urandom(20), 0, 10, 0, 2, 0, 0, -1, 6001)
+        reply = self.udp(b, pkt, CLIENT_A)          # another host, another source port
+        self.assertEqual(struct.unpack('>I', reply[:4])[0], 1, reply)
+        # the id is bound to CLIENT_A: from CLIENT_B the other host refuses it
+        reply = self.udp(b, pkt, CLIENT_B)
+        self.assertEqual(reply[8:], b'invalid connection id')
+        # and the UDP peer, with the client's address, is in the swarm HTTP clients see
+        status, body = self.get(self.front, tt.announce_path(ih, rand_hash(), 6002, left=10), CLIENT_B)
+        self.assertEqual(status, 200)
+        self.assertEqual(peers_of(tt.bdecode(body)), [(CLIENT_A, 6001)])
 
     # -- helpers -----------------------------------------------------------------------------
 

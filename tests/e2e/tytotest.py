@@ -68,6 +68,23 @@ def ipv6_available():
         return False
 
 
+def free_udp_port():
+    """A UDP port free on 127.0.0.1 and, when IPv6 works, on ::1."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(('127.0.0.1', 0))
+            port = s.getsockname()[1]
+        if not ipv6_available():
+            return port
+        try:
+            with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s6:
+                s6.bind(('::1', port))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError('no free UDP port')
+
+
 def free_port():
     """A TCP port free on 127.0.0.1 and, when IPv6 works, on ::1 (bind port 0, close)."""
     for _ in range(50):
@@ -495,12 +512,14 @@ class Tyto:
 
     START_TIMEOUT = 10.0
 
-    def __init__(self, backend='redis', config=None, env=None, ipv6=True, redis_url=None):
+    def __init__(self, backend='redis', config=None, env=None, ipv6=True, redis_url=None, udp=False):
         self.dir = make_tmpdir('tyto')
         self.prefix = 't%s:' % secrets.token_hex(4)
         self.ipv6 = ipv6 and ipv6_available()
         self.cfg = {
-            'listen': {'port': 0, 'ipv4': '127.0.0.1', 'ipv6': '::1' if self.ipv6 else ''},
+            # UDP (listen.udp_port, default 6969 in tyto) is off unless a test asks (udp=True:
+            # a free port per start attempt, in self.udp_port).
+            'listen': {'port': 0, 'ipv4': '127.0.0.1', 'ipv6': '::1' if self.ipv6 else '', 'udp_port': 0},
             'workers': 1,
             'storage': {'backend': backend},
             'redis': {'url': redis_url or ('unix://' + redis_socket() if backend == 'redis'
@@ -526,6 +545,8 @@ class Tyto:
         # a free one per start attempt, unless the test's config sets admin.listen itself.
         self.admin_auto = 'listen' not in (config or {}).get('admin', {})
         self.admin_port = None
+        self.udp_auto = udp
+        self.udp_port = None
         self.config_path = os.path.join(self.dir, 'tyto.yaml')
         self.log_path = os.path.join(self.dir, 'tyto.log')
         self.exit_status = None
@@ -545,6 +566,9 @@ class Tyto:
         for attempt in range(3):
             self.port = free_port()
             self.cfg['listen']['port'] = self.port
+            if self.udp_auto:
+                self.udp_port = free_udp_port()
+                self.cfg['listen']['udp_port'] = self.udp_port
             if self.admin_auto:
                 self.admin_port = free_port()
                 while self.admin_port == self.port:

@@ -785,6 +785,37 @@ static void test_config_shipped_file_is_the_defaults(void **state)
     assert_memory_equal(&got, &want, sizeof(want));
 }
 
+/* listen.udp_port and udp.*: defaults, 0 turns UDP off, bounds, the secret's sources. */
+static void test_config_udp_keys(void **state)
+{
+    static const char ok[] = "listen:\n  udp_port: 0\nudp:\n  secret: \"s\"\n  secret_previous: \"p\"\n"
+                             "  connection_id_ttl_s: 10\n";
+    static const char both[] = "udp:\n  secret: \"s\"\n  secret_file: \"/etc/tyto/udp.secret\"\n";
+    char *const envp[] = { "TYTO_UDP_SECRET=from-env", "TYTO_LISTEN_UDP_PORT=7000", NULL };
+    struct config c;
+    char err[256];
+
+    (void)state;
+    config_defaults(&c);
+    assert_int_equal(c.udp_port, 6969);
+    assert_int_equal(c.udp_connection_id_ttl_s, 300);
+    assert_string_equal(c.udp_secret, "");
+    assert_int_equal(config_parse("t.yaml", ok, strlen(ok), &c, err, sizeof(err)), 0);
+    assert_int_equal(c.udp_port, 0);
+    assert_string_equal(c.udp_secret, "s");
+    assert_string_equal(c.udp_secret_previous, "p");
+    assert_int_equal(c.udp_connection_id_ttl_s, 10);
+    assert_int_equal(config_apply_env(&c, envp, err, sizeof(err)), 0);
+    assert_string_equal(c.udp_secret, "from-env");
+    assert_int_equal(c.udp_port, 7000);
+    assert_int_equal(config_parse("t.yaml", both, strlen(both), &c, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "udp.secret and udp.secret_file are both set"));
+    static const char ttl[] = "udp:\n  connection_id_ttl_s: 9\n";
+    assert_int_equal(config_parse("t.yaml", ttl, strlen(ttl), &c, err, sizeof(err)), -1);
+    static const char port[] = "listen:\n  udp_port: 65536\n";
+    assert_int_equal(config_parse("t.yaml", port, strlen(port), &c, err, sizeof(err)), -1);
+}
+
 static void test_config_worker_count(void **state)
 {
     struct config c;
@@ -898,6 +929,7 @@ int main(void)
         cmocka_unit_test(test_config_load_applies_env_then_validates),
         cmocka_unit_test(test_config_shipped_file_is_the_defaults),
         cmocka_unit_test(test_config_worker_count),
+        cmocka_unit_test(test_config_udp_keys),
         cmocka_unit_test(test_config_log_level_name),
         cmocka_unit_test(test_config_garbage_input),
     };
