@@ -1,7 +1,7 @@
 /* bench/memory_announce_cost.c: time per announce of the memory backend in one swarm of N peers
  * (re-announces of random members, numwant 50), to show the cost does not grow with N.
  *   make BUILD=build tyto && cc -O2 -I. -D_GNU_SOURCE -o build/memory_announce_cost \
- *       bench/memory_announce_cost.c build/libtyto.a $(pkg-config --libs libevent hiredis yaml-0.1)
+ *       bench/memory_announce_cost.c build/libtyto.a $(pkg-config --libs libevent hiredis yaml-0.1 libsodium)
  *   build/memory_announce_cost 1000 100000 200000
  * Prints, for each N given, nanoseconds per announce (wall clock; run on an idle machine). */
 #include <arpa/inet.h>
