@@ -87,6 +87,16 @@ static void metrics_counter(struct evbuffer *out, const char *name, const char *
                         (unsigned long long)v);
 }
 
+/* Worker processes alive (any generation) and, of those, serving. */
+static void metrics_count_workers(const struct metrics *m, int *live, int *ready)
+{
+    *live = *ready = 0;
+    for (int i = 0; i < m->nslots; i++) {
+        *live += m->slot[i].pid != 0;
+        *ready += m->slot[i].pid != 0 && m->slot[i].ready;
+    }
+}
+
 void metrics_write_prometheus(const struct metrics *m, struct evbuffer *out)
 {
     struct metrics_slot t;
@@ -169,11 +179,8 @@ void metrics_write_prometheus(const struct metrics *m, struct evbuffer *out)
                              "# TYPE tyto_http_output_bytes gauge\ntyto_http_output_bytes %lld\n",
                         (long long)t.http_output_bytes);
 
-    int live = 0, ready = 0;
-    for (int i = 0; i < m->nslots; i++) {
-        live += m->slot[i].pid != 0;
-        ready += m->slot[i].pid != 0 && m->slot[i].ready;
-    }
+    int live, ready;
+    metrics_count_workers(m, &live, &ready);
     evbuffer_add_printf(out, "# HELP tyto_workers Worker processes alive (every generation).\n"
                              "# TYPE tyto_workers gauge\ntyto_workers %d\n"
                              "# HELP tyto_workers_ready Worker processes serving.\n"
@@ -201,11 +208,8 @@ void metrics_write_json(const struct metrics *m, struct evbuffer *out)
     struct metrics_slot t;
     metrics_total(m, &t);
     /* Live workers, not the slot table's size: the table has room for two generations. */
-    int live = 0, ready = 0;
-    for (int i = 0; i < m->nslots; i++) {
-        live += m->slot[i].pid != 0;
-        ready += m->slot[i].pid != 0 && m->slot[i].ready;
-    }
+    int live, ready;
+    metrics_count_workers(m, &live, &ready);
     evbuffer_add_printf(out, "{\"workers\":%d,\"ready\":%d,\"generations\":{", live, ready);
     /* At most a few generations are alive at once (serving, starting, draining). */
     int first = 1;
