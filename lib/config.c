@@ -54,10 +54,11 @@ struct config_key {
 };
 
 static config_check_fn config_check_ipv4, config_check_ipv6, config_check_prefix,
-    config_check_redis_url, config_check_cidr, config_check_hostport;
+    config_check_redis_url, config_check_cidr, config_check_hostport, config_check_client_prefix;
 
 static const char *const config_storage_words[] = { "redis", "memory", NULL };
 static const char *const config_level_words[] = { "error", "warn", "info", "debug", NULL };
+static const char *const config_clients_words[] = { "off", "allow", "deny", NULL };
 
 #define CONFIG_FIELD(f) offsetof(struct config, f), sizeof(((struct config *)0)->f)
 
@@ -107,6 +108,16 @@ static const struct config_key keys[] = {
     { "http.write_timeout_ms",    CONFIG_INT,  CONFIG_FIELD(http_write_timeout_ms), 100, 600000, "10000" },
     { "admin.listen",             CONFIG_STR,  CONFIG_FIELD(admin_listen), 0, 0, "127.0.0.1:6970",
       .check = config_check_hostport },
+    { "admin.token",              CONFIG_STR,  CONFIG_FIELD(admin_token), 0, 0, "" },
+    { "private.enabled",          CONFIG_BOOL, CONFIG_FIELD(private_enabled), 0, 0, "false" },
+    { "private.cache_ms",         CONFIG_INT,  CONFIG_FIELD(private_cache_ms), 0, 1000, "1000" },
+    { "private.events_maxlen",    CONFIG_INT,  CONFIG_FIELD(private_events_maxlen), 1000, 100000000, "1000000" },
+    { "private.mirror_credits",   CONFIG_BOOL, CONFIG_FIELD(private_mirror_credits), 0, 0, "false" },
+    { "private.unknown_passkey_limit", CONFIG_INT, CONFIG_FIELD(private_unknown_passkey_limit), 0, 65535, "10" },
+    { "private.clients_mode",     CONFIG_ENUM, CONFIG_FIELD(clients_mode), 0, 0, "off",
+      .words = config_clients_words },
+    { "private.clients",          CONFIG_LIST, CONFIG_FIELD(clients[0]), 0, CONFIG_MAX_CLIENTS, "",
+      .check = config_check_client_prefix, .count_off = offsetof(struct config, clients_count) },
     { "rate_limit.announces",     CONFIG_INT,  CONFIG_FIELD(rate_limit_announces), 0, 65535, "0" },
     { "rate_limit.window_s",      CONFIG_INT,  CONFIG_FIELD(rate_limit_window_s), 1, 3600, "60" },
     { "shutdown.timeout_s",       CONFIG_INT,  CONFIG_FIELD(shutdown_timeout_s), 1, 3600, "10" },
@@ -322,6 +333,23 @@ static int config_check_cidr(const char *val, const char *subject, char *err, si
                        config_show_len(strlen(val)), val);
 }
 
+/* A peer_id prefix of private.clients: printable ASCII without spaces, as client ids are written
+ * ("-qB", "-TR", "-lt0D", "M7-"); the length bound is the field's. */
+static int config_check_client_prefix(const char *val, const char *subject, char *err, size_t errlen)
+{
+    size_t len = strlen(val);
+
+    if (len == 0)
+        return config_fail(err, errlen, subject, " ", "entry is empty: a peer_id prefix is 1 to %d characters",
+                           CONFIG_CLIENT_PREFIX_MAX);
+    for (size_t i = 0; i < len; i++)
+        if (val[i] <= ' ' || val[i] > '~')
+            return config_fail(err, errlen, subject, " ",
+                               "entry '%.*s' is not a peer_id prefix (printable characters, no spaces)",
+                               config_show_len(len), val);
+    return 0;
+}
+
 /* ---- the setter -------------------------------------------------------------------------- */
 
 static char *config_field(struct config *cfg, const struct config_key *k)
@@ -396,10 +424,11 @@ static int config_list_add(struct config *cfg, const struct config_key *k, const
     char tmp[CONFIG_STR_MAX];
     int count = config_list_count(cfg, k);
 
-    if (len >= k->size || len >= sizeof(tmp) || memchr(val, '\0', len) != NULL)
-        return config_fail(err, errlen, subject, " ",
-                           "entry '%.*s' is not an IPv4/IPv6 address or CIDR block",
-                           config_show_len(len), val);
+    if (memchr(val, '\0', len) != NULL)
+        return config_fail(err, errlen, subject, " ", "entry holds a NUL byte");
+    if (len >= k->size || len >= sizeof(tmp))
+        return config_fail(err, errlen, subject, " ", "entry '%.*s' is longer than %zu characters",
+                           config_show_len(len), val, k->size - 1);
     memcpy(tmp, val, len);
     tmp[len] = '\0';
     if (k->check != NULL && k->check(tmp, subject, err, errlen) < 0)
@@ -598,6 +627,14 @@ int config_validate(struct config *cfg, char *err, size_t errlen)
         return config_fail(err, errlen, NULL, "", "listen.ipv4 and listen.ipv6 are both empty");
     if (cfg->udp_secret[0] && cfg->udp_secret_file[0])
         return config_fail(err, errlen, NULL, "", "udp.secret and udp.secret_file are both set: choose one");
+    if (cfg->private_enabled && cfg->storage != CONFIG_STORAGE_REDIS)
+        return config_fail(err, errlen, NULL, "",
+                           "private.enabled needs storage.backend redis (users and their totals "
+                           "live in Redis)");
+    if (cfg->clients_mode != CONFIG_CLIENTS_OFF && cfg->clients_count == 0)
+        return config_fail(err, errlen, NULL, "",
+                           "private.clients_mode %s needs at least one prefix in private.clients",
+                           config_clients_words[cfg->clients_mode]);
     if (cfg->storage == CONFIG_STORAGE_MEMORY && cfg->workers != 1)
         return config_fail(err, errlen, NULL, "",
                            "storage.backend memory needs workers: 1 (swarms would be split between "

@@ -9,8 +9,11 @@
 
 #define CONFIG_STR_MAX 256
 #define CONFIG_MAX_TRUSTED 32
+#define CONFIG_MAX_CLIENTS 64
+#define CONFIG_CLIENT_PREFIX_MAX 8     /* a peer_id prefix such as "-qB", "-TR2" or "M7-" */
 
 enum config_storage { CONFIG_STORAGE_REDIS, CONFIG_STORAGE_MEMORY };
+enum config_clients_mode { CONFIG_CLIENTS_OFF, CONFIG_CLIENTS_ALLOW, CONFIG_CLIENTS_DENY };
 enum config_log_level { LOG_LEVEL_ERROR, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
 
 struct config {
@@ -64,6 +67,20 @@ struct config {
     /* admin */
     char admin_listen[80];             /* admin.listen: "ADDR:PORT" or "[V6]:PORT" of the operator
                                         * routes (/metrics, /stats, /healthz); "" off */
+    char admin_token[CONFIG_STR_MAX];  /* admin.token (TYTO_ADMIN_TOKEN): bearer token of the
+                                        * management API under /api/; "" turns the API off */
+
+    /* private (BEP 27 private tracker mode) */
+    bool private_enabled;              /* private.enabled: /<passkey>/announce, approved torrents */
+    int private_cache_ms;              /* private.cache_ms: how long a worker trusts a looked-up
+                                        * passkey or torrent rule; 0 looks up every request */
+    int private_events_maxlen;         /* private.events_maxlen: ~length of the snatch stream */
+    bool private_mirror_credits;       /* private.mirror_credits: credits also go to the stream */
+    int private_unknown_passkey_limit; /* private.unknown_passkey_limit: unknown-passkey requests
+                                        * per address and rate_limit.window_s; 0 off */
+    enum config_clients_mode clients_mode; /* private.clients_mode: off | allow | deny */
+    int clients_count;                 /* private.clients: peer_id prefixes */
+    char clients[CONFIG_MAX_CLIENTS][CONFIG_CLIENT_PREFIX_MAX + 1];
 
     /* rate_limit */
     int rate_limit_announces;          /* rate_limit.announces: per client address and window; 0 off */

@@ -785,6 +785,46 @@ static void test_config_shipped_file_is_the_defaults(void **state)
     assert_memory_equal(&got, &want, sizeof(want));
 }
 
+/* private.*, admin.token: defaults, the client list, the rules across keys. */
+static void test_config_private_keys(void **state)
+{
+    static const char ok[] = "admin:\n  token: \"t0k\"\nprivate:\n  enabled: true\n  cache_ms: 0\n"
+                             "  clients_mode: deny\n  clients: [\"-qB\", \"-TR2940-\", \"M7-\"]\n";
+    char *const envp[] = { "TYTO_ADMIN_TOKEN=from-env", "TYTO_PRIVATE_CLIENTS=-lt,-DE", NULL };
+    struct config c;
+    char err[256];
+
+    (void)state;
+    config_defaults(&c);
+    assert_false(c.private_enabled);
+    assert_int_equal(c.private_cache_ms, 1000);
+    assert_int_equal(c.private_unknown_passkey_limit, 10);
+    assert_int_equal(c.clients_mode, CONFIG_CLIENTS_OFF);
+    assert_int_equal(c.clients_count, 0);
+    assert_string_equal(c.admin_token, "");
+    if (parse(ok, &c, err, sizeof(err)) != 0)
+        fail_msg("%s", err);
+    assert_true(c.private_enabled);
+    assert_int_equal(c.private_cache_ms, 0);
+    assert_int_equal(c.clients_mode, CONFIG_CLIENTS_DENY);
+    assert_int_equal(c.clients_count, 3);
+    assert_string_equal(c.clients[1], "-TR2940-");
+    assert_string_equal(c.admin_token, "t0k");
+    assert_int_equal(config_apply_env(&c, envp, err, sizeof(err)), 0);
+    assert_string_equal(c.admin_token, "from-env");
+    assert_int_equal(c.clients_count, 2);
+    assert_string_equal(c.clients[1], "-DE");
+    expect_error("private:\n  clients: [\"-TR1234567\"]\n",
+                 "t.yaml:2: private.clients entry '-TR1234567' is longer than 8 characters");
+    expect_error("private:\n  clients: [\"a b\"]\n",
+                 "t.yaml:2: private.clients entry 'a b' is not a peer_id prefix (printable characters, no spaces)");
+    expect_error("private:\n  clients_mode: allow\n",
+                 "t.yaml: private.clients_mode allow needs at least one prefix in private.clients");
+    expect_error("workers: 1\nstorage:\n  backend: memory\nprivate:\n  enabled: true\n",
+                 "t.yaml: private.enabled needs storage.backend redis (users and their totals live in Redis)");
+    expect_error("private:\n  cache_ms: 1001\n", "t.yaml:2: private.cache_ms must be an integer from 0 to 1000, got '1001'");
+}
+
 /* listen.udp_port and udp.*: defaults, 0 turns UDP off, bounds, the secret's sources. */
 static void test_config_udp_keys(void **state)
 {
@@ -930,6 +970,7 @@ int main(void)
         cmocka_unit_test(test_config_shipped_file_is_the_defaults),
         cmocka_unit_test(test_config_worker_count),
         cmocka_unit_test(test_config_udp_keys),
+        cmocka_unit_test(test_config_private_keys),
         cmocka_unit_test(test_config_log_level_name),
         cmocka_unit_test(test_config_garbage_input),
     };
