@@ -9,6 +9,7 @@
 #   scripts/topology.sh stop      stop what start started (by its recorded pids), keep the logs
 #
 #   client ──▶ haproxy 127.0.0.1:FRONT ──▶ tyto 127.0.0.2:PORT, tyto 127.0.0.3:PORT ──▶ redis
+#   client ──HTTPS──▶ haproxy 127.0.0.1:TLS_PORT ──▶ the same (with TYTO_TOPOLOGY_TLS_CERT)
 #   client ──UDP (BEP 15)──────────────────▶ tyto 127.0.0.2:PORT, tyto 127.0.0.3:PORT
 #
 # haproxy does not balance UDP: UDP clients reach the hosts directly, on the same port number as
@@ -29,6 +30,9 @@
 #   TYTO_TOPOLOGY_PORT     their port; TYTO_TOPOLOGY_FRONT_PORT haproxy's, TYTO_TOPOLOGY_STATS_PORT
 #                          its stats page                            default: free ports
 #   HAPROXY                haproxy binary                            default /usr/sbin/haproxy
+#   TYTO_TOPOLOGY_TLS_CERT PEM file (certificate + key) for haproxy's HTTPS listener, on
+#                          127.0.0.1:TLS_PORT (printed as TYTO_FRONT_TLS); default: none (no HTTPS)
+#   TYTO_TOPOLOGY_TLS_PORT its port                                  default: a free port
 #
 # Every tyto host trusts only haproxy's source address (127.0.0.1) in proxy.trusted, so the
 # X-Forwarded-For haproxy adds is believed and one sent by anyone else is not.
@@ -210,8 +214,17 @@ EOF
     # haproxy: the compose configuration, loopback branch.
     front_port=${TYTO_TOPOLOGY_FRONT_PORT:-$(free_port 127.0.0.1)} || die "no free port"
     stats_port=${TYTO_TOPOLOGY_STATS_PORT:-$(free_port 127.0.0.1)} || die "no free port"
+    # The HTTPS listener (deploy/haproxy.cfg's TLS bind) only with a certificate; TYTO_TLS_CERT is
+    # always set here, so that a caller's own does not reach haproxy.
+    tls_cert=${TYTO_TOPOLOGY_TLS_CERT:-}
+    tls_port=""
+    if [ -n "$tls_cert" ]; then
+        [ -r "$tls_cert" ] || die "cannot read the TLS certificate $tls_cert"
+        tls_port=${TYTO_TOPOLOGY_TLS_PORT:-$(free_port 127.0.0.1)} || die "no free port"
+    fi
     # shellcheck disable=SC2086
     env $backends TYTO_FRONT_BIND="127.0.0.1:$front_port" TYTO_STATS_BIND="127.0.0.1:$stats_port" \
+        TYTO_TLS_CERT="$tls_cert" TYTO_TLS_BIND="127.0.0.1:${tls_port:-0}" \
         "$haproxy" -db -f "$root/deploy/haproxy.cfg" >>"$dir/haproxy.log" 2>&1 </dev/null &
     echo $! >"$dir/haproxy.pid"
     wait_for backends_up || die "haproxy does not see every tyto host UP (see $dir/haproxy.log)"
@@ -220,6 +233,7 @@ EOF
         echo "TYTO_TOPOLOGY_DIR='$dir'"
         echo "TYTO_FRONT='127.0.0.1:$front_port'"
         echo "TYTO_STATS='127.0.0.1:$stats_port'"
+        [ -n "$tls_port" ] && echo "TYTO_FRONT_TLS='127.0.0.1:$tls_port'"
         i=0
         for h in $hosts; do
             i=$((i + 1))
