@@ -28,6 +28,10 @@ $(BUILD)/tyto: $(BUILD)/cmd/tyto.o $(BUILD)/libtyto.a
 $(BUILD)/libtyto.a: $(LIB_OBJ)
 	$(AR) rcs $@ $^
 
+# The Redis function library, embedded as a C string (committed; regenerated when the .lua changes).
+storage/redis_functions.c: redis/tyto.lua scripts/lua2c.sh
+	scripts/lua2c.sh redis/tyto.lua > $@.tmp && mv $@.tmp $@
+
 $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
