@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -227,6 +228,28 @@ static void accesslog_format_addr(const struct sockaddr *sa, char *buf, size_t c
     }
 }
 
+/* Private mode's passkey is the first path segment (/<passkey>/announce): a secret, never
+ * written. The first segment is replaced by "<redacted>" when another segment follows it, or when
+ * it alone has a passkey's shape (32 letters and digits). Returns how many bytes of target the
+ * redaction replaces (0: none). */
+static size_t accesslog_secret_len(const char *target, size_t len)
+{
+    size_t end = 1, i;
+    bool alnum = true;
+
+    if (len < 2 || target[0] != '/')
+        return 0;
+    while (end < len && target[end] != '/' && target[end] != '?')
+        end++;
+    if (end < len && target[end] == '/')
+        return end;
+    for (i = 1; i < end; i++)
+        if (!((target[i] >= '0' && target[i] <= '9') || (target[i] >= 'a' && target[i] <= 'z') ||
+              (target[i] >= 'A' && target[i] <= 'Z')))
+            alnum = false;
+    return alnum && end == 33 ? end : 0;
+}
+
 void accesslog_write(struct accesslog *al, int64_t now_s, const struct sockaddr *client, int status,
                      size_t bytes, uint64_t latency_us, const char *target, size_t target_len)
 {
@@ -243,6 +266,13 @@ void accesslog_write(struct accesslog *al, int64_t now_s, const struct sockaddr 
     int k = snprintf(line, sizeof(line), "%s %d %s %d %zu %llu ", when, (int)getpid(), who, status,
                      bytes, (unsigned long long)latency_us);
     n = k < 0 ? 0 : (size_t)k;
+    size_t secret = accesslog_secret_len(target, target_len);
+    if (secret > 0) {
+        memcpy(line + n, "/<redacted>", 11);
+        n += 11;
+        target += secret;
+        target_len -= secret;
+    }
     /* The target is client-controlled: keep it to one printable line. The line has room for
      * every byte escaped. */
     static const char hex[] = "0123456789abcdef";

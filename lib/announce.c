@@ -46,6 +46,15 @@ static const char *const announce_reasons[] = {
     [ANNOUNCE_ERR_FORWARDED_INVALID] = "the proxy's X-Forwarded-For or X-Real-IP header is malformed",
     [ANNOUNCE_ERR_CLIENT_ADDRESS] = "the client's address is not IPv4 or IPv6",
     [ANNOUNCE_ERR_PEER_CAP] = "too many ports from this address in this swarm",
+    [ANNOUNCE_ERR_PRIVATE_PUBLIC_URL] = "this tracker is private: use your personal announce URL with its passkey",
+    [ANNOUNCE_ERR_PASSKEY_UNKNOWN] = "unknown passkey",
+    [ANNOUNCE_ERR_PASSKEY_EXPIRED] = "passkey expired",
+    [ANNOUNCE_ERR_ACCOUNT_DISABLED] = "account disabled",
+    [ANNOUNCE_ERR_TORRENT_UNREGISTERED] = "torrent not registered with this tracker",
+    [ANNOUNCE_ERR_SEED_ONLY] = "your account may only seed (left must be 0)",
+    [ANNOUNCE_ERR_CLIENT_NOT_ALLOWED] = "client not allowed",
+    [ANNOUNCE_ERR_PASSKEY_RATE_LIMITED] = "too many unknown passkeys from this address, retry later",
+    [ANNOUNCE_ERR_PRIVATE_UDP_SCRAPE] = "this tracker is private: scrape over HTTP with your personal scrape URL",
 };
 
 _Static_assert(sizeof(announce_reasons) / sizeof(announce_reasons[0]) == ANNOUNCE_ERR_COUNT,
@@ -510,7 +519,11 @@ void announce_write_reply(struct evbuffer *out, const struct announce_req *req,
 
 void announce_write_failure(struct evbuffer *out, enum announce_err err)
 {
-    const char *reason = announce_reason(err);
+    announce_write_failure_text(out, announce_reason(err));
+}
+
+void announce_write_failure_text(struct evbuffer *out, const char *reason)
+{
     size_t len = strlen(reason);
     char head[32 + BENCODE_STRHDR_MAX_LEN];
     char *p = head;

@@ -30,6 +30,17 @@ enum announce_event {
     ANNOUNCE_EVENT_STOPPED,
 };
 
+#define ANNOUNCE_USER_MAX 64      /* private mode: user names are 1-64 chars */
+#define ANNOUNCE_MULT_MAX 15      /* a multiplier's decimal text ("1", "0.5", "2") */
+
+/* Private mode: the user an announce is credited to and the torrent's multipliers, as decimal
+ * text passed on to Redis ("0" for freeleech downloads; both "0" when neutral). */
+struct announce_account {
+    char user[ANNOUNCE_USER_MAX + 1];
+    char up_mult[ANNOUNCE_MULT_MAX + 1];
+    char down_mult[ANNOUNCE_MULT_MAX + 1];
+};
+
 struct announce_req {
     uint8_t info_hash[ANNOUNCE_HASH_LEN];
     uint8_t peer_id[ANNOUNCE_HASH_LEN];
@@ -40,6 +51,7 @@ struct announce_req {
     bool compact;                /* false only for an explicit compact=0 */
     bool no_peer_id;
     int64_t now_s;               /* unix seconds, set by the worker once per loop iteration */
+    struct announce_account account; /* private mode: whom to credit (account.user[0] == 0: none) */
 };
 
 struct scrape_req {
@@ -104,6 +116,16 @@ enum announce_err {
     ANNOUNCE_ERR_FORWARDED_INVALID, /* a trusted proxy's X-Forwarded-For / X-Real-IP is malformed */
     ANNOUNCE_ERR_CLIENT_ADDRESS, /* the connection's address is neither IPv4 nor IPv6 */
     ANNOUNCE_ERR_PEER_CAP,       /* a new port past swarm.max_peers_per_address */
+    /* Private tracker mode (lib/private.c) and the client filter (lib/clientfilter.c). */
+    ANNOUNCE_ERR_PRIVATE_PUBLIC_URL, /* /announce or /scrape while private.enabled */
+    ANNOUNCE_ERR_PASSKEY_UNKNOWN,    /* malformed or not a user's */
+    ANNOUNCE_ERR_PASSKEY_EXPIRED,
+    ANNOUNCE_ERR_ACCOUNT_DISABLED,
+    ANNOUNCE_ERR_TORRENT_UNREGISTERED,
+    ANNOUNCE_ERR_SEED_ONLY,          /* can_leech 0 and left > 0 */
+    ANNOUNCE_ERR_CLIENT_NOT_ALLOWED, /* the reply names the rule: worker_call's reason text */
+    ANNOUNCE_ERR_PASSKEY_RATE_LIMITED, /* private.unknown_passkey_limit */
+    ANNOUNCE_ERR_PRIVATE_UDP_SCRAPE, /* BEP 41 has no URL on scrape: no passkey to check */
     ANNOUNCE_ERR_COUNT
 };
 
@@ -175,6 +197,9 @@ void announce_write_reply(struct evbuffer *out, const struct announce_req *req,
 
 /* Writes d14:failure reason<len>:<reason>e. */
 void announce_write_failure(struct evbuffer *out, enum announce_err err);
+
+/* The same with a reason composed at run time (the client filter names its rule). */
+void announce_write_failure_text(struct evbuffer *out, const char *reason);
 
 /* Writes the BEP 48 scrape reply: d5:filesd<hash>d8:completei..e10:downloadedi..e10:incompletei..eeee,
  * hashes sorted bytewise as bencoding requires. */

@@ -42,10 +42,11 @@ void ratelimit_free(struct ratelimit *rl)
         munmap(rl, rl->map_len);
 }
 
-/* A keyed hash of the address, counted as lib/addrkey.h says (IPv6 by its /64). */
-static uint64_t ratelimit_hash(const struct ratelimit *rl, const struct peer_addr *addr)
+/* A keyed hash of the address, counted as lib/addrkey.h says (IPv6 by its /64); each kind of
+ * budget hashes apart (kind 0 keeps the original hash). */
+static uint64_t ratelimit_hash(const struct ratelimit *rl, enum ratelimit_kind kind, const struct peer_addr *addr)
 {
-    return addrkey_mix(addrkey_hash(addr, rl->key[0]) + rl->key[1]);
+    return addrkey_mix(addrkey_hash(addr, rl->key[0]) + rl->key[1] + (uint64_t)kind * 0x9e3779b97f4a7c15ull);
 }
 
 static uint64_t ratelimit_word(uint32_t tag, uint16_t window, uint16_t count)
@@ -56,6 +57,32 @@ static uint64_t ratelimit_word(uint32_t tag, uint16_t window, uint16_t count)
 bool ratelimit_allow(struct ratelimit *rl, const struct peer_addr *addr, int64_t now_s, unsigned limit,
                      unsigned window_s, unsigned cost)
 {
+    return ratelimit_allow_kind(rl, RATELIMIT_ANNOUNCES, addr, now_s, limit, window_s, cost);
+}
+
+bool ratelimit_would_allow(struct ratelimit *rl, enum ratelimit_kind kind, const struct peer_addr *addr,
+                           int64_t now_s, unsigned limit, unsigned window_s)
+{
+    if (limit == 0 || window_s == 0 || now_s < 0)
+        return true;
+    if (limit > RATELIMIT_MAX_LIMIT)
+        limit = RATELIMIT_MAX_LIMIT;
+    uint64_t h = ratelimit_hash(rl, kind, addr);
+    uint32_t tag = (uint32_t)(h >> 32) | 1;
+    uint16_t window = (uint16_t)((uint64_t)now_s / window_s);
+    uint64_t w[2] = {
+        __atomic_load_n(&rl->place[h & rl->mask], __ATOMIC_ACQUIRE),
+        __atomic_load_n(&rl->place[(h >> 16 ^ h >> 40) & rl->mask], __ATOMIC_ACQUIRE),
+    };
+    for (int i = 0; i < 2; i++)
+        if ((uint32_t)(w[i] >> 32) == tag && (uint16_t)(w[i] >> 16) == window && (uint16_t)w[i] + 1u > limit)
+            return false;
+    return true;
+}
+
+bool ratelimit_allow_kind(struct ratelimit *rl, enum ratelimit_kind kind, const struct peer_addr *addr,
+                          int64_t now_s, unsigned limit, unsigned window_s, unsigned cost)
+{
     if (limit == 0 || window_s == 0 || now_s < 0)
         return true;
     if (limit > RATELIMIT_MAX_LIMIT)
@@ -64,7 +91,7 @@ bool ratelimit_allow(struct ratelimit *rl, const struct peer_addr *addr, int64_t
         cost = 1;
     if (cost > limit)
         cost = limit;
-    uint64_t h = ratelimit_hash(rl, addr);
+    uint64_t h = ratelimit_hash(rl, kind, addr);
     uint32_t tag = (uint32_t)(h >> 32) | 1;   /* never 0: a zero word is an empty place */
     uint16_t window = (uint16_t)((uint64_t)now_s / window_s);
     uint64_t *places[2] = {

@@ -30,4 +30,16 @@ void ratelimit_free(struct ratelimit *rl);
 bool ratelimit_allow(struct ratelimit *rl, const struct peer_addr *addr, int64_t now_s, unsigned limit,
                      unsigned window_s, unsigned cost);
 
+/* Other budgets in the same table: each kind counts apart from the others (its own hash), with
+ * the same rules. RATELIMIT_ANNOUNCES is what ratelimit_allow() charges. */
+enum ratelimit_kind { RATELIMIT_ANNOUNCES = 0, RATELIMIT_UNKNOWN_PASSKEYS = 1 };
+
+bool ratelimit_allow_kind(struct ratelimit *rl, enum ratelimit_kind kind, const struct peer_addr *addr,
+                          int64_t now_s, unsigned limit, unsigned window_s, unsigned cost);
+
+/* True when one more unit would still be allowed, counting nothing: a check before work whose
+ * outcome decides whether to charge (an unknown passkey is charged only once Redis said so). */
+bool ratelimit_would_allow(struct ratelimit *rl, enum ratelimit_kind kind, const struct peer_addr *addr,
+                           int64_t now_s, unsigned limit, unsigned window_s);
+
 #endif

@@ -28,11 +28,13 @@
 
 #include "lib/accesslog.h"
 #include "lib/announce.h"
+#include "lib/clientfilter.h"
 #include "lib/clientip.h"
 #include "lib/http.h"
 #include "lib/log.h"
 #include "lib/metrics.h"
 #include "lib/peercap.h"
+#include "lib/private.h"
 #include "lib/ratelimit.h"
 #include "lib/udp.h"
 #include "lib/udp_connid.h"
@@ -80,6 +82,7 @@ struct worker {
     struct metrics *metrics;
     struct ratelimit *rl;              /* the host's counters (rate_limit.announces 0: off), or NULL */
     struct peercap *pc;                /* the host's ports per (address, swarm), or NULL */
+    struct private_ctx *priv;          /* private.enabled (lib/private.c), else NULL */
     struct metrics_slot *slot;         /* this worker's counters, or a private dummy */
     struct metrics_slot dummy_slot;
     struct storage_counters counted;   /* the slot's storage counts before this process */
@@ -127,6 +130,10 @@ struct worker_call {
     struct scrape_req *scrape;         /* separate: 256 hashes would bloat every announce */
     struct http_request *req;          /* HTTP front */
     struct worker_udp_peer udp;        /* UDP front */
+    /* Private mode: the URL's passkey (has_passkey false: a public URL; "" malformed). */
+    bool has_passkey;
+    char passkey[PRIVATE_PASSKEY_LEN + 1];
+    char reason[CLIENTFILTER_REASON_MAX]; /* a failure reason composed at run time, or "" */
 };
 
 static int64_t worker_now_s(struct worker *w)
@@ -258,6 +265,9 @@ static struct worker_call *worker_call_new(struct worker *w, const struct worker
     call->route = route;
     call->start = *start;
     call->scrape = NULL;
+    call->has_passkey = false;
+    call->passkey[0] = '\0';
+    call->reason[0] = '\0';
     w->inflight++;
     w->slot->inflight = w->inflight;
     return call;
@@ -303,6 +313,8 @@ static void worker_announce_done(const struct announce_reply *rep, int status, v
     worker_call_free(call);
 }
 
+static void worker_announce_admitted(enum announce_err err, void *arg);
+
 /* Every front's announce after decoding: the rate limit (by the client's address, before ip=
  * may replace it; a flood costs a table lookup, not storage), then the front's decoding result,
  * then the shared validation, the peer cap, storage. client: the address storage records unless
@@ -321,6 +333,23 @@ static void worker_announce_submit(struct worker_call *call, const struct peer_a
         err = ANNOUNCE_ERR_RATE_LIMITED;
     if (err == ANNOUNCE_OK)
         err = announce_validate(f, &w->lim, areq);
+    if (err == ANNOUNCE_OK && !clientfilter_allows(w->cfg, areq->peer_id, call->reason, sizeof(call->reason)))
+        err = ANNOUNCE_ERR_CLIENT_NOT_ALLOWED;
+    if (err == ANNOUNCE_OK && w->priv) {
+        /* Private mode: the passkey's user and the torrent's rules (cached, or one lookup). */
+        private_check_announce(w->priv, call->has_passkey ? call->passkey : NULL, client, areq,
+                               worker_announce_admitted, call);
+        return;
+    }
+    worker_announce_admitted(err, call);
+}
+
+/* The announce past its front's rules (and private mode's): the peer cap, then storage. */
+static void worker_announce_admitted(enum announce_err err, void *arg)
+{
+    struct worker_call *call = arg;
+    struct worker *w = call->w;
+    struct announce_req *areq = &call->announce;
     /* The cap counts the address storage records (after ip=), so that Redis never holds more
      * than cap members of one address in one swarm from this host. */
     if (err == ANNOUNCE_OK && w->pc &&
@@ -345,6 +374,8 @@ static void worker_scrape_done(const struct scrape_reply *rep, int status, void 
     worker_call_free(call);
 }
 
+static void worker_scrape_admitted(enum announce_err err, void *arg);
+
 /* Every front's scrape after decoding into call->scrape (decoded: the front's result). One unit
  * of the announce rate limit per info_hash, as each costs storage about what a small announce
  * does; a malformed scrape weighs 1, as a malformed announce does. */
@@ -358,12 +389,23 @@ static void worker_scrape_submit(struct worker_call *call, const struct peer_add
     if (w->rl && !ratelimit_allow(w->rl, client, sreq->now_s, (unsigned)w->cfg->rate_limit_announces,
                                   (unsigned)w->cfg->rate_limit_window_s, cost))
         err = ANNOUNCE_ERR_RATE_LIMITED;
+    if (err == ANNOUNCE_OK && w->priv) {
+        private_check_scrape(w->priv, call->has_passkey ? call->passkey : NULL, client, sreq->now_s,
+                             worker_scrape_admitted, call);
+        return;
+    }
+    worker_scrape_admitted(err, call);
+}
+
+static void worker_scrape_admitted(enum announce_err err, void *arg)
+{
+    struct worker_call *call = arg;
     if (err != ANNOUNCE_OK) {
         call->front->fail(call, err);
         worker_call_free(call);
         return;
     }
-    storage_scrape(w->st, sreq, worker_scrape_done, call);
+    storage_scrape(call->w->st, call->scrape, worker_scrape_done, call);
 }
 
 /* A call with its scrape request, or NULL (the caller answers "overloaded"). */
@@ -399,7 +441,23 @@ static void worker_http_scrape_done(struct worker_call *call, const struct scrap
 
 static void worker_http_fail(struct worker_call *call, enum announce_err err)
 {
+    if (call->reason[0]) {             /* a reason naming its rule (the client filter) */
+        announce_write_failure_text(http_reply_body(call->req), call->reason);
+        if (err > 0 && err < ANNOUNCE_ERR_COUNT)
+            call->w->slot->failures[err]++;
+        worker_send(call->w, call->req, 200, "text/plain", call->route, &call->start);
+        return;
+    }
     worker_send_failure(call->w, call->req, err, call->route, &call->start);
+}
+
+/* Private mode: the passkey from the URL goes with the call (NULL: a public URL). */
+static void worker_call_set_passkey(struct worker_call *call, const char *passkey)
+{
+    if (!passkey)
+        return;
+    call->has_passkey = true;
+    snprintf(call->passkey, sizeof(call->passkey), "%s", passkey);
 }
 
 static const struct worker_front worker_http_front = {
@@ -407,7 +465,7 @@ static const struct worker_front worker_http_front = {
 };
 
 static void worker_announce(struct worker *w, struct http_request *req, const char *query,
-                            size_t query_len, const struct timespec *start)
+                            size_t query_len, const char *passkey, const struct timespec *start)
 {
     struct worker_call *call = worker_call_new(w, &worker_http_front, METRICS_ROUTE_ANNOUNCE, start);
     if (!call) {
@@ -415,6 +473,7 @@ static void worker_announce(struct worker *w, struct http_request *req, const ch
         return;
     }
     call->req = req;
+    worker_call_set_passkey(call, passkey);
     struct peer_addr client;
     enum announce_err err = worker_client_addr(w, req, &client);
     if (err != ANNOUNCE_OK) {
@@ -428,7 +487,7 @@ static void worker_announce(struct worker *w, struct http_request *req, const ch
 }
 
 static void worker_scrape(struct worker *w, struct http_request *req, const char *query,
-                          size_t query_len, const struct timespec *start)
+                          size_t query_len, const char *passkey, const struct timespec *start)
 {
     struct worker_call *call = worker_scrape_call_new(w, &worker_http_front, start);
     if (!call) {
@@ -436,6 +495,7 @@ static void worker_scrape(struct worker *w, struct http_request *req, const char
         return;
     }
     call->req = req;
+    worker_call_set_passkey(call, passkey);
     struct peer_addr client;
     enum announce_err err = worker_client_addr(w, req, &client);
     if (err != ANNOUNCE_OK) {
@@ -567,7 +627,7 @@ static void worker_udp_fail(struct worker_call *call, enum announce_err err)
     if (err > 0 && err < ANNOUNCE_ERR_COUNT)
         w->slot->failures[err]++;
     worker_udp_error(w, &call->udp, call->route == METRICS_ROUTE_SCRAPE ? "udp:scrape" : "udp:announce",
-                     announce_reason(err), SIZE_MAX, &call->start);
+                     call->reason[0] ? call->reason : announce_reason(err), SIZE_MAX, &call->start);
 }
 
 static const struct worker_front worker_udp_front = {
@@ -613,7 +673,11 @@ static void worker_udp_announce(struct worker *w, const struct worker_udp_peer *
         worker_udp_error(w, peer, "udp:announce", udp_reason(uerr), SIZE_MAX, start);
         return;
     }
-    if (!udp_url_is_announce(&a)) {
+    /* Private mode: BEP 41's /<passkey>/announce; any other path is a public URL to it. */
+    char passkey[PRIVATE_PASSKEY_LEN + 1];
+    bool has_passkey = w->priv && a.has_url &&
+                       private_udp_route(a.url, a.url_len, passkey) == PRIVATE_ROUTE_ANNOUNCE;
+    if (!w->priv && !udp_url_is_announce(&a)) {
         w->slot->udp_refused[METRICS_UDP_PATH]++;
         worker_udp_error(w, peer, "udp:announce",
                          "this tracker serves udp://host:port/announce only (no passkey paths)", SIZE_MAX, start);
@@ -625,6 +689,7 @@ static void worker_udp_announce(struct worker *w, const struct worker_udp_peer *
         return;
     }
     call->udp = *peer;
+    worker_call_set_passkey(call, has_passkey ? passkey : NULL);
     worker_announce_submit(call, client, ANNOUNCE_OK, &a.fields);
 }
 
@@ -639,6 +704,12 @@ static void worker_udp_scrape(struct worker *w, const struct worker_udp_peer *pe
     if ((uerr = udp_decode_scrape(buf, len, &s)) != UDP_OK) {
         w->slot->udp_malformed[uerr]++;
         worker_udp_error(w, peer, "udp:scrape", udp_reason(uerr), SIZE_MAX, start);
+        return;
+    }
+    if (w->priv) {                     /* BEP 41 gives a scrape no URL: no passkey to check */
+        w->slot->failures[ANNOUNCE_ERR_PRIVATE_UDP_SCRAPE]++;
+        worker_udp_error(w, peer, "udp:scrape", announce_reason(ANNOUNCE_ERR_PRIVATE_UDP_SCRAPE), SIZE_MAX,
+                         start);
         return;
     }
     struct worker_call *call = worker_scrape_call_new(w, &worker_udp_front, start);
@@ -866,10 +937,18 @@ static void worker_on_request(struct http_request *req, void *arg)
     const char *path = http_request_path(req, &path_len);
     const char *query = http_request_query(req, &query_len);
 
+    char passkey[PRIVATE_PASSKEY_LEN + 1];
+    enum private_route pr = w->priv ? private_route(path, path_len, passkey) : PRIVATE_ROUTE_NONE;
+
+    /* In private mode the public paths are answered with where to go (lib/private.c). */
     if (worker_path_is(path, path_len, "/announce")) {
-        worker_announce(w, req, query, query_len, &start);
+        worker_announce(w, req, query, query_len, NULL, &start);
     } else if (worker_path_is(path, path_len, "/scrape")) {
-        worker_scrape(w, req, query, query_len, &start);
+        worker_scrape(w, req, query, query_len, NULL, &start);
+    } else if (pr == PRIVATE_ROUTE_ANNOUNCE) {
+        worker_announce(w, req, query, query_len, passkey, &start);
+    } else if (pr == PRIVATE_ROUTE_SCRAPE) {
+        worker_scrape(w, req, query, query_len, passkey, &start);
     } else if (worker_path_is(path, path_len, "/healthz")) {
         worker_healthz(w, req, &start);
     } else {
@@ -1116,6 +1195,10 @@ int worker_run(const struct config *cfg, const int *fds, int nfds, struct metric
         log_error("storage: %s", err);
         goto out_base;
     }
+    if (cfg->private_enabled && !(w.priv = private_new(cfg, w.st, rl))) {
+        log_error("private mode: out of memory");
+        goto out_http;
+    }
     int tcp_fds[256], ntcp = 0;      /* MASTER_MAX_LANES x MASTER_MAX_LISTENERS */
     if (nfds > 256 || worker_setup_udp(&w, fds, nfds, tcp_fds, &ntcp) < 0) {
         log_error("cannot serve UDP on the inherited sockets");
@@ -1170,6 +1253,7 @@ out_http:
     }
     /* Storage first: freeing it answers pending requests while their connections still exist. */
     storage_free(w.st);
+    private_free(w.priv);            /* after storage: its lookups were answered */
     worker_udp_flush(&w);            /* the answers storage_free gave */
     worker_udp_free(&w);
     if (w.http)

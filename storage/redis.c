@@ -7,6 +7,7 @@
  * only file that includes hiredis's libevent adapter. Schema: docs/architecture.md "Redis schema". */
 #include "storage/storage.h"
 
+#include <arpa/inet.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -24,6 +25,8 @@
 #include "storage/redis_keys.h"
 #include "storage/swarm_policy.h"
 
+#include "storage/redis_functions.h"    /* redis/tyto.lua, loaded at connect in private mode */
+
 #define REDIS_BACKOFF_MIN_MS 100
 #define REDIS_BACKOFF_MAX_MS 5000
 #define REDIS_CONNECT_TIMEOUT_MIN_MS 1000  /* one lost SYN costs a 1 s retransmit */
@@ -36,7 +39,9 @@
 #define REDIS_CLOCK_WARN_MS 2000           /* warn when this host's clock is off by more */
 #define REDIS_CLOCK_WARN_EVERY_MS 60000
 
-enum redis_kind { REDIS_REQ_ANNOUNCE, REDIS_REQ_SCRAPE, REDIS_REQ_HEALTH };
+enum redis_kind { REDIS_REQ_ANNOUNCE, REDIS_REQ_SCRAPE, REDIS_REQ_HEALTH, REDIS_REQ_LOOKUP };
+
+#define REDIS_PKEY_MAX 320                 /* prefix + "{private}:peer:" + name + 2 x 40 hex */
 
 /* What one announce command's reply feeds. */
 enum redis_slot {
@@ -48,6 +53,7 @@ enum redis_slot {
     REDIS_SLOT_MULTI,                      /* MULTI: +OK */
     REDIS_SLOT_QUEUED,                     /* a command inside MULTI: +QUEUED */
     REDIS_SLOT_EXEC,                       /* EXEC: one integer per queued command */
+    REDIS_SLOT_ACCOUNT,                    /* FCALL tyto_account: [credited up, credited down] */
 };
 
 struct redis_storage;
@@ -81,6 +87,12 @@ struct redis_req {
     struct swarm_stats stats;
     size_t peers4_count, peers6_count;
     uint8_t *peers4, *peers6;              /* numwant entries each, in buf */
+    bool completing;                       /* the EVAL counting a completed move is queued 2nd */
+    bool snatched;                         /* ... and it counted (returned 1) */
+    struct announce_req req;               /* private mode: what the snatch call needs */
+    /* lookup */
+    storage_lookup_cb *lookup_cb;
+    struct storage_lookup_reply lookup;
     /* scrape */
     unsigned scrape_count;
     struct swarm_stats *scrape_stats;      /* in buf */
@@ -95,6 +107,9 @@ struct redis_storage {
     char prefix[64];
     int timeout_ms;
     int connect_timeout_ms;
+    bool private_enabled;                  /* load the function library at connect */
+    char ttl[16], maxlen[16];              /* announce.peer_ttl_s, private.events_maxlen as text */
+    bool mirror_credits;
     struct swarm_policy policy;            /* the swarm rules (storage/swarm_policy.h) */
     redisAsyncContext *ac;                 /* NULL while waiting to reconnect */
     bool connected;                        /* ac has finished connecting */
@@ -143,6 +158,7 @@ static uint32_t redis_u32(long long v)
 }
 
 static void redis_connect(struct redis_storage *rs);
+static void redis_snatch(struct redis_storage *rs, const struct announce_req *req);
 
 /* ---- requests ---------------------------------------------------------------------------- */
 
@@ -242,6 +258,9 @@ static void redis_req_finish(struct redis_req *r, int status)
                 .peers6 = r->peers6, .peers6_count = r->peers6_count,
             };
 
+            /* Counted once by the EVAL: now the user's snatch, not waited for. */
+            if (r->snatched && r->req.account.user[0] && rs->ac)
+                redis_snatch(rs, &r->req);
             r->announce_cb(&rep, status, r->arg);
         } else {
             r->announce_cb(NULL, status, r->arg);
@@ -258,6 +277,9 @@ static void redis_req_finish(struct redis_req *r, int status)
         break;
     case REDIS_REQ_HEALTH:
         r->health_cb(status, r->arg);
+        break;
+    case REDIS_REQ_LOOKUP:
+        r->lookup_cb(status == STORAGE_OK ? &r->lookup : NULL, status, r->arg);
         break;
     }
 }
@@ -431,6 +453,85 @@ static int redis_parse_exec(struct redis_req *r, unsigned idx, const redisReply 
         if (e->type != REDIS_REPLY_INTEGER)
             return -1;
     }
+    /* The completed move's EVAL is queued right after the ZADD. */
+    if (r->completing && reply->elements >= 2 && reply->element[1]->integer == 1)
+        r->snatched = true;
+    return 0;
+}
+
+/* A reply element as text: a bulk/status string or an integer; "" for nil. */
+static const char *redis_text(const redisReply *e, char *tmp, size_t cap)
+{
+    if (e->type == REDIS_REPLY_STRING || e->type == REDIS_REPLY_STATUS)
+        return e->str;
+    if (e->type == REDIS_REPLY_INTEGER) {
+        snprintf(tmp, cap, "%lld", e->integer);
+        return tmp;
+    }
+    return "";
+}
+
+/* A multiplier is decimal text passed on to Lua as it is; anything else counts as "1" (an
+ * operator's typo must not stop accounting, nor reach tonumber() as something odd). */
+static void redis_copy_mult(char *dst, const redisReply *e)
+{
+    char tmp[24];
+    const char *t = redis_text(e, tmp, sizeof(tmp));
+    size_t n = strlen(t), dots = 0, i;
+    bool ok = n > 0 && n <= ANNOUNCE_MULT_MAX;
+
+    for (i = 0; ok && i < n; i++) {
+        if (t[i] == '.')
+            dots++;
+        else if (t[i] < '0' || t[i] > '9')
+            ok = false;
+    }
+    snprintf(dst, ANNOUNCE_MULT_MAX + 1, "%s", ok && dots <= 1 && t[0] != '.' ? t : "1");
+}
+
+/* Reply 0: tyto_lookup's [status, name, can_leech, expires]; reply 1: HMGET added freeleech
+ * neutral up down (all nil: not approved). */
+static int redis_parse_lookup(struct redis_req *r, unsigned idx, const redisReply *reply)
+{
+    struct storage_lookup_reply *l = &r->lookup;
+    char tmp[24];
+
+    if (reply->type != REDIS_REPLY_ARRAY)
+        return -1;
+    if (idx == 0) {
+        const char *st;
+
+        if (reply->elements != 4)
+            return -1;
+        st = redis_text(reply->element[0], tmp, sizeof(tmp));
+        if (strcmp(st, "ok") == 0)
+            l->user = STORAGE_USER_OK;
+        else if (strcmp(st, "disabled") == 0)
+            l->user = STORAGE_USER_DISABLED;
+        else if (strcmp(st, "unknown") == 0)
+            l->user = STORAGE_USER_UNKNOWN;
+        else
+            return -1;
+        snprintf(l->name, sizeof(l->name), "%s", redis_text(reply->element[1], tmp, sizeof(tmp)));
+        l->can_leech = strcmp(redis_text(reply->element[2], tmp, sizeof(tmp)), "1") == 0;
+        l->expires_s = strtoll(redis_text(reply->element[3], tmp, sizeof(tmp)), NULL, 10);
+        if (l->user == STORAGE_USER_OK && l->name[0] == '\0')
+            return -1;
+        return 0;
+    }
+    if (reply->elements != 5)
+        return -1;
+    for (size_t i = 0; i < 5; i++)
+        if (reply->element[i]->type != REDIS_REPLY_NIL)
+            l->torrent_approved = true;
+    l->freeleech = strcmp(redis_text(reply->element[1], tmp, sizeof(tmp)), "1") == 0;
+    l->neutral = strcmp(redis_text(reply->element[2], tmp, sizeof(tmp)), "1") == 0;
+    redis_copy_mult(l->up_mult, reply->element[3]);
+    redis_copy_mult(l->down_mult, reply->element[4]);
+    if (reply->element[3]->type == REDIS_REPLY_NIL)
+        snprintf(l->up_mult, sizeof(l->up_mult), "1");
+    if (reply->element[4]->type == REDIS_REPLY_NIL)
+        snprintf(l->down_mult, sizeof(l->down_mult), "1");
     return 0;
 }
 
@@ -463,6 +564,8 @@ static int redis_parse(struct redis_req *r, unsigned idx, const redisReply *repl
             return reply->type == REDIS_REPLY_STATUS ? 0 : -1;
         case REDIS_SLOT_EXEC:
             return redis_parse_exec(r, idx, reply);
+        case REDIS_SLOT_ACCOUNT:
+            return reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 ? 0 : -1;
         }
         return -1;
     case REDIS_REQ_SCRAPE: {
@@ -486,6 +589,8 @@ static int redis_parse(struct redis_req *r, unsigned idx, const redisReply *repl
     case REDIS_REQ_HEALTH:
         return reply->type == REDIS_REPLY_STATUS && reply->len == 4 && memcmp(reply->str, "PONG", 4) == 0
                    ? 0 : -1;
+    case REDIS_REQ_LOOKUP:
+        return idx < 2 ? redis_parse_lookup(r, idx, reply) : -1;
     }
     return -1;
 }
@@ -571,7 +676,7 @@ static size_t redis_format(char *buf, size_t cap, int argc, const char **argv, c
 static int redis_send(struct redis_storage *rs, struct redis_req *r, enum redis_slot slot, int argc,
                       const char **argv, const size_t *lens)
 {
-    char cmd[512];
+    char cmd[1024];
     size_t len;
     int rc = REDIS_ERR;
 
@@ -610,7 +715,7 @@ static int redis_send(struct redis_storage *rs, struct redis_req *r, enum redis_
 static int redis_sendv(struct redis_storage *rs, struct redis_req *r, enum redis_slot slot, int argc,
                        const char **argv)
 {
-    size_t lens[8];
+    size_t lens[24];
     int i;
 
     for (i = 0; i < argc; i++)
@@ -639,6 +744,85 @@ static int64_t redis_req_now_s(const struct redis_storage *rs, int64_t req_now_s
     int64_t off = rs->clock_offset_ms;
 
     return req_now_s + (off >= 0 ? (off + 500) / 1000 : -((-off + 500) / 1000));
+}
+
+/* Writes 2 x len lowercase hex digits of b and a NUL. */
+static void redis_hex(char *dst, const uint8_t *b, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+
+    for (size_t i = 0; i < len; i++) {
+        dst[2 * i] = hex[b[i] >> 4];
+        dst[2 * i + 1] = hex[b[i] & 15];
+    }
+    dst[2 * len] = '\0';
+}
+
+/* P{private}:<what> (user:<name>, passkey:<pk>, events). -1 when it does not fit. */
+static int redis_pkey(const struct redis_storage *rs, char *dst, const char *what, const char *arg)
+{
+    int n = snprintf(dst, REDIS_PKEY_MAX, "%s{private}:%s%s", rs->prefix, what, arg);
+
+    return n < 0 || n >= REDIS_PKEY_MAX ? -1 : 0;
+}
+
+/* FCALL tyto_account (PRIVATE.md): the user's credit for this announce's counters, in the
+ * announce's round trip. Its slot is {private}, not the swarm's: on a cluster it goes to another
+ * node, which this single-connection backend does not route (see the notes). */
+static void redis_account(struct redis_storage *rs, struct redis_req *r, const struct announce_req *req)
+{
+    static const char *const events[] = { "none", "started", "completed", "stopped" };
+    char kuser[REDIS_PKEY_MAX], kpeer[REDIS_PKEY_MAX], kevents[REDIS_PKEY_MAX];
+    char hex[41], pid[41], rest[ANNOUNCE_USER_MAX + 84], up[24], down[24], now[24];
+
+    redis_hex(hex, req->info_hash, ANNOUNCE_HASH_LEN);
+    redis_hex(pid, req->peer_id, ANNOUNCE_HASH_LEN);
+    snprintf(rest, sizeof(rest), "%s:%s:%s", req->account.user, hex, pid);
+    if (redis_pkey(rs, kuser, "user:", req->account.user) < 0 || redis_pkey(rs, kpeer, "peer:", rest) < 0 ||
+        redis_pkey(rs, kevents, "events", "") < 0) {
+        redis_req_fail(r, STORAGE_ERR_INTERNAL);
+        return;
+    }
+    snprintf(up, sizeof(up), "%llu", (unsigned long long)req->uploaded);
+    snprintf(down, sizeof(down), "%llu", (unsigned long long)req->downloaded);
+    snprintf(now, sizeof(now), "%lld", (long long)req->now_s);
+    const char *argv[] = { "FCALL", "tyto_account", "3", kuser, kpeer, kevents, up, down,
+                           events[req->event <= ANNOUNCE_EVENT_STOPPED ? req->event : 0],
+                           req->account.up_mult, req->account.down_mult, rs->ttl,
+                           rs->mirror_credits ? "1" : "0", rs->maxlen, req->account.user, hex, now };
+
+    redis_sendv(rs, r, REDIS_SLOT_ACCOUNT, (int)(sizeof(argv) / sizeof(argv[0])), argv);
+}
+
+/* A snatch's reply is only logged when it failed: the announce was answered already. */
+static void redis_snatch_cb(redisAsyncContext *ac, void *reply_ptr, void *privdata)
+{
+    redisReply *reply = reply_ptr;
+    struct redis_storage *rs = ac->data;
+    (void)privdata;
+
+    if (rs && reply && reply->type == REDIS_REPLY_ERROR)
+        log_warn("redis %s: tyto_snatch failed: %s", rs->where, reply->str);
+}
+
+/* FCALL tyto_snatch after the completed move counted: fire and forget. */
+static void redis_snatch(struct redis_storage *rs, const struct announce_req *req)
+{
+    char kuser[REDIS_PKEY_MAX], kevents[REDIS_PKEY_MAX], hex[41], pid[41], now[24], ip[64], port[8];
+    const char *argv[12];
+
+    redis_hex(hex, req->info_hash, ANNOUNCE_HASH_LEN);
+    redis_hex(pid, req->peer_id, ANNOUNCE_HASH_LEN);
+    if (redis_pkey(rs, kuser, "user:", req->account.user) < 0 || redis_pkey(rs, kevents, "events", "") < 0 ||
+        !inet_ntop(req->peer.family, req->peer.addr, ip, sizeof(ip)))
+        return;
+    snprintf(now, sizeof(now), "%lld", (long long)req->now_s);
+    snprintf(port, sizeof(port), "%u", (unsigned)req->peer.port);
+    argv[0] = "FCALL"; argv[1] = "tyto_snatch"; argv[2] = "2"; argv[3] = kuser; argv[4] = kevents;
+    argv[5] = req->account.user; argv[6] = hex; argv[7] = now; argv[8] = ip; argv[9] = port;
+    argv[10] = pid; argv[11] = rs->maxlen;
+    if (redisAsyncCommandArgv(rs->ac, redis_snatch_cb, NULL, 12, argv, NULL) == REDIS_OK)
+        rs->base.counters.commands++;
 }
 
 /* event=completed with left == 0 (rare): the leecher -> seeder move is counted here, atomically
@@ -684,6 +868,9 @@ static int redis_announce(struct storage *st, const struct announce_req *req, st
         return -1;
     r->announce_cb = cb;
     r->numwant = plan.numwant;
+    r->completing = plan.completing && !plan.stop;
+    if (req->account.user[0])
+        r->req = timed;
     r->peers4 = r->buf;
     r->peers6 = r->buf + (size_t)plan.numwant * PEER_COMPACT4_LEN;
 
@@ -753,6 +940,8 @@ static int redis_announce(struct storage *st, const struct announce_req *req, st
             if (plan.sample_leechers)
                 redis_sendv(rs, r, REDIS_SLOT_SAMPLE, 3, sample_l);
         }
+        if (req->account.user[0])
+            redis_account(rs, r, &timed);
         redis_sendv(rs, r, REDIS_SLOT_SEEDERS, 2, card_s);
         redis_sendv(rs, r, REDIS_SLOT_LEECHERS, 2, card_l);
         redis_sendv(rs, r, REDIS_SLOT_DOWNLOADED, 3, hget);
@@ -814,6 +1003,40 @@ static int redis_health(struct storage *st, storage_health_cb *cb, void *arg)
     if (!rs->ac)
         redis_req_fail(r, STORAGE_ERR_UNAVAILABLE);
     redis_sendv(rs, r, REDIS_SLOT_WRITE, 1, ping);
+    redis_req_start(rs, r);
+    return 0;
+}
+
+/* Private mode: FCALL tyto_lookup for the passkey's user and, for an announce, HMGET of the
+ * torrent's rules; one round trip. */
+static int redis_lookup(struct storage *st, const struct storage_lookup_req *req, storage_lookup_cb *cb,
+                        void *arg)
+{
+    struct redis_storage *rs = (struct redis_storage *)st;
+    char kpass[REDIS_PKEY_MAX], ktorrent[REDIS_KEY_MAX], hex[41];
+    struct redis_req *r;
+
+    if (rs->freeing)
+        return -1;
+    r = redis_req_new(rs, REDIS_REQ_LOOKUP, 0, arg);
+    if (!r)
+        return -1;
+    r->lookup_cb = cb;
+    r->lookup.redis_now_s = redis_req_now_s(rs, req->now_s);
+    redis_hex(hex, req->info_hash, ANNOUNCE_HASH_LEN);
+    if (redis_pkey(rs, kpass, "passkey:", req->passkey) < 0 ||
+        snprintf(ktorrent, sizeof(ktorrent), "%s{%s}:torrent", rs->prefix, hex) >= (int)sizeof(ktorrent))
+        redis_req_fail(r, STORAGE_ERR_INTERNAL);
+    else if (!rs->ac)
+        redis_req_fail(r, STORAGE_ERR_UNAVAILABLE);
+    {
+        const char *fcall[] = { "FCALL", "tyto_lookup", "1", kpass };
+        const char *hmget[] = { "HMGET", ktorrent, "added", "freeleech", "neutral", "up", "down" };
+
+        redis_sendv(rs, r, REDIS_SLOT_WRITE, 4, fcall);
+        if (req->with_torrent)
+            redis_sendv(rs, r, REDIS_SLOT_WRITE, 7, hmget);
+    }
     redis_req_start(rs, r);
     return 0;
 }
@@ -1153,6 +1376,12 @@ static void redis_connect(struct redis_storage *rs)
         snprintf(db, sizeof(db), "%d", rs->target.db);
         redisAsyncCommandArgv(ac, redis_setup_cb, (void *)"SELECT", 2, argv, NULL);
     }
+    /* Before TIME: a request is sent only after TIME answered, so after the library loaded. */
+    if (rs->private_enabled) {
+        const char *argv[] = { "FUNCTION", "LOAD", "REPLACE", redis_functions_lua };
+
+        redisAsyncCommandArgv(ac, redis_setup_cb, (void *)"FUNCTION LOAD", 4, argv, NULL);
+    }
     rs->clock_pending = false;             /* a TIME on the last connection is gone with it */
     redis_clock_ask(rs);
     tv = redis_tv(rs->connect_timeout_ms);
@@ -1196,6 +1425,7 @@ static const struct storage_ops redis_ops = {
     .announce = redis_announce,
     .scrape = redis_scrape,
     .health = redis_health,
+    .lookup = redis_lookup,
     .free = redis_free,
 };
 
@@ -1225,6 +1455,10 @@ struct storage *storage_redis_new(const struct config *cfg, struct event_base *b
     rs->connect_timeout_ms = rs->timeout_ms > REDIS_CONNECT_TIMEOUT_MIN_MS ? rs->timeout_ms
                                                                           : REDIS_CONNECT_TIMEOUT_MIN_MS;
     swarm_policy_init(&rs->policy, cfg);
+    rs->private_enabled = cfg->private_enabled;
+    rs->mirror_credits = cfg->private_mirror_credits;
+    snprintf(rs->ttl, sizeof(rs->ttl), "%d", cfg->peer_ttl_s);
+    snprintf(rs->maxlen, sizeof(rs->maxlen), "%d", cfg->private_events_maxlen);
     rs->backoff_ms = REDIS_BACKOFF_MIN_MS;
     if (rs->target.unix_socket)
         snprintf(rs->where, sizeof(rs->where), "%s", rs->target.path);

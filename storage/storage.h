@@ -27,6 +27,30 @@ typedef void storage_announce_cb(const struct announce_reply *rep, int status, v
 typedef void storage_scrape_cb(const struct scrape_reply *rep, int status, void *arg);
 typedef void storage_health_cb(int status, void *arg);
 
+/* Private mode (BEP 27): one round trip that looks up a passkey's user and a torrent's rules
+ * (FCALL tyto_lookup + HMGET of the torrent hash, redis/tyto.lua). */
+enum storage_user_status { STORAGE_USER_OK, STORAGE_USER_UNKNOWN, STORAGE_USER_DISABLED };
+
+struct storage_lookup_req {
+    char passkey[33];                    /* 32 chars [0-9A-Za-z], NUL-terminated */
+    uint8_t info_hash[ANNOUNCE_HASH_LEN];
+    bool with_torrent;                   /* also read the torrent's rules (announce; not scrape) */
+    int64_t now_s;                       /* the worker's loop time */
+};
+
+struct storage_lookup_reply {
+    enum storage_user_status user;
+    char name[ANNOUNCE_USER_MAX + 1];
+    bool can_leech;
+    int64_t expires_s;                   /* unix s on Redis's clock; 0 never */
+    bool torrent_approved;               /* the torrent hash exists */
+    bool freeleech, neutral;
+    char up_mult[ANNOUNCE_MULT_MAX + 1], down_mult[ANNOUNCE_MULT_MAX + 1];
+    int64_t redis_now_s;                 /* now_s on Redis's clock: expiry is judged by it */
+};
+
+typedef void storage_lookup_cb(const struct storage_lookup_reply *rep, int status, void *arg);
+
 /* Counters a backend keeps for /metrics (monotonic, per process). */
 struct storage_counters {
     uint64_t round_trips;          /* pipelines sent (Redis) */
@@ -42,6 +66,10 @@ struct storage_ops {
     int (*scrape)(struct storage *st, const struct scrape_req *req, storage_scrape_cb *cb, void *arg);
     /* Asks the backend whether it answers now (Redis: a PING within the deadline). */
     int (*health)(struct storage *st, storage_health_cb *cb, void *arg);
+    /* Private mode; NULL when the backend has none (memory: config refuses private.enabled).
+     * An announce whose req->account.user is set also runs FCALL tyto_account in its own round
+     * trip, and FCALL tyto_snatch (not waited for) when its completed move counted. */
+    int (*lookup)(struct storage *st, const struct storage_lookup_req *req, storage_lookup_cb *cb, void *arg);
     /* Calls every pending callback with STORAGE_ERR_UNAVAILABLE, then frees. */
     void (*free)(struct storage *st);
 };
@@ -70,6 +98,13 @@ static inline int storage_scrape(struct storage *st, const struct scrape_req *re
 static inline int storage_health(struct storage *st, storage_health_cb *cb, void *arg)
 {
     return st->ops->health(st, cb, arg);
+}
+
+/* -1 (nothing called back) when the backend has no private mode. */
+static inline int storage_lookup(struct storage *st, const struct storage_lookup_req *req,
+                                 storage_lookup_cb *cb, void *arg)
+{
+    return st->ops->lookup ? st->ops->lookup(st, req, cb, arg) : -1;
 }
 
 /* NULL is a no-op. */
