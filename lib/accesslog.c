@@ -278,7 +278,11 @@ void accesslog_write(struct accesslog *al, int64_t now_s, const struct sockaddr 
     static const char hex[] = "0123456789abcdef";
     for (size_t i = 0; i < target_len && n + 5 < sizeof(line); i++) {
         unsigned char c = (unsigned char)target[i];
-        if (c < 0x20 || c >= 0x7f) {
+        /* lib/http.c ends the path with a NUL where the '?' was (the query follows it): the
+         * worker passes both as one target, so a NUL is that '?' (a request line holds no NUL). */
+        if (c == 0) {
+            line[n++] = '?';
+        } else if (c < 0x20 || c >= 0x7f) {
             line[n++] = '\\';
             line[n++] = 'x';
             line[n++] = hex[c >> 4];
