@@ -7,6 +7,7 @@ snatches, and that no passkey reaches the access log. Users and torrents are wri
 Redis with the schema's keys, so this file tests the data path without the management CLI. Run by
 tests/run.sh under /usr/bin/python3."""
 
+import hashlib
 import os
 import secrets
 import socket
@@ -19,6 +20,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tytotest as tt           # noqa: E402
+import test_libtorrent as tl    # noqa: E402
 
 PROTOCOL_ID = 0x41727101980
 SECRET = 'e2e-private-udp-secret'
@@ -469,6 +471,114 @@ class PublicClientFilterTests(unittest.TestCase):
                 c.close()
         finally:
             t.stop()
+
+
+class LibtorrentPrivateTests(unittest.TestCase):
+    """A real private torrent (BEP 27 private flag) through passkey URLs: a seeder and a leecher,
+    each a libtorrent session (tests/e2e/test_libtorrent.py's set-up) with its own user, over HTTP
+    and over UDP; afterwards each user's credited totals equal what the client itself counted."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tyto = tt.Tyto(config={'workers': 2, 'udp': {'secret': 'lt-private'},
+                                   'private': {'enabled': True, 'unknown_passkey_limit': 0},
+                                   'announce': {'interval_s': 60, 'min_interval_s': 30,
+                                                'numwant_default': 50, 'numwant_max': 200}}, udp=True)
+        try:
+            cls.tyto.start()
+        except BaseException:
+            cls.tyto.kill()
+            raise
+        cls.redis = tt.Redis(tt.redis_socket())
+        cls.admin = Admin(cls.redis, cls.tyto.prefix)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.redis.close()
+        try:
+            cls.tyto.stop()
+        finally:
+            cls.tyto.kill()
+
+    def setUp(self):
+        if tl.lt is None:
+            self.fail('cannot import libtorrent under %s: %s' % (sys.executable, tl.LT_ERROR))
+        self.dir = tt.make_tmpdir('ltp')
+        self.clients = []
+
+    def tearDown(self):
+        for c in self.clients:
+            try:
+                c.ses.pause()
+            except Exception:
+                pass
+        self.clients = []
+
+    wait = tl.LibtorrentSwarm.wait
+
+    def make_torrent(self, urls):
+        """-> ({url: private torrent_info with that tracker only}, seed_dir, digest): one info dict
+        (the tracker URL is outside it), so one info hash."""
+        lt = tl.lt
+        seed_dir = os.path.join(self.dir, 'seed')
+        os.mkdir(seed_dir)
+        path = os.path.join(seed_dir, 'payload.bin')
+        data = os.urandom(tl.FILE_SIZE)
+        with open(path, 'wb') as f:
+            f.write(data)
+        infos = {}
+        for url in urls:
+            fs = lt.file_storage()
+            lt.add_files(fs, path)
+            ct = lt.create_torrent(fs, tl.PIECE_SIZE, flags=lt.create_torrent.v1_only)
+            ct.add_tracker(url)
+            ct.set_priv(True)
+            lt.set_piece_hashes(ct, seed_dir)
+            infos[url] = lt.torrent_info(lt.bencode(ct.generate()))
+        self.assertEqual(len({str(ti.info_hashes().v1) for ti in infos.values()}), 1)
+        self.assertTrue(all(ti.priv() for ti in infos.values()))
+        return infos, seed_dir, hashlib.sha256(data).hexdigest()
+
+    def swarm(self, url):
+        """url % passkey is a user's announce URL."""
+        seed_user, seed_pk = self.admin.add_user(can_leech=0)
+        leech_user, leech_pk = self.admin.add_user()
+        seed_url, leech_url = url % seed_pk, url % leech_pk
+        infos, seed_dir, digest = self.make_torrent([seed_url, leech_url])
+        info_hash = bytes.fromhex(str(infos[seed_url].info_hashes().v1))
+        self.admin.add_torrent(info_hash)
+        seeder = tl.Client('seeder', infos[seed_url], seed_dir, seed=True)
+        self.clients.append(seeder)
+        self.wait('seeder announced', lambda: seeder.tracker_replies > 0, 20)
+        d = os.path.join(self.dir, 'leech')
+        os.mkdir(d)
+        leecher = tl.Client('leecher', infos[leech_url], d, seed=False)
+        self.clients.append(leecher)
+        self.wait('the leecher finished', lambda: leecher.status().is_seeding, tl.DOWNLOAD_TIMEOUT)
+        with open(os.path.join(d, 'payload.bin'), 'rb') as f:
+            self.assertEqual(hashlib.sha256(f.read()).hexdigest(), digest)
+        tt.wait_for(lambda: self.admin.user(leech_user)['snatches'] == '1', 20, 'the snatch')
+        # Both seed now: nothing moves. Let libtorrent's once-a-second totals settle, then stop.
+        time.sleep(2.5)
+        seeder.poll()
+        leecher.poll()
+        sent = seeder.status().all_time_upload
+        got = leecher.status().all_time_download
+        self.assertGreaterEqual(got, tl.FILE_SIZE)
+        self.assertGreaterEqual(sent, tl.FILE_SIZE)
+        for c in self.clients:
+            c.ses.remove_torrent(c.handle)            # event=stopped with the final counters
+        want = {seed_user: (sent, 0), leech_user: (0, got)}
+        tt.wait_for(lambda: all(self.admin.totals(u) == t for u, t in want.items()), 15,
+                    'users credited %r, now %r' % (want, {u: self.admin.totals(u) for u in want}))
+        for c in self.clients:
+            self.assertFalse(c.tracker_errors, '%s: tracker errors' % c.name)
+
+    def test_private_swarm_over_http(self):
+        self.swarm('http://127.0.0.1:%d/%%s/announce' % self.tyto.port)
+
+    def test_private_swarm_over_udp(self):
+        self.swarm('udp://127.0.0.1:%d/%%s/announce' % self.tyto.udp_port)
 
 
 if __name__ == '__main__':
