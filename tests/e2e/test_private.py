@@ -445,7 +445,13 @@ class UnknownPasskeyLimitTests(PrivateCase):
         for _ in range(3):
             self.refused(b'unknown passkey', new_passkey(), ih, tt.Peer())
         self.refused(b'too many unknown passkeys from this address, retry later', new_passkey(), ih, tt.Peer())
-        self.ok(pk, ih, tt.Peer())          # a cached, valid passkey still works
+        # Past the limit an address learns nothing about passkeys it has not used (a valid one not
+        # in the worker's cache gets the same answer); other addresses are not affected.
+        if self.tyto.ipv6:
+            path = tt.announce_path(ih, tt.Peer().peer_id, 1234, path='/%s/announce' % new_passkey())
+            self.assertEqual(self.tyto.announce_raw(path, v6=True)[b'failure reason'], b'unknown passkey')
+            path = tt.announce_path(ih, tt.Peer().peer_id, 1234, path='/%s/announce' % pk)
+            self.assertNotIn(b'failure reason', self.tyto.announce_raw(path, v6=True))
 
 
 class PublicClientFilterTests(unittest.TestCase):
