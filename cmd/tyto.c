@@ -13,6 +13,7 @@
 #include "lib/inspect.h"
 #include "lib/log.h"
 #include "lib/master.h"
+#include "lib/private_admin.h"
 
 #define TYTO_VERSION "0.1.0"
 #define TYTO_DEFAULT_CONFIG "tyto.yaml"
@@ -25,6 +26,8 @@ static void usage(FILE *out)
             "usage: tyto [-c PATH] [-t] [-d]\n"
             "       tyto [-c PATH] swarm <hex info_hash>   peers of one swarm, read from Redis\n"
             "       tyto [-c PATH] swarms [N]              the N busiest swarms (default 20)\n"
+            "       tyto [-c PATH] user|torrent ...        private tracker accounts and torrents\n"
+            "                                              (tyto user, tyto torrent: their usage)\n"
             "  -c PATH  configuration file (default ./" TYTO_DEFAULT_CONFIG "; without it, defaults and TYTO_* variables)\n"
             "  -t       check the configuration and exit\n"
             "  -d       detach and run in the background (set log.file and pid_file)\n"
@@ -96,7 +99,8 @@ int main(int argc, char **argv)
         }
     }
     int inspect = optind < argc && (strcmp(argv[optind], "swarm") == 0 || strcmp(argv[optind], "swarms") == 0);
-    if (optind < argc && !inspect) {
+    int manage = optind < argc && (strcmp(argv[optind], "user") == 0 || strcmp(argv[optind], "torrent") == 0);
+    if (optind < argc && !inspect && !manage) {
         usage(stderr);
         return 2;
     }
@@ -109,6 +113,8 @@ int main(int argc, char **argv)
     }
     if (inspect)
         return inspect_main(&cfg, argc - optind, argv + optind, stdout, stderr);
+    if (manage)
+        return private_admin_main(&cfg, argc - optind, argv + optind, stdout, stderr);
     if (check_only) {
         printf("tyto: configuration %s is valid\n", explicit_path || access(path, F_OK) == 0 ? path : "(defaults)");
         return 0;
