@@ -96,6 +96,8 @@ struct redis_req {
     /* scrape */
     unsigned scrape_count;
     struct swarm_stats *scrape_stats;      /* in buf */
+    unsigned scrape_stride;                /* commands per hash: 3, or 4 in private mode */
+    uint8_t *scrape_unapproved;            /* private mode: per hash, in buf after the stats */
     uint8_t buf[];
 };
 
@@ -569,9 +571,21 @@ static int redis_parse(struct redis_req *r, unsigned idx, const redisReply *repl
         }
         return -1;
     case REDIS_REQ_SCRAPE: {
-        struct swarm_stats *s = &r->scrape_stats[idx / 3];
+        unsigned k = idx / r->scrape_stride, j = idx % r->scrape_stride;
+        struct swarm_stats *s = &r->scrape_stats[k];
 
-        switch (idx % 3) {
+        if (r->scrape_stride == 4) {       /* private mode: EXISTS torrent first */
+            if (j == 0) {
+                if (reply->type != REDIS_REPLY_INTEGER)
+                    return -1;
+                r->scrape_unapproved[k] = reply->integer == 0;
+                return 0;
+            }
+            j--;
+        }
+        if (r->scrape_unapproved && r->scrape_unapproved[k])
+            return 0;                      /* not approved: reported as empty, never as a swarm */
+        switch (j) {
         case 0:
             if (reply->type != REDIS_REPLY_INTEGER)
                 return -1;
@@ -951,7 +965,8 @@ out:
     return 0;
 }
 
-/* Scrape is read-only: ZCOUNT (now +inf of both sets (the members a reap would keep) and HGET. */
+/* Scrape is read-only: ZCOUNT (now +inf of both sets (the members a reap would keep) and HGET; in
+ * private mode first EXISTS of the torrent's rules: an unapproved hash is answered all zeros. */
 static int redis_scrape(struct storage *st, const struct scrape_req *req, storage_scrape_cb *cb, void *arg)
 {
     struct redis_storage *rs = (struct redis_storage *)st;
@@ -962,12 +977,15 @@ static int redis_scrape(struct storage *st, const struct scrape_req *req, storag
 
     if (rs->freeing)
         return -1;
-    r = redis_req_new(rs, REDIS_REQ_SCRAPE, count * sizeof(struct swarm_stats), arg);
+    r = redis_req_new(rs, REDIS_REQ_SCRAPE, count * (sizeof(struct swarm_stats) + 1), arg);
     if (!r)
         return -1;
     r->scrape_cb = cb;
     r->scrape_count = count;
     r->scrape_stats = (struct swarm_stats *)(void *)r->buf;
+    r->scrape_stride = rs->private_enabled ? 4 : 3;
+    if (rs->private_enabled)
+        r->scrape_unapproved = r->buf + count * sizeof(struct swarm_stats);
     snprintf(min, sizeof(min), "(%lld", (long long)redis_req_now_s(rs, req->now_s));  /* Redis's clock */
     if (count > 0 && !rs->ac)
         redis_req_fail(r, STORAGE_ERR_UNAVAILABLE);
@@ -975,10 +993,17 @@ static int redis_scrape(struct storage *st, const struct scrape_req *req, storag
         const char *zs[] = { "ZCOUNT", kseed, min, "+inf" };
         const char *zl[] = { "ZCOUNT", kleech, min, "+inf" };
         const char *hget[] = { "HGET", kinfo, "downloaded" };
+        char ktorrent[REDIS_KEY_MAX], hex[41];
+        const char *exists[] = { "EXISTS", ktorrent };
 
         if (redis_keys3(rs, req->info_hash[i], kseed, kleech, kinfo) < 0) {
             redis_req_fail(r, STORAGE_ERR_INTERNAL);
             break;
+        }
+        if (rs->private_enabled) {         /* only approved torrents are scraped */
+            redis_hex(hex, req->info_hash[i], ANNOUNCE_HASH_LEN);
+            snprintf(ktorrent, sizeof(ktorrent), "%s{%s}:torrent", rs->prefix, hex);
+            redis_sendv(rs, r, REDIS_SLOT_WRITE, 2, exists);
         }
         redis_sendv(rs, r, REDIS_SLOT_WRITE, 4, zs);
         redis_sendv(rs, r, REDIS_SLOT_WRITE, 4, zl);

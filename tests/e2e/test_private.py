@@ -204,6 +204,18 @@ class PrivateTests(PrivateCase):
         self.assertEqual(d[b'files'][ih][b'complete'], 1)
         self.assertEqual(d[b'files'][ih][b'incomplete'], 1)
 
+    def test_scrape_reports_approved_torrents_only(self):
+        _, pk = self.admin.add_user()
+        ih, other = self.admin.add_torrent(), tt.rand_hash()
+        self.ok(pk, ih, tt.Peer())
+        path = tt.scrape_path([ih, other], path='/%s/scrape' % pk)
+        files = self.tyto.announce_raw(path)[b'files']
+        self.assertEqual(files[ih][b'complete'], 1)
+        self.assertEqual(files[other], {b'complete': 0, b'downloaded': 0, b'incomplete': 0})
+        self.admin.remove_torrent(ih)       # its swarm is still in Redis: not reported
+        files = self.tyto.announce_raw(path)[b'files']
+        self.assertEqual(files[ih], {b'complete': 0, b'downloaded': 0, b'incomplete': 0})
+
     def test_unknown_and_malformed_passkeys(self):
         ih = self.admin.add_torrent()
         for pk in (new_passkey(), 'short', 'x' * 31 + '!', 'y' * 33):
