@@ -72,8 +72,9 @@ struct http_request {
     struct http_span path, query;
     struct http_head h;               /* spans point into buf */
     struct sockaddr_storage peer, proxied;
-    char *buf;                        /* this request's copy of its head */
+    char *buf;                        /* this request's copy of its head (and its body) */
     size_t buf_cap;
+    size_t head_len, body_len;        /* the body follows the head in buf */
 };
 
 struct http_conn {
@@ -117,6 +118,7 @@ struct http_server {
     size_t max_head;                  /* effective head limit */
     unsigned max_headers;             /* effective header count limit */
     size_t in_max;                    /* input buffer bound */
+    size_t max_body;                  /* lim.max_body_bytes */
     http_handler *handler;
     void *handler_arg;
     http_trust_fn *trusted;
@@ -610,6 +612,17 @@ bool http_request_keep_alive(const struct http_request *r)
     return r->keep_alive;
 }
 
+const char *http_request_method(const struct http_request *r)
+{
+    return r->h.method.p;
+}
+
+const char *http_request_body(const struct http_request *r, size_t *len)
+{
+    *len = r->body_len;
+    return r->buf + r->head_len;
+}
+
 struct evbuffer *http_reply_body(struct http_request *r)
 {
     return r->body;
@@ -674,15 +687,20 @@ static bool http_span_is(const struct http_span *s, const char *lit)
 
 /* Checks the parsed head of r (already in r->buf) and splits its target into path and
  * query. Returns 0, or the status to answer. */
-static int http_conn_check_request(struct http_request *r, bool *ka_hdr, bool *close_hdr)
+static int http_conn_check_request(struct http_request *r, size_t max_body, bool *ka_hdr, bool *close_hdr)
 {
     struct http_head *h = &r->h;
     const char *t = h->target.p, *end = h->target.p + h->target.len, *path;
 
+    r->body_len = 0;
     if (h->method.len == 3 && memcmp(h->method.p, "GET", 3) == 0) {
         r->head_only = false;
     } else if (h->method.len == 4 && memcmp(h->method.p, "HEAD", 4) == 0) {
         r->head_only = true;
+    } else if (max_body && ((h->method.len == 4 && memcmp(h->method.p, "POST", 4) == 0) ||
+                            (h->method.len == 3 && memcmp(h->method.p, "PUT", 3) == 0) ||
+                            (h->method.len == 6 && memcmp(h->method.p, "DELETE", 6) == 0))) {
+        r->head_only = false;
     } else {
         return 405; /* methods are case-sensitive: "get" is not GET */
     }
@@ -692,6 +710,7 @@ static int http_conn_check_request(struct http_request *r, bool *ka_hdr, bool *c
         const struct http_span *n = &h->names[i], *v = &h->values[i];
         if (http_span_is(n, "content-length")) {
             bool nonzero = false;
+            size_t blen = 0;
             if (v->len == 0)
                 return 400;
             for (size_t k = 0; k < v->len; k++) {
@@ -699,9 +718,12 @@ static int http_conn_check_request(struct http_request *r, bool *ka_hdr, bool *c
                     return 400;
                 if (v->p[k] != '0')
                     nonzero = true;
+                if (blen <= max_body)          /* stops growing past the bound: no overflow */
+                    blen = blen * 10 + (size_t)(v->p[k] - '0');
             }
-            if (nonzero)
-                return 413; /* a tracker takes no request bodies */
+            if (nonzero && (max_body == 0 || blen > max_body))
+                return 413; /* a tracker takes no request bodies; the admin API small ones */
+            r->body_len = blen;
         } else if (http_span_is(n, "transfer-encoding")) {
             return 400;
         } else if (http_span_is(n, "connection")) {
@@ -765,6 +787,39 @@ static int http_req_take_head(struct http_request *r, const char *src, size_t n)
         r->h.names[i].p = r->buf + (r->h.names[i].p - src);
         r->h.values[i].p = r->buf + (r->h.values[i].p - src);
     }
+    return 0;
+}
+
+static void http_span_move(struct http_span *sp, const char *from, char *to)
+{
+    sp->p = to + (sp->p - from);
+}
+
+/* Appends the body (n bytes at src) to r's copy of its head (head_len bytes), moving every span
+ * into a larger buffer when it does not fit. 0 or -1. */
+static int http_req_take_body(struct http_request *r, const char *src, size_t n)
+{
+    size_t need = r->head_len + n + 1;
+    if (r->buf_cap < need) {
+        char *b = malloc(need);
+        if (!b)
+            return -1;
+        memcpy(b, r->buf, r->head_len);
+        http_span_move(&r->h.method, r->buf, b);
+        http_span_move(&r->h.target, r->buf, b);
+        for (unsigned i = 0; i < r->h.nheaders; i++) {
+            http_span_move(&r->h.names[i], r->buf, b);
+            http_span_move(&r->h.values[i], r->buf, b);
+        }
+        if (r->path.p != http_root)
+            http_span_move(&r->path, r->buf, b);
+        http_span_move(&r->query, r->buf, b);
+        free(r->buf);
+        r->buf = b;
+        r->buf_cap = need;
+    }
+    memcpy(r->buf + r->head_len, src, n);
+    r->buf[r->head_len + n] = '\0';
     return 0;
 }
 
@@ -1041,13 +1096,29 @@ static bool http_conn_parse(struct http_conn *c)
             return false;
         }
         bool ka_hdr, close_hdr;
-        int status = http_conn_check_request(r, &ka_hdr, &close_hdr);
+        int status = http_conn_check_request(r, s->max_body, &ka_hdr, &close_hdr);
         if (status) {
             http_req_release(s, r);
             http_conn_error(c, status, status == 405 ? "method not allowed\n" :
                        status == 413 ? "request bodies are not accepted\n" : "bad request\n");
             return false;
         }
+        if (r->body_len > 0) {
+            /* The body is not all here yet: wait, and parse the head again when it is. */
+            if (avail < (size_t)rc + r->body_len) {
+                http_req_release(s, r);
+                c->scan = 0;
+                return false;
+            }
+            r->head_len = (size_t)rc;
+            if (http_req_take_body(r, p + rc, r->body_len) < 0) {
+                http_req_release(s, r);
+                http_conn_error(c, 503, "out of memory\n");
+                return false;
+            }
+            rc += (int)r->body_len;
+        }
+        r->head_len = (size_t)rc - r->body_len;
         http_req_terminate(r);
         c->in_off += (size_t)rc;
         c->scan = 0;
@@ -1502,6 +1573,8 @@ struct http_server *http_server_new(struct event_base *base, const struct http_l
     s->max_headers = lim->max_headers && lim->max_headers < HTTP_HEAD_SLOTS ? lim->max_headers
                                                                             : HTTP_HEAD_SLOTS;
     s->in_max = s->max_head > HTTP_PROXY_MAX ? s->max_head : HTTP_PROXY_MAX;
+    s->max_body = lim->max_body_bytes;
+    s->in_max += s->max_body;
     s->event_size = (event_get_struct_event_size() + 15) & ~(size_t)15;
 
     /* Common timeouts: every connection's timer of one kind shares a queue (O(1) re-arm). */

@@ -40,6 +40,10 @@ struct http_limits {
     /* Output that has to wait for a client must be sent within this; progress does not extend
      * it (a client reading a byte now and then is cut). 0: the idle timeout. */
     unsigned write_timeout_ms;
+    /* Request bodies (Content-Length only) up to this many bytes, and the methods POST, PUT and
+     * DELETE with them; the whole request must fit in max_head_bytes + this. 0: GET and HEAD
+     * only and no bodies (413), as the tracker port wants. The admin API sets it. */
+    size_t max_body_bytes;
 };
 
 struct http_server *http_server_new(struct event_base *base, const struct http_limits *lim,
@@ -76,6 +80,10 @@ const struct sockaddr *http_request_peer(const struct http_request *r);
 /* The source the PROXY header announced, or NULL if there was none (or it was LOCAL/UNKNOWN). */
 const struct sockaddr *http_request_proxied(const struct http_request *r);
 bool http_request_keep_alive(const struct http_request *r);
+/* The method ("GET", "POST", ...), NUL-terminated. */
+const char *http_request_method(const struct http_request *r);
+/* The request body (len 0 without one; only with http_limits.max_body_bytes). Not terminated. */
+const char *http_request_body(const struct http_request *r, size_t *len);
 
 /* Output buffer for the body; write into it, then call http_reply(). */
 struct evbuffer *http_reply_body(struct http_request *r);

@@ -26,6 +26,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
+#include "lib/admin_api.h"
 #include "lib/accesslog.h"
 #include "lib/announce.h"
 #include "lib/clientfilter.h"
@@ -74,6 +75,7 @@ struct worker {
     struct event_base *base;
     struct http_server *http;
     struct http_server *admin;         /* admin.listen: /metrics, /stats, /healthz; NULL when off */
+    struct admin_api *api;             /* the admin listener's /api/ (lib/admin_api.c) */
     struct clientip_trust trust;
     struct accesslog *access;          /* NULL when log.access is "" */
     struct storage *st;
@@ -975,6 +977,8 @@ static void worker_on_admin_request(struct http_request *req, void *arg)
         worker_metrics(w, req, 1, &start);
     } else if (worker_path_is(path, path_len, "/healthz")) {
         worker_healthz(w, req, &start);
+    } else if (path_len >= 5 && memcmp(path, "/api/", 5) == 0) {
+        admin_api_handle(w->api, req);
     } else {
         evbuffer_add_printf(http_reply_body(req), "not found\n");
         worker_send(w, req, 404, "text/plain", METRICS_ROUTE_NOT_FOUND, &start);
@@ -1144,6 +1148,8 @@ static int worker_setup_http(struct worker *w, const int *fds, int nfds, int adm
     if (admin_fd >= 0) {
         /* The same limits; no PROXY header: scrapers connect directly. */
         lim.proxy_protocol = false;
+        lim.max_body_bytes = ADMIN_API_MAX_BODY;
+        w->api = admin_api_new(w->base, cfg);
         w->admin = http_server_new(w->base, &lim, worker_on_admin_request, w, NULL, NULL);
         if (!w->admin || http_server_listen(w->admin, admin_fd) < 0)
             return -1;
@@ -1258,6 +1264,7 @@ out_http:
     worker_udp_free(&w);
     if (w.http)
         http_server_free(w.http);
+    admin_api_free(w.api);           /* its waiting calls are answered first */
     if (w.admin)
         http_server_free(w.admin);
     if (w.gauge_timer)

@@ -5,6 +5,7 @@ prefix of its own), checks its output, exit status (0 ok, 1 Redis/not found/exis
 what it wrote, and that the data-path function tyto_lookup sees the result (a rekeyed passkey stops
 at once). Runs under valgrind too (TYTO_TEST_VALGRIND=1)."""
 
+import http.client
 import json
 import os
 import re
@@ -135,6 +136,150 @@ class CliTest(unittest.TestCase):
         rc, out, err = self.tyto('user', 'show', 'alice', config=cfg)
         self.assertEqual(rc, 1)
         self.assertIn('cannot connect to Redis', err)
+
+
+TOKEN = 's3cret-' + secrets.token_hex(8)
+
+
+def api(t, method, path, body=None, token=TOKEN, raw=None):
+    """One request to the admin listener's /api/ -> (status, decoded JSON)."""
+    conn = http.client.HTTPConnection('127.0.0.1', t.admin_port, timeout=10 * tytotest.SLOW)
+    try:
+        headers = {}
+        if token is not None:
+            headers['Authorization'] = 'Bearer ' + token
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        if data is not None:
+            headers['Content-Type'] = 'application/json'
+        conn.request(method, path, body=data, headers=headers)
+        r = conn.getresponse()
+        text = r.read()
+        return r.status, json.loads(text)
+    finally:
+        conn.close()
+
+
+class ApiOffTest(tytotest.ServerTestCase):
+    """No admin.token: no API."""
+
+    def test_no_token_no_api(self):
+        for token in (None, '', 'anything'):
+            st, body = api(self.tyto, 'GET', '/api/users', token=token)
+            self.assertEqual(st, 404)
+            self.assertIn('admin.token', body['error'])
+        # The operator routes still work.
+        self.assertEqual(self.tyto.admin_get('/healthz').status, 200)
+
+
+class ApiTest(tytotest.ServerTestCase):
+    CONFIG = {'admin': {'token': TOKEN}}
+
+    def test_token(self):
+        for token in (None, 'wrong', TOKEN + 'x', TOKEN[:-1], ''):
+            st, body = api(self.tyto, 'GET', '/api/users', token=token)
+            self.assertEqual(st, 401, token)
+            self.assertEqual(body, {'error': 'missing or wrong bearer token'})
+        st, body = api(self.tyto, 'GET', '/api/users')
+        self.assertEqual(st, 200)
+        self.assertIsInstance(body, list)
+
+    def test_users(self):
+        st, u = api(self.tyto, 'POST', '/api/users', {'name': 'alice', 'expires_days': 10})
+        self.assertEqual(st, 201, u)
+        self.assertRegex(u['passkey'], r'^[0-9A-Za-z]{32}$')
+        self.assertAlmostEqual(u['expires'] - u['created'], 10 * 86400, delta=5)
+        key = '%s{private}:passkey:%s' % (self.tyto.prefix, u['passkey'])
+        self.assertEqual(self.redis.cmd('FCALL', 'tyto_lookup', 1, key)[:2], [b'ok', b'alice'])
+        st, body = api(self.tyto, 'POST', '/api/users', {'name': 'alice'})
+        self.assertEqual((st, body), (409, {'error': 'user exists'}))
+        st, body = api(self.tyto, 'GET', '/api/users/alice')
+        self.assertEqual(st, 200)
+        self.assertNotIn('passkey', body)
+        self.assertEqual(body['name'], 'alice')
+        st, body = api(self.tyto, 'PUT', '/api/users/alice', {'can_leech': False, 'expires_days': 0})
+        self.assertEqual(st, 200, body)
+        self.assertEqual((body['can_leech'], body['expires']), (False, 0))
+        st, body = api(self.tyto, 'POST', '/api/users/alice/disable')
+        self.assertEqual((st, body['enabled']), (200, False))
+        self.assertEqual(self.redis.cmd('FCALL', 'tyto_lookup', 1, key)[0], b'disabled')
+        st, body = api(self.tyto, 'POST', '/api/users/alice/enable')
+        self.assertEqual((st, body['enabled']), (200, True))
+        st, r = api(self.tyto, 'POST', '/api/users/alice/rekey')
+        self.assertEqual(st, 200)
+        self.assertNotEqual(r['passkey'], u['passkey'])
+        self.assertEqual(self.redis.cmd('FCALL', 'tyto_lookup', 1, key)[0], b'unknown')
+        st, users = api(self.tyto, 'GET', '/api/users')
+        self.assertIn('alice', [x['name'] for x in users])
+        st, body = api(self.tyto, 'GET', '/api/users/nobody')
+        self.assertEqual((st, body), (404, {'error': 'no such user'}))
+        st, body = api(self.tyto, 'POST', '/api/users/nobody/disable')
+        self.assertEqual(st, 404)
+        st, body = api(self.tyto, 'GET', '/api/nothing')
+        self.assertEqual(st, 404)
+
+    def test_bad_bodies(self):
+        cases = [
+            (b'{"name": "bob",', 'malformed JSON body: expected a member name at byte 15'),
+            (b'{"name" "bob"}', "malformed JSON body: expected ':' at byte 8"),
+            (b'{"name": "bob"} x', 'malformed JSON body: trailing data at byte 16'),
+            (b'[1]', 'malformed JSON body: expected a JSON object at byte 0'),
+            (b'{"name": "b b"}', 'name must be a user name (1-64 of A-Z a-z 0-9 _ . -)'),
+            (b'{"name": "bob", "expires_days": "x"}', 'expires_days must be an integer from 0 (never) to 36500'),
+            (b'{"name": "bob", "admin": true}', "unknown member 'admin'"),
+        ]
+        for raw, why in cases:
+            st, body = api(self.tyto, 'POST', '/api/users', raw=raw)
+            self.assertEqual((st, body), (400, {'error': why}), raw)
+        st, body = api(self.tyto, 'PUT', '/api/users/bob', raw=b'{"enabled": "yes"}')
+        self.assertEqual((st, body), (400, {'error': 'enabled must be true or false'}))
+        self.assertEqual(self.redis.cmd('EXISTS', '%s{private}:user:bob' % self.tyto.prefix), 0)
+        # A body over the bound is refused by the HTTP layer.
+        conn = http.client.HTTPConnection('127.0.0.1', self.tyto.admin_port, timeout=10 * tytotest.SLOW)
+        try:
+            conn.request('POST', '/api/users', body=b'{' + b' ' * 5000 + b'}',
+                         headers={'Authorization': 'Bearer ' + TOKEN})
+            self.assertEqual(conn.getresponse().status, 413)
+        finally:
+            conn.close()
+
+    def test_torrents(self):
+        h = secrets.token_hex(20)
+        st, t = api(self.tyto, 'PUT', '/api/torrents/' + h, {'freeleech': True, 'up': '2'})
+        self.assertEqual(st, 200, t)
+        self.assertEqual((t['info_hash'], t['freeleech'], t['neutral'], t['up'], t['down']), (h, True, False, '2', '1'))
+        self.assertEqual(self.redis.cmd('HMGET', '%s{%s}:torrent' % (self.tyto.prefix, h), 'freeleech', 'up'),
+                         [b'1', b'2'])
+        st, t = api(self.tyto, 'GET', '/api/torrents/' + h.upper())
+        self.assertEqual((st, t['info_hash']), (200, h))
+        st, body = api(self.tyto, 'PUT', '/api/torrents/' + h, {'up': '-1'})
+        self.assertEqual(st, 400)
+        st, t = api(self.tyto, 'DELETE', '/api/torrents/' + h)
+        self.assertEqual(st, 200)
+        st, body = api(self.tyto, 'GET', '/api/torrents/' + h)
+        self.assertEqual((st, body), (404, {'error': 'no such torrent'}))
+        st, body = api(self.tyto, 'GET', '/api/torrents/xyz')
+        self.assertEqual(st, 404)
+
+
+class ApiRedisDownTest(unittest.TestCase):
+    """A tyto on a Redis of its own: the API answers, then Redis goes away: 503 with a reason."""
+
+    def test_redis_down(self):
+        d = tytotest.make_tmpdir('down')
+        server = tytotest.RedisServer(os.path.join(d, 'r.sock'), d).start()
+        t = tytotest.Tyto(config={'admin': {'token': TOKEN}}, redis_url='unix://' + server.path)
+        try:
+            t.start()
+            st, body = api(t, 'GET', '/api/users')
+            self.assertEqual(st, 200)
+            server.stop()
+            st, body = api(t, 'GET', '/api/users')
+            self.assertEqual(st, 503, body)
+            self.assertIn('storage', body['error'])
+            t.stop()
+        finally:
+            t.kill()
+            server.stop()
 
 
 if __name__ == '__main__':
