@@ -10,7 +10,9 @@ import json
 import os
 import re
 import secrets
+import socket
 import subprocess
+import time
 import unittest
 
 import tytotest
@@ -241,6 +243,28 @@ class ApiTest(tytotest.ServerTestCase):
             self.assertEqual(conn.getresponse().status, 413)
         finally:
             conn.close()
+
+    def test_body_in_pieces_then_pipelined(self):
+        """A body arriving after its head (and in two pieces) is waited for; the request after it on
+        the same connection is read from the right place."""
+        body = json.dumps({'name': 'piecewise'}).encode()
+        head = ('POST /api/users HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n'
+                'Content-Length: %d\r\n\r\n' % (TOKEN, len(body))).encode()
+        nxt = ('GET /api/users/piecewise HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n'
+               'Connection: close\r\n\r\n' % TOKEN).encode()
+        with socket.create_connection(('127.0.0.1', self.tyto.admin_port), timeout=10 * tytotest.SLOW) as sk:
+            sk.sendall(head)
+            time.sleep(0.2 * tytotest.SLOW)
+            sk.sendall(body[:5])
+            time.sleep(0.2 * tytotest.SLOW)
+            sk.sendall(body[5:] + nxt)
+            rf = sk.makefile('rb')
+            r1 = tytotest.read_response(rf)
+            r2 = tytotest.read_response(rf)
+        self.assertEqual(r1.status, 201, r1)
+        self.assertEqual(json.loads(r1.body)['name'], 'piecewise')
+        self.assertEqual(r2.status, 200, r2)
+        self.assertNotIn('passkey', json.loads(r2.body))
 
     def test_torrents(self):
         h = secrets.token_hex(20)
