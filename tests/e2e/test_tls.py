@@ -8,7 +8,11 @@ bencoded reply; tyto stores the client's address from haproxy's X-Forwarded-For,
 haproxy's and never one the client claims; the plain listener still serves; a client that does
 not trust the certificate is refused; a real BitTorrent client (libtorrent) announces to an
 https:// URL and a download completes through it; and the documented certificate rotation (new
-PEM, reload) serves the new certificate while a broken PEM leaves the old one serving.
+PEM, reload) serves the new certificate while a broken PEM leaves the old one serving. In private
+mode (users and torrents made with the `tyto user` / `tyto torrent` CLI): a /<passkey>/announce over
+HTTPS is served and credits its user, the public URL and a wrong passkey are refused, haproxy's log
+holds no passkey, and libtorrent downloads a private-flag torrent from https://…/<passkey>/announce
+URLs, one user per client, with the snatch counted for the leecher's user.
 
 Clients connect from 127.0.0.10 and up (all of 127/8 is loopback on Linux), haproxy reaches tyto
 from 127.0.0.1, the only address in tyto's proxy.trusted. Run by tests/run.sh, or alone:
@@ -16,6 +20,7 @@ from 127.0.0.1, the only address in tyto's proxy.trusted. Run by tests/run.sh, o
 
 import hashlib
 import http.client
+import json
 import os
 import signal
 import socket
@@ -147,8 +152,10 @@ class Haproxy:
         self.proc = None
 
 
-class TlsFront(unittest.TestCase):
-    """One tyto and one haproxy for the cases below (the rotation case starts its own haproxy)."""
+class TlsCase(unittest.TestCase):
+    """One tyto (private mode when PRIVATE) and one haproxy in front of it for a class's cases."""
+
+    PRIVATE = False
 
     @classmethod
     def setUpClass(cls):
@@ -159,6 +166,7 @@ class TlsFront(unittest.TestCase):
         cls.pem, cls.crt = make_cert(cls.dir, 'tyto')
         cls.tyto = tt.Tyto(config={'listen': {'ipv4': '127.0.0.1', 'ipv6': ''},
                                    'proxy': {'trusted': [PROXY]},
+                                   'private': {'enabled': cls.PRIVATE},
                                    'announce': {'interval_s': 60, 'min_interval_s': 30,
                                                 'numwant_default': 50, 'numwant_max': 200}})
         cls.haproxy = None
@@ -215,6 +223,122 @@ class TlsFront(unittest.TestCase):
         for kind in ('seeders', 'leechers'):
             out.update(m.decode() for m in self.redis.zscores(key + kind))
         return out
+
+    def cli(self, *args):
+        """`tyto -c <the server's config> ARGS...` (the management CLI) -> its standard output."""
+        r = subprocess.run([tt.TYTO_BIN, '-c', self.tyto.config_path] + list(args), env=tt.clean_env(),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30 * tt.SLOW)
+        self.assertEqual(r.returncode, 0, 'tyto %s: %s' % (' '.join(args), r.stderr.decode(errors='replace')))
+        return r.stdout.decode()
+
+    def libtorrent_swarm(self, seeder_url, leecher_url, private=False, approve=None):
+        """A seeder (on SEEDER_ADDR) and a leecher (on LEECHER_ADDR), libtorrent sessions, each
+        announcing to its own tracker URL; asserts that the leecher downloads the payload and that
+        tyto counts the completion. approve(info_hash) runs before the seeder starts. Returns the
+        info_hash."""
+        if lt is None:
+            self.fail('cannot import libtorrent under %s: %s' % (sys.executable, LT_ERROR))
+        work = tt.make_tmpdir('tls-lt')
+        seed_dir = os.path.join(work, 'seed')
+        os.mkdir(seed_dir)
+        data = os.urandom(FILE_SIZE)
+        with open(os.path.join(seed_dir, 'payload.bin'), 'wb') as f:
+            f.write(data)
+        fs = lt.file_storage()
+        lt.add_files(fs, os.path.join(seed_dir, 'payload.bin'))
+        ct = lt.create_torrent(fs, PIECE_SIZE, flags=lt.create_torrent.v1_only)
+        # BEP 27: a private torrent's clients use no DHT, PEX or LSD, only the tracker.
+        ct.set_priv(private)
+        lt.set_piece_hashes(ct, seed_dir)
+        ti = lt.torrent_info(lt.bencode(ct.generate()))
+        ih = bytes.fromhex(str(ti.info_hashes().v1))
+        if approve:
+            approve(ih)
+
+        def session(addr):
+            return lt.session({
+                'listen_interfaces': '%s:0' % addr, 'outgoing_interfaces': addr,
+                'enable_dht': False, 'enable_lsd': False, 'enable_upnp': False, 'enable_natpmp': False,
+                'enable_outgoing_utp': False, 'enable_incoming_utp': False,
+                # The tracker's certificate is self-signed: libtorrent (2.0) checks HTTPS trackers'
+                # certificates against the system's CAs unless told not to. A real deployment
+                # has a certificate from a CA (certbot) and keeps the default, true.
+                'validate_https_trackers': False,
+                'ssrf_mitigation': False, 'allow_multiple_connections_per_ip': True,
+                'min_reconnect_time': 1, 'peer_connect_timeout': 3, 'tracker_receive_timeout': 5,
+                'stop_tracker_timeout': 3,
+                'alert_mask': lt.alert.category_t.error_notification | lt.alert.category_t.tracker_notification,
+            }, 0)
+
+        def add(ses, save_path, seed, url):
+            atp = lt.add_torrent_params()
+            atp.ti = ti
+            atp.trackers = [url]
+            atp.save_path = save_path
+            flags = lt.torrent_flags.default_flags & ~lt.torrent_flags.auto_managed & ~lt.torrent_flags.paused
+            flags |= lt.torrent_flags.disable_pex | lt.torrent_flags.disable_dht | lt.torrent_flags.disable_lsd
+            if seed:
+                flags |= lt.torrent_flags.seed_mode
+            atp.flags = flags
+            return ses.add_torrent(atp)
+
+        replies, errors = {}, []
+
+        def poll(name, ses):
+            for a in ses.pop_alerts():
+                if isinstance(a, lt.tracker_reply_alert):
+                    replies[name] = replies.get(name, 0) + 1
+                elif isinstance(a, (lt.tracker_error_alert, lt.tracker_warning_alert)):
+                    errors.append('%s: %s' % (name, a.message()))
+
+        seeder_ses = session(SEEDER_ADDR)
+        leecher_ses = session(LEECHER_ADDR)
+        try:
+            seeder = add(seeder_ses, seed_dir, True, seeder_url)
+
+            def seeder_announced():
+                poll('seeder', seeder_ses)
+                return replies.get('seeder', 0) > 0
+            try:
+                tt.wait_for(seeder_announced, 20, 'the seeder\'s HTTPS announce')
+            except AssertionError as e:
+                raise AssertionError('%s; tracker errors %r' % (e, errors[-5:]))
+            # Stored under the client's own address: the leecher can reach the seeder only there
+            # (it listens on SEEDER_ADDR alone), so the download below depends on X-Forwarded-For.
+            port = seeder_ses.listen_port()
+            self.assertIn('%s:%d' % (SEEDER_ADDR, port), self.members(ih))
+            leech_dir = os.path.join(work, 'leech')
+            os.mkdir(leech_dir)
+            leecher = add(leecher_ses, leech_dir, False, leecher_url)
+
+            def finished():
+                poll('seeder', seeder_ses)
+                poll('leecher', leecher_ses)
+                return leecher.status().is_seeding
+            try:
+                tt.wait_for(finished, 90, 'the download through the HTTPS tracker')
+            except AssertionError:
+                s = leecher.status()
+                raise AssertionError('leecher: progress %.3f peers %d, tracker replies %r, errors %r'
+                                     % (s.progress, s.num_peers, replies, errors[-5:]))
+            with open(os.path.join(leech_dir, 'payload.bin'), 'rb') as f:
+                self.assertEqual(hashlib.sha256(f.read()).digest(), hashlib.sha256(data).digest())
+            self.assertGreater(replies.get('leecher', 0), 0, 'the leecher never heard the tracker')
+            # The finished leecher announces event=completed over HTTPS: tyto counts it.
+            key = '%s{%s}:info' % (self.tyto.prefix, ih.hex())
+
+            def counted():
+                poll('leecher', leecher_ses)
+                return self.redis.cmd('HGET', key, 'downloaded') == b'1'
+            tt.wait_for(counted, 20, 'the completed download counted by tyto')
+        finally:
+            for ses in (seeder_ses, leecher_ses):
+                ses.pause()
+        return ih
+
+
+class TlsFront(TlsCase):
+    """Public mode behind the TLS listener (the rotation case starts its own haproxy)."""
 
     # -- cases -------------------------------------------------------------------------------
 
@@ -286,101 +410,63 @@ class TlsFront(unittest.TestCase):
             h.stop()
 
     def test_tls_libtorrent_downloads_through_https_tracker(self):
-        if lt is None:
-            self.fail('cannot import libtorrent under %s: %s' % (sys.executable, LT_ERROR))
-        work = tt.make_tmpdir('tls-lt')
-        seed_dir = os.path.join(work, 'seed')
-        os.mkdir(seed_dir)
-        data = os.urandom(FILE_SIZE)
-        with open(os.path.join(seed_dir, 'payload.bin'), 'wb') as f:
-            f.write(data)
-        fs = lt.file_storage()
-        lt.add_files(fs, os.path.join(seed_dir, 'payload.bin'))
-        ct = lt.create_torrent(fs, PIECE_SIZE, flags=lt.create_torrent.v1_only)
         url = 'https://127.0.0.1:%d/announce' % self.haproxy.tls
-        ct.add_tracker(url)
-        lt.set_piece_hashes(ct, seed_dir)
-        ti = lt.torrent_info(lt.bencode(ct.generate()))
-        ih = bytes.fromhex(str(ti.info_hashes().v1))
+        self.libtorrent_swarm(url, url)
 
-        def session(addr):
-            return lt.session({
-                'listen_interfaces': '%s:0' % addr, 'outgoing_interfaces': addr,
-                'enable_dht': False, 'enable_lsd': False, 'enable_upnp': False, 'enable_natpmp': False,
-                'enable_outgoing_utp': False, 'enable_incoming_utp': False,
-                # The tracker's certificate is self-signed: libtorrent (2.0) checks HTTPS trackers'
-                # certificates against the system's CAs unless told not to. A real deployment
-                # has a certificate from a CA (certbot) and keeps the default, true.
-                'validate_https_trackers': False,
-                'ssrf_mitigation': False, 'allow_multiple_connections_per_ip': True,
-                'min_reconnect_time': 1, 'peer_connect_timeout': 3, 'tracker_receive_timeout': 5,
-                'stop_tracker_timeout': 3,
-                'alert_mask': lt.alert.category_t.error_notification | lt.alert.category_t.tracker_notification,
-            }, 0)
 
-        def add(ses, save_path, seed):
-            atp = lt.add_torrent_params()
-            atp.ti = ti
-            atp.save_path = save_path
-            flags = lt.torrent_flags.default_flags & ~lt.torrent_flags.auto_managed & ~lt.torrent_flags.paused
-            flags |= lt.torrent_flags.disable_pex | lt.torrent_flags.disable_dht | lt.torrent_flags.disable_lsd
-            if seed:
-                flags |= lt.torrent_flags.seed_mode
-            atp.flags = flags
-            return ses.add_torrent(atp)
+class TlsPrivate(TlsCase):
+    """Private mode (passkey URLs) behind the TLS listener: what the listener is for."""
 
-        replies, errors = {}, []
+    PRIVATE = True
 
-        def poll(name, ses):
-            for a in ses.pop_alerts():
-                if isinstance(a, lt.tracker_reply_alert):
-                    replies[name] = replies.get(name, 0) + 1
-                elif isinstance(a, (lt.tracker_error_alert, lt.tracker_warning_alert)):
-                    errors.append('%s: %s' % (name, a.message()))
+    def user(self, name):
+        """A user made with `tyto user add`: its passkey (the output's last line)."""
+        passkey = self.cli('user', 'add', name).strip().splitlines()[-1]
+        self.assertRegex(passkey, r'^[0-9A-Za-z]{32}$')
+        return passkey
 
-        seeder_ses = session(SEEDER_ADDR)
-        leecher_ses = session(LEECHER_ADDR)
-        try:
-            seeder = add(seeder_ses, seed_dir, True)
+    def show(self, name):
+        return json.loads(self.cli('user', 'show', name, '--json'))
 
-            def seeder_announced():
-                poll('seeder', seeder_ses)
-                return replies.get('seeder', 0) > 0
-            try:
-                tt.wait_for(seeder_announced, 20, 'the seeder\'s HTTPS announce')
-            except AssertionError as e:
-                raise AssertionError('%s; tracker errors %r' % (e, errors[-5:]))
-            # Stored under the client's own address: the leecher can reach the seeder only there
-            # (it listens on SEEDER_ADDR alone), so the download below depends on X-Forwarded-For.
-            port = seeder_ses.listen_port()
-            self.assertIn('%s:%d' % (SEEDER_ADDR, port), self.members(ih))
-            leech_dir = os.path.join(work, 'leech')
-            os.mkdir(leech_dir)
-            leecher = add(leecher_ses, leech_dir, False)
+    def get_dict(self, path, source=CLIENT_A):
+        status, body = self.https(path, source)
+        self.assertEqual(status, 200, body[:300])
+        return tt.bdecode(body)
 
-            def finished():
-                poll('seeder', seeder_ses)
-                poll('leecher', leecher_ses)
-                return leecher.status().is_seeding
-            try:
-                tt.wait_for(finished, 90, 'the download through the HTTPS tracker')
-            except AssertionError:
-                s = leecher.status()
-                raise AssertionError('leecher: progress %.3f peers %d, tracker replies %r, errors %r'
-                                     % (s.progress, s.num_peers, replies, errors[-5:]))
-            with open(os.path.join(leech_dir, 'payload.bin'), 'rb') as f:
-                self.assertEqual(hashlib.sha256(f.read()).digest(), hashlib.sha256(data).digest())
-            self.assertGreater(replies.get('leecher', 0), 0, 'the leecher never heard the tracker')
-            # The finished leecher announces event=completed over HTTPS: tyto counts it.
-            key = '%s{%s}:info' % (self.tyto.prefix, ih.hex())
+    def test_tls_private_passkey_announce_credits_the_user(self):
+        name = 'tls%s' % os.urandom(3).hex()
+        passkey = self.user(name)
+        ih = rand_hash()
+        self.cli('torrent', 'add', ih.hex())
+        a = Peer()
+        d = self.get_dict(tt.announce_path(ih, a.peer_id, a.port, left=1, event='started',
+                                           path='/%s/announce' % passkey))
+        self.assertNotIn(b'failure reason', d, d)
+        self.assertEqual(self.members(ih), {'%s:%d' % (CLIENT_A, a.port)})
+        d = self.get_dict(tt.announce_path(ih, a.peer_id, a.port, left=1, uploaded=5000, downloaded=3000,
+                                           path='/%s/announce' % passkey))
+        self.assertNotIn(b'failure reason', d, d)
+        u = self.show(name)
+        self.assertEqual((u['uploaded'], u['downloaded']), (5000, 3000), u)
+        # The public URL and a wrong passkey are refused over HTTPS as over HTTP.
+        d = self.get_dict(tt.announce_path(ih, a.peer_id, a.port, left=1))
+        self.assertEqual(d[b'failure reason'],
+                         b'this tracker is private: use your personal announce URL with its passkey')
+        d = self.get_dict(tt.announce_path(ih, a.peer_id, a.port, left=1, path='/%s/announce' % ('x' * 32)))
+        self.assertEqual(d[b'failure reason'], b'unknown passkey')
+        # haproxy logs no request (the shipped configuration), so no passkey either.
+        self.assertNotIn(passkey, self.haproxy.log_text())
 
-            def counted():
-                poll('leecher', leecher_ses)
-                return self.redis.cmd('HGET', key, 'downloaded') == b'1'
-            tt.wait_for(counted, 20, 'the completed download counted by tyto')
-        finally:
-            for ses in (seeder_ses, leecher_ses):
-                ses.pause()
+    def test_tls_private_libtorrent_downloads_with_passkey_urls(self):
+        seeder, leecher = 'seed%s' % os.urandom(3).hex(), 'leech%s' % os.urandom(3).hex()
+        base = 'https://127.0.0.1:%d/%%s/announce' % self.haproxy.tls
+        ih = self.libtorrent_swarm(base % self.user(seeder), base % self.user(leecher), private=True,
+                                   approve=lambda h: self.cli('torrent', 'add', h.hex()))
+        u = self.show(leecher)
+        self.assertEqual(u['snatches'], 1, u)
+        self.assertGreaterEqual(u['downloaded'], FILE_SIZE, u)
+        self.assertEqual(self.show(seeder)['snatches'], 0)
+        self.assertEqual(self.redis.cmd('HGET', '%s{%s}:info' % (self.tyto.prefix, ih.hex()), 'downloaded'), b'1')
 
 
 if __name__ == '__main__':
