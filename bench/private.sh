@@ -132,7 +132,7 @@ PY
 phase public pub: false steady.lua
 phase private priv: true private.lua
 # What private mode wrote: credited bytes and snatches over all users, the snatch stream's length.
-redis-cli -p "$rport" --eval /dev/stdin priv:{private}:users <<'LUA' | tr '\n' ' '
+redis-cli -p "$rport" --eval /dev/stdin 'priv:{private}:users' <<'LUA' | tr '\n' ' '
 local up, down, sn = 0, 0, 0
 for _, u in ipairs(redis.call('SMEMBERS', KEYS[1])) do
     local v = redis.call('HMGET', 'priv:{private}:user:' .. u, 'uploaded', 'downloaded', 'snatches')
