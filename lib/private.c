@@ -58,6 +58,7 @@ struct private_pending {
     struct peer_addr client;                   /* a copy: the front's may be on its stack */
     struct announce_req *req;                  /* NULL: a scrape */
     int64_t now_s;
+    uint64_t sent_ms;                          /* when the lookup went out: the cache's birth */
     private_done_cb *done;
     void *arg;
 };
@@ -267,7 +268,9 @@ static void private_on_lookup(const struct storage_lookup_reply *rep, int status
         goto out;
     }
     memset(&u, 0, sizeof(u));
-    u.born_ms = now_ms;
+    /* Born when asked, not when answered: the data may have changed since it was read, so a
+     * slow reply must not stretch the cache past cache_ms. */
+    u.born_ms = pd->sent_ms;
     memcpy(u.passkey, pd->passkey, PRIVATE_PASSKEY_LEN);
     u.disabled = rep->user == STORAGE_USER_DISABLED;
     u.can_leech = rep->can_leech;
@@ -289,7 +292,7 @@ static void private_on_lookup(const struct storage_lookup_reply *rep, int status
         goto out;
     }
     memset(&t, 0, sizeof(t));
-    t.born_ms = now_ms;
+    t.born_ms = pd->sent_ms;
     memcpy(t.hash, pd->req->info_hash, ANNOUNCE_HASH_LEN);
     t.approved = rep->torrent_approved;
     t.freeleech = rep->freeleech;
@@ -366,6 +369,7 @@ static void private_check(struct private_ctx *p, const char *passkey, const stru
         memcpy(lr.info_hash, req->info_hash, ANNOUNCE_HASH_LEN);
     lr.with_torrent = req != NULL;
     lr.now_s = now_s;
+    pd->sent_ms = private_now_ms();
     int rc = storage_lookup(p->st, &lr, private_on_lookup, pd);
     sodium_memzero(&lr, sizeof(lr));
     if (rc < 0) {
