@@ -30,6 +30,7 @@
 #define ACCESSLOG_MAX_BYTES (1024 * 1024) /* held while the output does not keep up; then drop */
 #define ACCESSLOG_FLUSH_MS 250
 #define ACCESSLOG_WARN_S 60                /* at most one "lines dropped" warning this often */
+#define ACCESSLOG_PASSKEY_LEN 32           /* private mode: a passkey is 32 letters and digits */
 #define ACCESSLOG_MAX_TARGET 512           /* longer targets are cut: a log line stays readable */
 #define ACCESSLOG_LINE_MAX (160 + 4 * ACCESSLOG_MAX_TARGET) /* below PIPE_BUF: whole-line writes */
 
@@ -51,6 +52,7 @@ struct accesslog {
     uint64_t dropped;                  /* lines dropped so far */
     uint64_t dropped_warned;           /* ... as of the last warning */
     int64_t warned_s;                  /* when that warning was logged */
+    bool private_mode;                 /* redact every passkey-shaped run in the target */
 };
 
 static int accesslog_open_fd(const char *path)
@@ -241,13 +243,37 @@ static size_t accesslog_secret_len(const char *target, size_t len)
         return 0;
     while (end < len && target[end] != '/' && target[end] != '?')
         end++;
-    if (end < len && target[end] == '/')
+    if (end > 1 && end < len && target[end] == '/')
         return end;
     for (i = 1; i < end; i++)
         if (!((target[i] >= '0' && target[i] <= '9') || (target[i] >= 'a' && target[i] <= 'z') ||
               (target[i] >= 'A' && target[i] <= 'Z')))
             alnum = false;
     return alnum && end == 33 ? end : 0;
+}
+
+static bool accesslog_alnum(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+/* Private mode: a passkey may sit anywhere in a client's target (//<pk>/announce,
+ * /tracker/<pk>/announce, ?passkey=<pk>), so every run of exactly 32 letters and digits bounded
+ * by other bytes (or the ends) is a secret. Returns the run's length at i when it is one, else 0. */
+static size_t accesslog_run_secret(const char *target, size_t len, size_t i)
+{
+    size_t j = i;
+
+    if (i > 0 && accesslog_alnum((unsigned char)target[i - 1]))
+        return 0;
+    while (j < len && accesslog_alnum((unsigned char)target[j]))
+        j++;
+    return j - i == ACCESSLOG_PASSKEY_LEN ? j - i : 0;
+}
+
+void accesslog_set_private(struct accesslog *al, bool on)
+{
+    al->private_mode = on;
 }
 
 void accesslog_write(struct accesslog *al, int64_t now_s, const struct sockaddr *client, int status,
@@ -278,6 +304,13 @@ void accesslog_write(struct accesslog *al, int64_t now_s, const struct sockaddr 
     static const char hex[] = "0123456789abcdef";
     for (size_t i = 0; i < target_len && n + 5 < sizeof(line); i++) {
         unsigned char c = (unsigned char)target[i];
+        size_t run = al->private_mode ? accesslog_run_secret(target, target_len, i) : 0;
+        if (run > 0) {
+            memcpy(line + n, "<redacted>", 10);
+            n += 10;
+            i += run - 1;
+            continue;
+        }
         /* lib/http.c ends the path with a NUL where the '?' was (the query follows it): the
          * worker passes both as one target, so a NUL is that '?' (a request line holds no NUL). */
         if (c == 0) {

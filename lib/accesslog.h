@@ -8,6 +8,7 @@
 #ifndef TYTO_ACCESSLOG_H
 #define TYTO_ACCESSLOG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -17,6 +18,10 @@ struct accesslog;
 
 /* path "-" is standard output. Returns NULL with a message in err. */
 struct accesslog *accesslog_open(struct event_base *base, const char *path, char *err, size_t errlen);
+
+/* Private mode: every run of exactly 32 letters and digits in a logged target (a passkey's
+ * shape, wherever it sits) is written "<redacted>". */
+void accesslog_set_private(struct accesslog *al, bool on);
 
 void accesslog_write(struct accesslog *al, int64_t now_s, const struct sockaddr *client, int status,
                      size_t bytes, uint64_t latency_us, const char *target, size_t target_len);

@@ -1195,6 +1195,7 @@ int worker_run(const struct config *cfg, const int *fds, int nfds, struct metric
             log_error("%s", err);
             goto out_base;
         }
+        accesslog_set_private(w.access, cfg->private_enabled);
     }
     w.st = storage_new(cfg, w.base, err, sizeof(err));
     if (!w.st) {

@@ -340,6 +340,16 @@ class PrivateTests(PrivateCase):
         self.tyto.announce_raw(tt.scrape_path([ih], path='/%s/scrape' % pk))
         bad = new_passkey()
         self.ann(bad, ih, tt.Peer())
+        # A passkey anywhere else in the target (path or query) is redacted as well; each form
+        # is told apart in the log by its own port.
+        others = {40001: '//%s/announce', 40002: '/tracker/%s/announce', 40003: '/announce?passkey=%s',
+                  40004: '/x/%s/announce?passkey=%s'}
+        hidden = []
+        for port, form in others.items():
+            keys = [new_passkey() for _ in range(form.count('%s'))]
+            hidden += keys
+            path = form % tuple(keys)
+            self.tyto.get(path + ('&' if '?' in path else '?') + 'port=%d' % port)
 
         def logged():
             try:
@@ -347,10 +357,13 @@ class PrivateTests(PrivateCase):
                     return f.read()
             except OSError:
                 return ''
-        text = tt.wait_for(lambda: (lambda t: t if '/<redacted>/scrape' in t else None)(logged()), 5,
-                           'the access log')
+        text = tt.wait_for(lambda: (lambda t: t if '/<redacted>/scrape' in t and
+                                    all('port=%d' % port in t for port in others) else None)(logged()),
+                           5, 'the access log')
         self.assertIn('/<redacted>/announce?', text)
-        for secret in (pk, bad):
+        self.assertIn('//<redacted>/announce?port=40001', text)
+        self.assertIn('/announce?passkey=<redacted>&port=40003', text)
+        for secret in [pk, bad] + hidden:
             self.assertNotIn(secret, text)
             self.assertNotIn(secret, self.tyto.log())
             self.assertNotIn(secret, self.tyto.admin_get('/metrics').body.decode())
