@@ -260,9 +260,6 @@ static void redis_req_finish(struct redis_req *r, int status)
                 .peers6 = r->peers6, .peers6_count = r->peers6_count,
             };
 
-            /* Counted once by the EVAL: now the user's snatch, not waited for. */
-            if (r->snatched && r->req.account.user[0] && rs->ac)
-                redis_snatch(rs, &r->req);
             r->announce_cb(&rep, status, r->arg);
         } else {
             r->announce_cb(NULL, status, r->arg);
@@ -455,10 +452,24 @@ static int redis_parse_exec(struct redis_req *r, unsigned idx, const redisReply 
         if (e->type != REDIS_REPLY_INTEGER)
             return -1;
     }
-    /* The completed move's EVAL is queued right after the ZADD. */
-    if (r->completing && reply->elements >= 2 && reply->element[1]->integer == 1)
-        r->snatched = true;
     return 0;
+}
+
+/* The completed move's EVAL (queued right after the ZADD) returned 1: the download was counted
+ * in the swarm, and a retry will not count it again, so the user's snatch goes out now, not
+ * waited for, whatever becomes of the rest of the request (timed out, a later reply failed). */
+static void redis_check_snatch(struct redis_storage *rs, struct redis_req *r, unsigned idx,
+                               const redisReply *reply)
+{
+    if (r->kind != REDIS_REQ_ANNOUNCE || !r->completing || r->snatched || idx >= REDIS_ANNOUNCE_MAX_CMDS ||
+        r->slots[idx] != REDIS_SLOT_EXEC)
+        return;
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 ||
+        reply->element[1]->type != REDIS_REPLY_INTEGER || reply->element[1]->integer != 1)
+        return;
+    r->snatched = true;
+    if (r->req.account.user[0] && rs->ac)
+        redis_snatch(rs, &r->req);
 }
 
 /* A reply element as text: a bulk/status string or an integer; "" for nil. */
@@ -625,6 +636,7 @@ static void redis_reply_cb(redisAsyncContext *ac, void *reply_ptr, void *privdat
          * server that accepts and then hangs up (maxclients) is retried at the slow pace. */
         if (reply->type != REDIS_REPLY_ERROR)
             rs->backoff_ms = REDIS_BACKOFF_MIN_MS;
+        redis_check_snatch(rs, r, idx, reply);
     }
     if (!r->done) {
         if (!reply)
