@@ -14,6 +14,8 @@
  * lib/private_admin.c; several for one request (PUT user) are pipelined and answered by the last. */
 #include "lib/admin_api.h"
 
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
@@ -27,6 +29,7 @@
 #include <sodium.h>
 
 #include "lib/http.h"
+#include "lib/log.h"
 #include "lib/private_admin.h"
 #include "storage/redis_functions.h"
 
@@ -36,6 +39,8 @@ struct admin_api {
     struct event_base *base;
     const struct config *cfg;
     redisAsyncContext *ac;             /* NULL until first use, and after a disconnect */
+    uint64_t reload_ms;                /* monotonic: the last FUNCTION LOAD after "not found" */
+    bool reload_warned;                /* ... warned about, once a connection */
     unsigned char token_hash[crypto_generichash_BYTES];
 };
 
@@ -102,12 +107,41 @@ static int admin_error_status(const char *msg)
     return 400;
 }
 
+static uint64_t admin_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Redis 7's answer to an FCALL of a function it lacks: the library was flushed after the
+ * connect loaded it. It is loaded again on this connection, so the calls after it find it; at
+ * most once a second. */
+static void admin_check_library(struct admin_api *a, redisAsyncContext *ac, const redisReply *reply)
+{
+    static const char missing[] = "ERR Function not found";
+    uint64_t now_ms;
+
+    if (a->ac != ac || reply->type != REDIS_REPLY_ERROR || !reply->str ||
+        strncmp(reply->str, missing, sizeof(missing) - 1) != 0)
+        return;
+    now_ms = admin_now_ms();
+    if (a->reload_ms != 0 && now_ms - a->reload_ms < 1000)
+        return;
+    if (!a->reload_warned)
+        log_warn("admin: the function library is gone (FUNCTION FLUSH?): loading it again");
+    a->reload_warned = true;
+    a->reload_ms = now_ms;
+    redisAsyncCommand(ac, NULL, NULL, "FUNCTION LOAD REPLACE %s", redis_functions_lua);
+}
+
 static void admin_on_reply(redisAsyncContext *ac, void *r, void *privdata)
 {
-    (void)ac;
     struct admin_call *c = privdata;
     redisReply *reply = r;
 
+    if (reply && c->api)
+        admin_check_library(c->api, ac, reply);
     c->outstanding--;
     if (c->err_status == 0) {
         if (reply == NULL) {
@@ -190,6 +224,8 @@ static redisAsyncContext *admin_connection(struct admin_api *a)
         redisAsyncCommand(ac, NULL, NULL, "SELECT %d", t.db);
     redisAsyncCommand(ac, NULL, NULL, "FUNCTION LOAD REPLACE %s", redis_functions_lua);
     a->ac = ac;
+    a->reload_ms = 0;
+    a->reload_warned = false;
     return ac;
 }
 

@@ -110,6 +110,8 @@ struct redis_storage {
     int timeout_ms;
     int connect_timeout_ms;
     bool private_enabled;                  /* load the function library at connect */
+    uint64_t reload_ms;                    /* monotonic: the last FUNCTION LOAD after "not found" */
+    bool reload_warned;                    /* ... warned about, once a connection */
     char ttl[16], maxlen[16];              /* announce.peer_ttl_s, private.events_maxlen as text */
     bool mirror_credits;
     struct swarm_policy policy;            /* the swarm rules (storage/swarm_policy.h) */
@@ -620,6 +622,40 @@ static int redis_parse(struct redis_req *r, unsigned idx, const redisReply *repl
     return -1;
 }
 
+static void redis_reload_cb(redisAsyncContext *ac, void *reply_ptr, void *privdata)
+{
+    struct redis_storage *rs = ac->data;
+    redisReply *reply = reply_ptr;
+    (void)privdata;
+
+    if (rs && reply && reply->type == REDIS_REPLY_ERROR)
+        log_warn("redis %s: FUNCTION LOAD failed: %s", rs->where, reply->str);
+}
+
+/* Redis 7 answers an FCALL of a function it does not have with this error: the library was
+ * flushed (FUNCTION FLUSH, a restore) after the connect loaded it. Loading it again on the same
+ * connection (so before the requests queued after) heals every later call; at most once a
+ * second, so a library that will not load costs little. */
+static void redis_check_library(struct redis_storage *rs, redisAsyncContext *ac, const redisReply *reply)
+{
+    static const char missing[] = "ERR Function not found";
+    uint64_t now_ms;
+
+    if (!rs->private_enabled || rs->ac != ac || reply->type != REDIS_REPLY_ERROR || !reply->str ||
+        strncmp(reply->str, missing, sizeof(missing) - 1) != 0)
+        return;
+    now_ms = redis_now_ms();
+    if (rs->reload_ms != 0 && now_ms - rs->reload_ms < 1000)
+        return;
+    if (!rs->reload_warned)
+        log_warn("redis %s: the function library is gone (FUNCTION FLUSH?): loading it again", rs->where);
+    rs->reload_warned = true;
+    rs->reload_ms = now_ms;
+
+    const char *argv[] = { "FUNCTION", "LOAD", "REPLACE", redis_functions_lua };
+    redisAsyncCommandArgv(ac, redis_reload_cb, NULL, 4, argv, NULL);
+}
+
 /* Every command's reply callback. reply is NULL when the connection goes away. */
 static void redis_reply_cb(redisAsyncContext *ac, void *reply_ptr, void *privdata)
 {
@@ -637,6 +673,7 @@ static void redis_reply_cb(redisAsyncContext *ac, void *reply_ptr, void *privdat
         if (reply->type != REDIS_REPLY_ERROR)
             rs->backoff_ms = REDIS_BACKOFF_MIN_MS;
         redis_check_snatch(rs, r, idx, reply);
+        redis_check_library(rs, ac, reply);
     }
     if (!r->done) {
         if (!reply)
@@ -827,8 +864,10 @@ static void redis_snatch_cb(redisAsyncContext *ac, void *reply_ptr, void *privda
     struct redis_storage *rs = ac->data;
     (void)privdata;
 
-    if (rs && reply && reply->type == REDIS_REPLY_ERROR)
+    if (rs && reply && reply->type == REDIS_REPLY_ERROR) {
         log_warn("redis %s: tyto_snatch failed: %s", rs->where, reply->str);
+        redis_check_library(rs, ac, reply);
+    }
 }
 
 /* FCALL tyto_snatch after the completed move counted: fire and forget. */
@@ -1400,6 +1439,8 @@ static void redis_connect(struct redis_storage *rs)
     redisAsyncSetDisconnectCallback(ac, redis_on_disconnect);
     rs->ac = ac;
     rs->connected = false;
+    rs->reload_ms = 0;
+    rs->reload_warned = false;
     /* Queued now, written first once the connect completes: every request follows them. */
     if (rs->target.password[0]) {
         const char *argv[] = { "AUTH", rs->target.password };

@@ -333,6 +333,32 @@ class PrivateTests(PrivateCase):
         self.assertEqual(mine[0][b'peer_id'], p.peer_id.hex().encode())
         self.assertEqual(mine[0][b'port'], str(p.port).encode())
 
+    def test_library_reloaded_after_function_flush(self):
+        # FUNCTION FLUSH (an operator, a restore) drops the library the workers loaded at connect:
+        # the next FCALL's "Function not found" makes the worker load it again on its connection.
+        name, pk = self.admin.add_user()
+        ih = self.admin.add_torrent()
+        self.ok(pk, ih, tt.Peer())
+        try:
+            self.redis.cmd('FUNCTION', 'FLUSH')
+
+            def recovered():
+                # A fresh passkey each time: the cache must not answer for Redis.
+                _, fresh = self.admin.add_user()
+                d = self.ann(fresh, ih, tt.Peer())
+                return b'failure reason' not in d
+            tt.wait_for(recovered, 5, 'announces after FUNCTION FLUSH')
+            for _ in range(4):      # both workers, whichever gets the connection
+                _, fresh = self.admin.add_user()
+                tt.wait_for(lambda: b'failure reason' not in self.ann(fresh, ih, tt.Peer()), 5,
+                            'every worker after FUNCTION FLUSH')
+        finally:
+            if not self.redis.cmd('FUNCTION', 'LIST', 'LIBRARYNAME', 'tyto'):
+                with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'redis',
+                                       'tyto.lua'), 'rb') as f:
+                    self.redis.cmd('FUNCTION', 'LOAD', 'REPLACE', f.read())
+        self.assertIn('function library is gone', self.tyto.log())
+
     def test_snatch_kept_when_the_announce_fails(self):
         # The completed move counts in the EXEC; here the accounting call after it fails (the
         # user's downloaded is not an integer, so its HINCRBY errs), failing the announce. The

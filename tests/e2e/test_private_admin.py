@@ -266,6 +266,21 @@ class ApiTest(tytotest.ServerTestCase):
         self.assertEqual(r2.status, 200, r2)
         self.assertNotIn('passkey', json.loads(r2.body))
 
+    def test_library_reloaded_after_function_flush(self):
+        """FUNCTION FLUSH drops the library the API's connection loaded: its next call's
+        "Function not found" loads it again, and the calls after that work."""
+        st, body = api(self.tyto, 'GET', '/api/users')
+        self.assertEqual(st, 200)
+        self.redis.cmd('FUNCTION', 'FLUSH')
+        try:
+            tytotest.wait_for(lambda: api(self.tyto, 'GET', '/api/users')[0] == 200, 5,
+                              'the API after FUNCTION FLUSH')
+        finally:
+            if not self.redis.cmd('FUNCTION', 'LIST', 'LIBRARYNAME', 'tyto'):
+                with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'redis',
+                                       'tyto.lua'), 'rb') as f:
+                    self.redis.cmd('FUNCTION', 'LOAD', 'REPLACE', f.read())
+
     def test_torrents(self):
         h = secrets.token_hex(20)
         st, t = api(self.tyto, 'PUT', '/api/torrents/' + h, {'freeleech': True, 'up': '2'})
