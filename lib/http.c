@@ -706,6 +706,7 @@ static int http_conn_check_request(struct http_request *r, size_t max_body, bool
     }
 
     *ka_hdr = *close_hdr = false;
+    bool have_length = false;
     for (unsigned i = 0; i < h->nheaders; i++) {
         const struct http_span *n = &h->names[i], *v = &h->values[i];
         if (http_span_is(n, "content-length")) {
@@ -723,6 +724,11 @@ static int http_conn_check_request(struct http_request *r, size_t max_body, bool
             }
             if (nonzero && (max_body == 0 || blen > max_body))
                 return 413; /* a tracker takes no request bodies; the admin API small ones */
+            /* Lengths that disagree make the body's end a guess (request smuggling behind a
+             * proxy that picks the other one): refused (RFC 9112 6.3). */
+            if (have_length && blen != r->body_len)
+                return 400;
+            have_length = true;
             r->body_len = blen;
         } else if (http_span_is(n, "transfer-encoding")) {
             return 400;

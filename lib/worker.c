@@ -25,6 +25,7 @@
 
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <sodium.h>
 
 #include "lib/admin_api.h"
 #include "lib/accesslog.h"
@@ -279,6 +280,7 @@ static void worker_call_free(struct worker_call *call)
 {
     struct worker *w = call->w;
     free(call->scrape);
+    sodium_memzero(call->passkey, sizeof(call->passkey));  /* a secret: not left in freed memory */
     free(call);
     w->inflight--;
     w->slot->inflight = w->inflight;

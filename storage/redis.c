@@ -527,7 +527,12 @@ static int redis_parse_lookup(struct redis_req *r, unsigned idx, const redisRepl
             l->user = STORAGE_USER_UNKNOWN;
         else
             return -1;
-        snprintf(l->name, sizeof(l->name), "%s", redis_text(reply->element[1], tmp, sizeof(tmp)));
+        /* A name longer than the field (hand-written into Redis) is not cut to another
+         * user's name: the lookup fails instead. */
+        const char *name = redis_text(reply->element[1], tmp, sizeof(tmp));
+        if (strlen(name) >= sizeof(l->name))
+            return -1;
+        memcpy(l->name, name, strlen(name) + 1);
         l->can_leech = strcmp(redis_text(reply->element[2], tmp, sizeof(tmp)), "1") == 0;
         l->expires_s = strtoll(redis_text(reply->element[3], tmp, sizeof(tmp)), NULL, 10);
         if (l->user == STORAGE_USER_OK && l->name[0] == '\0')

@@ -359,6 +359,26 @@ class PrivateTests(PrivateCase):
                     self.redis.cmd('FUNCTION', 'LOAD', 'REPLACE', f.read())
         self.assertIn('function library is gone', self.tyto.log())
 
+    def test_overlong_user_name_is_an_error(self):
+        # A name longer than the schema's 64 (hand-written into Redis) must not be cut to another
+        # user's name: the announce fails, and nothing is credited to the cut name.
+        long_name = 'n' * 70
+        pk = new_passkey()
+        self.r_user(long_name, pk)
+        ih = self.admin.add_torrent()
+        p = tt.Peer()
+        d = self.ann(pk, ih, p, left=100, event='started')
+        self.assertIn(b'failure reason', d)
+        d = self.ann(pk, ih, p, left=100, uploaded=10, downloaded=10)
+        self.assertIn(b'failure reason', d)
+        self.assertEqual(self.redis.cmd('EXISTS', self.admin.user_key(long_name[:64])), 0)
+
+    def r_user(self, name, pk):
+        self.redis.cmd('HSET', self.admin.user_key(name), 'name', name, 'passkey', pk, 'enabled', 1,
+                       'can_leech', 1, 'expires', 0, 'uploaded', 0, 'downloaded', 0, 'snatches', 0,
+                       'created', int(time.time()))
+        self.redis.cmd('SET', '%s{private}:passkey:%s' % (self.tyto.prefix, pk), name)
+
     def test_snatch_kept_when_the_announce_fails(self):
         # The completed move counts in the EXEC; here the accounting call after it fails (the
         # user's downloaded is not an integer, so its HINCRBY errs), failing the announce. The

@@ -281,6 +281,17 @@ class ApiTest(tytotest.ServerTestCase):
                                        'tyto.lua'), 'rb') as f:
                     self.redis.cmd('FUNCTION', 'LOAD', 'REPLACE', f.read())
 
+    def test_differing_content_lengths_refused(self):
+        body = b'{"name": "twice"}'
+        req = ('POST /api/users HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n'
+               'Content-Length: %d\r\nContent-Length: %d\r\nConnection: close\r\n\r\n'
+               % (TOKEN, len(body), len(body) + 5)).encode() + body
+        with socket.create_connection(('127.0.0.1', self.tyto.admin_port), timeout=10 * tytotest.SLOW) as sk:
+            sk.sendall(req)
+            r = tytotest.read_response(sk.makefile('rb'))
+        self.assertEqual(r.status, 400, r)
+        self.assertEqual(api(self.tyto, 'GET', '/api/users/twice')[0], 404)
+
     def test_torrents(self):
         h = secrets.token_hex(20)
         st, t = api(self.tyto, 'PUT', '/api/torrents/' + h, {'freeleech': True, 'up': '2'})
