@@ -1,7 +1,8 @@
 /* Unit tests for private mode's pure parts: lib/private.c's passkey routes (HTTP paths and BEP 41
  * URL data), lib/clientfilter.c's allow and deny rules and the reasons naming them, and
  * lib/ratelimit.c's separate budgets (the unknown-passkey count does not use up announces, and
- * ratelimit_would_allow counts nothing). */
+ * ratelimit_would_allow counts nothing), and that a cached lookup is born when it was sent (a fake
+ * storage holds the reply back). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -10,11 +11,13 @@
 
 #include <arpa/inet.h>
 #include <string.h>
+#include <time.h>
 
 #include "lib/clientfilter.h"
 #include "lib/config.h"
 #include "lib/private.h"
 #include "lib/ratelimit.h"
+#include "storage/storage.h"
 
 #define PK "aB3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1dE"
 
@@ -110,12 +113,85 @@ static void test_ratelimit_kinds(void **state)
     ratelimit_free(rl);
 }
 
+/* A storage whose lookups wait until the test answers them. */
+struct held {
+    struct storage st;
+    int lookups;
+    storage_lookup_cb *cb;
+    void *arg;
+};
+
+static int held_lookup(struct storage *st, const struct storage_lookup_req *req, storage_lookup_cb *cb, void *arg)
+{
+    struct held *h = (struct held *)st;
+    (void)req;
+    h->lookups++;
+    h->cb = cb;
+    h->arg = arg;
+    return 0;
+}
+
+static void held_answer(struct held *h)
+{
+    struct storage_lookup_reply rep;
+    memset(&rep, 0, sizeof(rep));
+    rep.user = STORAGE_USER_OK;
+    strcpy(rep.name, "alice");
+    rep.can_leech = true;
+    storage_lookup_cb *cb = h->cb;
+    h->cb = NULL;
+    cb(&rep, STORAGE_OK, h->arg);
+}
+
+static void record(enum announce_err err, void *arg)
+{
+    *(int *)arg = (int)err;
+}
+
+/* The reply comes a cache time after the lookup went out: what it says is that old already, so
+ * the next request asks again (the cache used to count from the reply, trusting it longer). */
+static void test_cache_born_when_sent(void **state)
+{
+    static const struct storage_ops ops = { .lookup = held_lookup };
+    struct held h;
+    struct config cfg;
+    struct peer_addr a;
+    struct timespec wait = { 0, 300 * 1000000L };
+    int res = -1;
+    (void)state;
+
+    memset(&h, 0, sizeof(h));
+    h.st.ops = &ops;
+    config_defaults(&cfg);
+    cfg.private_cache_ms = 200;
+    memset(&a, 0, sizeof(a));
+    a.family = AF_INET;
+    struct private_ctx *p = private_new(&cfg, &h.st, NULL);
+    assert_non_null(p);
+    private_check_scrape(p, PK, &a, 1000, record, &res);
+    assert_int_equal(h.lookups, 1);
+    nanosleep(&wait, NULL);            /* longer than cache_ms */
+    held_answer(&h);
+    assert_int_equal(res, ANNOUNCE_OK);
+    res = -1;
+    private_check_scrape(p, PK, &a, 1000, record, &res);
+    assert_int_equal(h.lookups, 2);    /* stale: asked again, not answered from the cache */
+    held_answer(&h);
+    assert_int_equal(res, ANNOUNCE_OK);
+    res = -1;
+    private_check_scrape(p, PK, &a, 1000, record, &res);
+    assert_int_equal(res, ANNOUNCE_OK); /* a prompt reply is cached */
+    assert_int_equal(h.lookups, 2);
+    private_free(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_private_routes),
         cmocka_unit_test(test_clientfilter),
         cmocka_unit_test(test_ratelimit_kinds),
+        cmocka_unit_test(test_cache_born_when_sent),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
