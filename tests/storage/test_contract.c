@@ -1571,6 +1571,78 @@ static void test_storage_redis_auth(void **state)
     storage_free(st_bad);
 }
 
+/* A big swarm is sampled by rank windows once the worker holds its size (storage/redis.c,
+ * redis_send_sample): the sample must still be fair. 600 leechers; 800 announces of numwant 50 by
+ * members in turn. Each member's appearances are binomial(800, ~50/599) if the sample is uniform
+ * (mean 66.8, sd 7.8): every one must land within 0.5x..1.5x of the mean (over 4 sd: a uniform
+ * sampler fails this about once in a hundred runs; an edge-biased or stuck window fails it at
+ * once), and chi-square over all members must stay below a bound a uniform sampler passes. Nobody
+ * ever receives itself, nobody twice, and numwant is met exactly. The windows were really used:
+ * Redis counted the ZRANGE calls. */
+#define FAIR_PEERS 600
+#define FAIR_ANNOUNCES 800
+static long long zrange_calls(struct fx *f)
+{
+    redisReply *r = side_cmd(f, "INFO commandstats");
+    const char *p;
+    long long calls = 0;
+
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    p = strstr(r->str, "cmdstat_zrange:calls=");
+    if (p)
+        calls = strtoll(p + strlen("cmdstat_zrange:calls="), NULL, 10);
+    freeReplyObject(r);
+    return calls;
+}
+
+static void test_storage_redis_big_swarm_sample_is_fair(void **state)
+{
+    struct fx *f = *state;
+    static unsigned seen[FAIR_PEERS];
+    struct ann_result *res = malloc(sizeof(*res));
+    long long zr0;
+    double mean, chi2 = 0;
+    char ip[32];
+    int i, j, k;
+
+    assert_non_null(res);
+    memset(seen, 0, sizeof(seen));
+    for (i = 0; i < FAIR_PEERS; i++) {
+        snprintf(ip, sizeof(ip), "10.1.%d.%d", i / 200, i % 200 + 1);
+        announce_ok(f, 7, ip, 6881, 1, ANNOUNCE_EVENT_STARTED, 0, res);
+    }
+    zr0 = zrange_calls(f);
+    for (i = 0; i < FAIR_ANNOUNCES; i++) {
+        int me = i % FAIR_PEERS;
+
+        snprintf(ip, sizeof(ip), "10.1.%d.%d", me / 200, me % 200 + 1);
+        announce_ok(f, 7, ip, 6881, 1, ANNOUNCE_EVENT_NONE, 50, res);
+        assert_stats(&res->stats, 0, FAIR_PEERS, 0);
+        assert_int_equal(res->n4, 50);
+        for (j = 0; j < (int)res->n4; j++) {
+            const uint8_t *p = res->peers4 + j * PEER_COMPACT4_LEN;
+            int idx = p[2] * 200 + p[3] - 1;
+
+            assert_true(p[0] == 10 && p[1] == 1 && idx >= 0 && idx < FAIR_PEERS);
+            assert_int_not_equal(idx, me);                 /* never itself */
+            for (k = 0; k < j; k++)                        /* never twice */
+                assert_memory_not_equal(res->peers4 + k * PEER_COMPACT4_LEN, p, PEER_COMPACT4_LEN);
+            seen[idx]++;
+        }
+    }
+    mean = (double)FAIR_ANNOUNCES * 50 / (FAIR_PEERS - 1);
+    for (i = 0; i < FAIR_PEERS; i++) {
+        assert_true(seen[i] > mean * 0.5 && seen[i] < mean * 1.5);
+        chi2 += (seen[i] - mean) * (seen[i] - mean) / mean;
+    }
+    /* 599 degrees of freedom: mean 599, sd 34.6; the bound is 5 sd (without replacement the
+     * variance is a little below binomial's, so a fair sampler sits below 599). */
+    assert_true(chi2 < 599 + 5 * 34.6);
+    if (f->redis)
+        assert_true(zrange_calls(f) - zr0 >= FAIR_ANNOUNCES);
+    free(res);
+}
+
 #define CONTRACT_TESTS(setup)                                                                   \
     cmocka_unit_test_setup_teardown(test_storage_first_announce_counts_itself, setup, teardown), \
     cmocka_unit_test_setup_teardown(test_storage_second_peer_gets_first, setup, teardown),       \
@@ -1602,6 +1674,7 @@ int main(void)
     const struct CMUnitTest redis_tests[] = {
         CONTRACT_TESTS(setup_redis),
         cmocka_unit_test_setup_teardown(test_storage_redis_schema, setup_redis, teardown),
+        cmocka_unit_test_setup_teardown(test_storage_redis_big_swarm_sample_is_fair, setup_redis, teardown),
         cmocka_unit_test_setup_teardown(test_storage_redis_set_ttl_covers_members, setup_redis, teardown),
         cmocka_unit_test_setup_teardown(test_storage_redis_forever_clears_an_old_info_ttl, setup_redis, teardown),
         cmocka_unit_test_setup_teardown(test_storage_redis_failed_write_leaves_no_key_without_ttl, setup_redis, teardown),
