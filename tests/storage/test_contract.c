@@ -1581,18 +1581,25 @@ static void test_storage_redis_auth(void **state)
  * Redis counted the ZRANGE calls. */
 #define FAIR_PEERS 600
 #define FAIR_ANNOUNCES 800
-static long long zrange_calls(struct fx *f)
+static long long cmd_calls(struct fx *f, const char *name)
 {
     redisReply *r = side_cmd(f, "INFO commandstats");
+    char needle[64];
     const char *p;
     long long calls = 0;
 
     assert_int_equal(r->type, REDIS_REPLY_STRING);
-    p = strstr(r->str, "cmdstat_zrange:calls=");
+    snprintf(needle, sizeof(needle), "cmdstat_%s:calls=", name);
+    p = strstr(r->str, needle);
     if (p)
-        calls = strtoll(p + strlen("cmdstat_zrange:calls="), NULL, 10);
+        calls = strtoll(p + strlen(needle), NULL, 10);
     freeReplyObject(r);
     return calls;
+}
+
+static long long zrange_calls(struct fx *f)
+{
+    return cmd_calls(f, "zrange");
 }
 
 static void test_storage_redis_big_swarm_sample_is_fair(void **state)
@@ -1643,6 +1650,45 @@ static void test_storage_redis_big_swarm_sample_is_fair(void **state)
     free(res);
 }
 
+/* A leecher of a swarm whose last count showed seeders enough for numwant (plus a margin) gets
+ * seeders only, without the leechers' sample being asked for; short of that, both. Counts stay
+ * exact either way. */
+static void test_storage_redis_seeders_fill_numwant(void **state)
+{
+    struct fx *f = *state;
+    struct ann_result *res = malloc(sizeof(*res));
+    long long zrand0;
+    char ip[32];
+    int i;
+
+    assert_non_null(res);
+    for (i = 0; i < 150; i++) {
+        snprintf(ip, sizeof(ip), "10.2.0.%d", i + 1);
+        announce_ok(f, 8, ip, 6881, 0, ANNOUNCE_EVENT_STARTED, 0, res);
+    }
+    for (i = 0; i < 20; i++) {
+        snprintf(ip, sizeof(ip), "10.3.0.%d", i + 1);
+        announce_ok(f, 8, ip, 6881, 1, ANNOUNCE_EVENT_STARTED, 0, res);
+    }
+    announce_ok(f, 8, "10.3.0.1", 6881, 1, ANNOUNCE_EVENT_NONE, 50, res);    /* hint now held */
+    zrand0 = cmd_calls(f, "zrandmember");
+    announce_ok(f, 8, "10.3.0.1", 6881, 1, ANNOUNCE_EVENT_NONE, 50, res);
+    /* seeders by rank windows, the leechers (20: ZRANDMEMBER) not asked */
+    assert_int_equal(cmd_calls(f, "zrandmember"), zrand0);
+    assert_stats(&res->stats, 150, 20, 0);
+    assert_int_equal(res->n4, 50);
+    for (i = 0; i < 50; i++)
+        assert_int_equal(res->peers4[i * PEER_COMPACT4_LEN + 1], 2);    /* all seeders */
+    /* 150 seeders cannot fill 200: the leechers follow, the peer itself excluded. */
+    announce_ok(f, 8, "10.3.0.1", 6881, 1, ANNOUNCE_EVENT_NONE, 200, res);
+    assert_int_equal(cmd_calls(f, "zrandmember"), zrand0 + 2);   /* 150 < 2 x 201: both sets */
+    assert_stats(&res->stats, 150, 20, 0);
+    assert_int_equal(res->n4, 150 + 19);
+    assert_false(has_peer(res, "10.3.0.1", 6881));
+    assert_true(has_peer(res, "10.3.0.20", 6881));
+    free(res);
+}
+
 #define CONTRACT_TESTS(setup)                                                                   \
     cmocka_unit_test_setup_teardown(test_storage_first_announce_counts_itself, setup, teardown), \
     cmocka_unit_test_setup_teardown(test_storage_second_peer_gets_first, setup, teardown),       \
@@ -1675,6 +1721,7 @@ int main(void)
         CONTRACT_TESTS(setup_redis),
         cmocka_unit_test_setup_teardown(test_storage_redis_schema, setup_redis, teardown),
         cmocka_unit_test_setup_teardown(test_storage_redis_big_swarm_sample_is_fair, setup_redis, teardown),
+        cmocka_unit_test_setup_teardown(test_storage_redis_seeders_fill_numwant, setup_redis, teardown),
         cmocka_unit_test_setup_teardown(test_storage_redis_set_ttl_covers_members, setup_redis, teardown),
         cmocka_unit_test_setup_teardown(test_storage_redis_forever_clears_an_old_info_ttl, setup_redis, teardown),
         cmocka_unit_test_setup_teardown(test_storage_redis_failed_write_leaves_no_key_without_ttl, setup_redis, teardown),
