@@ -726,11 +726,13 @@ static size_t redis_u32_text(char *dst, uint32_t v)
 /* Sends the sample of one set: fetch members, from a set that held size members at the last
  * announce (0: not known). ZRANDMEMBER's cost grows with the set (a dictionary to keep the sample
  * unique, a fair random pick per member: 87 us for 51 of 300 k members), while ZRANGE by rank is
- * O(log N + fetch). A set known to be big (a skiplist, at least twice fetch) is therefore read as
+ * O(log N + fetch). A set known to be big (a skiplist, room for the windows) is therefore read as
  * REDIS_WINDOWS windows of consecutive ranks, spaced size / REDIS_WINDOWS apart from one rank u
  * drawn uniformly per request, wrapping past the end (one more ZRANGE). The windows never
  * overlap (no duplicates), and a member of rank x is in the sample iff (x - u) mod size falls in
  * one of them: probability windows * w / size, the same for every member, as a uniform sample's.
+ * Ranks are positions, so disjoint windows are distinct members even when the hint is stale (a
+ * set that shrank gives a shorter sample, never a repeated peer).
  * Members that joined since the hint (ranks past it) wait for the next hint, a second or less. */
 static void redis_send_sample(struct redis_storage *rs, struct redis_req *r, const char *key, unsigned fetch,
                               uint32_t size)
@@ -741,14 +743,14 @@ static void redis_send_sample(struct redis_storage *rs, struct redis_req *r, con
     size_t lens[4] = { 6, strlen(key), 0, 0 };
     uint32_t w, spacing, u, j;
 
-    if (size < REDIS_HINT_MIN || size / 2 < fetch) {
+    w = (fetch + REDIS_WINDOWS - 1) / REDIS_WINDOWS;
+    if (size < REDIS_HINT_MIN || size < REDIS_WINDOWS * (w + 1)) {
         lens[0] = 11;
         lens[2] = redis_u32_text(count, fetch);
         redis_send(rs, r, REDIS_SLOT_SAMPLE, 3, zrand, lens);
         return;
     }
-    w = (fetch + REDIS_WINDOWS - 1) / REDIS_WINDOWS;
-    spacing = size / REDIS_WINDOWS;        /* >= w: size >= 2 * fetch and size > 128 */
+    spacing = size / REDIS_WINDOWS;        /* > w: size >= REDIS_WINDOWS * (w + 1) */
     u = (uint32_t)(redis_rand(rs) % size);
     for (j = 0; j < REDIS_WINDOWS; j++) {
         uint32_t a = (u + j * spacing) % size, b = a + w - 1;
@@ -784,6 +786,8 @@ static const char redis_complete_lua[] =
  *     EXPIREAT info downloaded_expiry | PERSIST info   swarm.downloaded_ttl_s > 0 | kept forever
  *   EXEC
  *   [ZRANDMEMBER seeders n+1] [ZRANDMEMBER leechers n+1]  ZCARD x2, HGET info downloaded
+ *   (a set the hint table knows to be big: ZRANGE rank windows instead, redis_send_sample; no
+ *   leechers' sample when the seeders the hint knows fill numwant)
  * Stopped: reap, ZREM from both sets, EXPIREAT | PERSIST info, counts; nothing is created, so
  * no unit.
  * A set's TTL is always its latest member's expiry: the other set needs no EXPIREAT. */

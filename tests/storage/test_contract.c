@@ -1650,6 +1650,37 @@ static void test_storage_redis_big_swarm_sample_is_fair(void **state)
     free(res);
 }
 
+/* numwant 200 (libtorrent's default) from a swarm just big enough for the rank windows (220
+ * members; 4 windows of 51): 200 distinct peers a reply, never the peer itself, by ZRANGE. */
+static void test_storage_redis_windows_numwant_200(void **state)
+{
+    struct fx *f = *state;
+    struct ann_result *res = malloc(sizeof(*res));
+    long long zr0;
+    char ip[32];
+    int i, j, k;
+
+    assert_non_null(res);
+    for (i = 0; i < 220; i++) {
+        snprintf(ip, sizeof(ip), "10.4.0.%d", i + 1);
+        announce_ok(f, 9, ip, 6881, 1, ANNOUNCE_EVENT_STARTED, 0, res);
+    }
+    zr0 = zrange_calls(f);
+    for (i = 0; i < 30; i++) {
+        snprintf(ip, sizeof(ip), "10.4.0.%d", i * 7 % 220 + 1);
+        announce_ok(f, 9, ip, 6881, 1, ANNOUNCE_EVENT_NONE, 200, res);
+        assert_stats(&res->stats, 0, 220, 0);
+        assert_int_equal(res->n4, 200);
+        assert_false(has_peer(res, ip, 6881));
+        for (j = 0; j < 200; j++)
+            for (k = 0; k < j; k++)
+                assert_memory_not_equal(res->peers4 + k * PEER_COMPACT4_LEN, res->peers4 + j * PEER_COMPACT4_LEN,
+                                        PEER_COMPACT4_LEN);
+    }
+    assert_true(zrange_calls(f) - zr0 >= 4 * 29);
+    free(res);
+}
+
 /* A leecher of a swarm whose last count showed seeders enough for numwant (plus a margin) gets
  * seeders only, without the leechers' sample being asked for; short of that, both. Counts stay
  * exact either way. */
@@ -1722,6 +1753,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_storage_redis_schema, setup_redis, teardown),
         cmocka_unit_test_setup_teardown(test_storage_redis_big_swarm_sample_is_fair, setup_redis, teardown),
         cmocka_unit_test_setup_teardown(test_storage_redis_seeders_fill_numwant, setup_redis, teardown),
+        cmocka_unit_test_setup_teardown(test_storage_redis_windows_numwant_200, setup_redis, teardown),
         cmocka_unit_test_setup_teardown(test_storage_redis_set_ttl_covers_members, setup_redis, teardown),
         cmocka_unit_test_setup_teardown(test_storage_redis_forever_clears_an_old_info_ttl, setup_redis, teardown),
         cmocka_unit_test_setup_teardown(test_storage_redis_failed_write_leaves_no_key_without_ttl, setup_redis, teardown),
