@@ -19,9 +19,13 @@ for i in range(1000): print(hashlib.sha1(str(i).encode()).hexdigest())' >"$tmp/h
 declare -A port rport wpid
 for side in A B; do
     bin=$a; [ $side = B ] && bin=$b
-    rport[$side]=$((20000 + RANDOM % 20000)); port[$side]=$((rport[$side] + 1))
+    read -r rport[$side] port[$side] < <(python3 -c 'import socket
+s = [socket.socket() for _ in range(2)]
+for x in s: x.bind(("127.0.0.1", 0))
+print(*[x.getsockname()[1] for x in s])')
     redis-server --port ${rport[$side]} --bind 127.0.0.1 --save '' --appendonly no >/dev/null 2>&1 &
     pids+=($!)
+    for _ in $(seq 50); do redis-cli -p ${rport[$side]} ping >/dev/null 2>&1 && break; sleep 0.1; done
     printf 'listen:\n  port: %d\n  ipv4: "127.0.0.1"\n  ipv6: ""\nworkers: 1\nredis:\n  url: "redis://127.0.0.1:%d"\nlog:\n  level: warn\nswarm:\n  max_peers_per_address: 0\nadmin:\n  listen: ""\n' \
         ${port[$side]} ${rport[$side]} >"$tmp/$side.yaml"
     "$bin" -c "$tmp/$side.yaml" >"$tmp/$side.log" 2>&1 &
