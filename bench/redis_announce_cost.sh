@@ -5,13 +5,15 @@
 # wrk for DURATION seconds, and prints, per announce: Redis commands (INFO commandstats calls),
 # Redis command time (commandstats usec) and Redis CPU (INFO cpu user+sys), plus the commands
 # by name. Stops only the processes it started, by PID.
-# Usage: TYTO_BIN=./tyto [DURATION=5] [PEERS=20000] [TORRENTS=2000] bench/redis_announce_cost.sh
+# WORKLOAD=churn drives bench/churn.lua instead (every request a new peer of one swarm).
+# Usage: TYTO_BIN=./tyto [DURATION=5] [PEERS=20000] [TORRENTS=2000] [WORKLOAD=steady] bench/redis_announce_cost.sh
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${TYTO_BIN:-$root/tyto}
 duration=${DURATION:-5}
 peers=${PEERS:-20000}
 torrents=${TORRENTS:-2000}
+workload=${WORKLOAD:-steady}
 d=$(mktemp -d /tmp/tyto-cost.XXXXXX)
 free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 rport=$(free_port)
@@ -49,7 +51,8 @@ cpu() { redis-cli -p "$rport" info cpu | awk -F: '/used_cpu_(user|sys):/ {s += $
 redis-cli -p "$rport" config resetstat >/dev/null
 c0=$(cpu)
 out=$(BENCH_DIR="$root/bench" BENCH_HASHES="$d/hashes.txt" BENCH_PEERS=$peers BENCH_TORRENTS=$torrents \
-      wrk -t1 -c16 -d"${duration}s" -s "$root/bench/steady.lua" "http://127.0.0.1:$tport/" 2>&1)
+      BENCH_CHURN_HASH=$(printf churn | sha1sum | cut -c1-40) \
+      wrk -t1 -c16 -d"${duration}s" -s "$root/bench/$workload.lua" "http://127.0.0.1:$tport/" 2>&1)
 c1=$(cpu)
 n=$(echo "$out" | awk '/requests in/ {print $1}')
 redis-cli -p "$rport" info commandstats | tr -d '\r' | grep '^cmdstat_' >"$d/cs.txt"

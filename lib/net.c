@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -45,6 +46,14 @@ static int net_listen(const char *addr, int port, int type, bool reuseport, char
         goto fail;
     if (bind(fd, (struct sockaddr *)&ss, sslen) < 0)
         goto fail;
+    /* TCP_DEFER_ACCEPT: a connection is handed to accept() with its first data, not on the
+     * handshake's last ACK, so the worker wakes once per connection with the request already
+     * readable (measured: worker CPU per new-connection announce 27 -> 19 us, bench/RESULTS.md).
+     * A client that sends nothing is still accepted after about a second (the kernel's SYN-ACK
+     * retransmit), and then the head timeout applies as before. Best effort: not fatal. */
+    int defer_s = 1;
+    if (type == SOCK_STREAM)
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_s, sizeof(defer_s));
     if (type == SOCK_STREAM && listen(fd, NET_BACKLOG) < 0)
         goto fail;
     return fd;

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
@@ -30,7 +31,14 @@
 #define REDIS_BACKOFF_MIN_MS 100
 #define REDIS_BACKOFF_MAX_MS 5000
 #define REDIS_CONNECT_TIMEOUT_MIN_MS 1000  /* one lost SYN costs a 1 s retransmit */
-#define REDIS_ANNOUNCE_MAX_CMDS 16
+#define REDIS_ANNOUNCE_MAX_CMDS 28     /* 14 + the account call + rank windows: (REDIS_WINDOWS + 1) a set, two sets */
+/* Swarm size hints (redis_hint_*): a direct-mapped table of the counts the last announce of a big
+ * swarm returned, so that the next one can sample by rank instead of ZRANDMEMBER. */
+#define REDIS_HINTS 1024
+#define REDIS_HINT_MIN 129                 /* past zset-max-listpack-entries: a skiplist */
+#define REDIS_HINT_MAX_AGE_MS 1000
+#define REDIS_HINT_MARGIN 8                /* seeders beyond numwant + 1 to skip the leechers */
+#define REDIS_WINDOWS 4                    /* rank windows a sample is split into */
 #define REDIS_KEY_MAX 160                  /* prefix (< 64) + "{" + 40 hex + "}:leechers" */
 /* A reply owed for this many deadlines means Redis is more than a whole deadline behind: every
  * request queued behind it times out anyway. The connection is dropped (redis_backlog_stale). */
@@ -81,6 +89,7 @@ struct redis_req {
     void *arg;
     /* announce */
     uint8_t slots[REDIS_ANNOUNCE_MAX_CMDS];
+    uint8_t info_hash[ANNOUNCE_HASH_LEN];  /* for the size hint its counts refresh */
     char self[REDIS_KEYS_MEMBER_MAX];      /* own member, dropped from samples */
     size_t self_len;
     unsigned numwant;
@@ -135,6 +144,14 @@ struct redis_storage {
     uint64_t clock_sent_ms;                /* monotonic: when it was written */
     uint64_t clock_warned_ms;              /* monotonic: last warning about this host's clock */
     struct event *clock_ev;                /* periodic TIME */
+    uint64_t rng;                          /* xorshift64* state: rank windows */
+    /* Counts of big swarms as their last announce saw them: only a hint (which sampling command
+     * to send), never an answer: every reply's counts come from Redis. Bounded: REDIS_HINTS. */
+    struct redis_hint {
+        uint8_t info_hash[ANNOUNCE_HASH_LEN];
+        uint32_t seeders, leechers;
+        uint64_t at_ms;                    /* monotonic; 0 = empty */
+    } hints[REDIS_HINTS];
 };
 
 static uint64_t redis_now_ms(void)
@@ -232,6 +249,40 @@ static void redis_owed_remove(struct redis_req *r)
         rs->base.backlog--;
 }
 
+/* The hint slot of a swarm: info-hashes are SHA-1 output, so their first bytes are uniform. */
+static struct redis_hint *redis_hint_slot(struct redis_storage *rs, const uint8_t *info_hash)
+{
+    uint32_t h = (uint32_t)info_hash[0] | (uint32_t)info_hash[1] << 8 | (uint32_t)info_hash[2] << 16;
+
+    return &rs->hints[h % REDIS_HINTS];
+}
+
+/* Remembers a big swarm's counts from an announce's reply; a small swarm does not evict a big
+ * one (it samples with ZRANDMEMBER anyway) but refreshes its own entry when it shrank. */
+static void redis_hint_store(struct redis_storage *rs, const uint8_t *info_hash, const struct swarm_stats *s)
+{
+    struct redis_hint *h = redis_hint_slot(rs, info_hash);
+    bool same = h->at_ms != 0 && memcmp(h->info_hash, info_hash, ANNOUNCE_HASH_LEN) == 0;
+
+    if (!same && s->complete < REDIS_HINT_MIN && s->incomplete < REDIS_HINT_MIN)
+        return;
+    memcpy(h->info_hash, info_hash, ANNOUNCE_HASH_LEN);
+    h->seeders = s->complete;
+    h->leechers = s->incomplete;
+    h->at_ms = redis_now_ms();
+}
+
+/* The hint of a swarm if one younger than REDIS_HINT_MAX_AGE_MS is held, else NULL. */
+static const struct redis_hint *redis_hint_get(struct redis_storage *rs, const uint8_t *info_hash)
+{
+    const struct redis_hint *h = redis_hint_slot(rs, info_hash);
+
+    if (h->at_ms == 0 || memcmp(h->info_hash, info_hash, ANNOUNCE_HASH_LEN) != 0 ||
+        redis_now_ms() - h->at_ms > REDIS_HINT_MAX_AGE_MS)
+        return NULL;
+    return h;
+}
+
 /* Runs the user callback once and detaches r from the storage; r itself stays until
  * redis_req_release finds nothing more owed. */
 static void redis_req_finish(struct redis_req *r, int status)
@@ -262,6 +313,7 @@ static void redis_req_finish(struct redis_req *r, int status)
                 .peers6 = r->peers6, .peers6_count = r->peers6_count,
             };
 
+            redis_hint_store(rs, r->info_hash, &r->stats);
             r->announce_cb(&rep, status, r->arg);
         } else {
             r->announce_cb(NULL, status, r->arg);
@@ -750,6 +802,10 @@ static int redis_send(struct redis_storage *rs, struct redis_req *r, enum redis_
 
     if (r->status != STORAGE_OK)
         return -1;
+    if (r->kind == REDIS_REQ_ANNOUNCE && r->ncmds >= REDIS_ANNOUNCE_MAX_CMDS) {
+        redis_req_fail(r, STORAGE_ERR_INTERNAL);   /* a plan longer than slots[]: a bug */
+        return -1;
+    }
     /* Until the first TIME reply this process does not know Redis's clock: rather than write
      * scores and reap by this host's, announces and scrapes fail (one round trip after the first
      * connect; reconnects keep the last offset). */
@@ -895,6 +951,75 @@ static void redis_snatch(struct redis_storage *rs, const struct announce_req *re
         rs->base.counters.commands++;
 }
 
+/* xorshift64* (Vigna): the rank windows' draw. Not for secrets; seeded per process. */
+static uint64_t redis_rand(struct redis_storage *rs)
+{
+    rs->rng ^= rs->rng >> 12;
+    rs->rng ^= rs->rng << 25;
+    rs->rng ^= rs->rng >> 27;
+    return rs->rng * 0x2545F4914F6CDD1DULL;
+}
+
+/* Writes v in decimal at dst (at least 11 bytes), NUL-terminated; returns the length. The rank
+ * windows format up to ten numbers an announce, where snprintf's machinery shows in callgrind. */
+static size_t redis_u32_text(char *dst, uint32_t v)
+{
+    char digits[10];
+    size_t d = 0, n = 0;
+
+    do {
+        digits[d++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0);
+    while (d > 0)
+        dst[n++] = digits[--d];
+    dst[n] = '\0';
+    return n;
+}
+
+/* Sends the sample of one set: fetch members, from a set that held size members at the last
+ * announce (0: not known). ZRANDMEMBER's cost grows with the set (a dictionary to keep the sample
+ * unique, a fair random pick per member: 87 us for 51 of 300 k members), while ZRANGE by rank is
+ * O(log N + fetch). A set known to be big (a skiplist, room for the windows) is therefore read as
+ * REDIS_WINDOWS windows of consecutive ranks, spaced size / REDIS_WINDOWS apart from one rank u
+ * drawn uniformly per request, wrapping past the end (one more ZRANGE). The windows never
+ * overlap (no duplicates), and a member of rank x is in the sample iff (x - u) mod size falls in
+ * one of them: probability windows * w / size, the same for every member, as a uniform sample's.
+ * Ranks are positions, so disjoint windows are distinct members even when the hint is stale (a
+ * set that shrank gives a shorter sample, never a repeated peer).
+ * Members that joined since the hint (ranks past it) wait for the next hint, a second or less. */
+static void redis_send_sample(struct redis_storage *rs, struct redis_req *r, const char *key, unsigned fetch,
+                              uint32_t size)
+{
+    char start[16], stop[16], count[16];
+    const char *zrange[] = { "ZRANGE", key, start, stop };
+    const char *zrand[] = { "ZRANDMEMBER", key, count };
+    size_t lens[4] = { 6, strlen(key), 0, 0 };
+    uint32_t w, spacing, u, j;
+
+    w = (fetch + REDIS_WINDOWS - 1) / REDIS_WINDOWS;
+    if (size < REDIS_HINT_MIN || size < REDIS_WINDOWS * (w + 1)) {
+        lens[0] = 11;
+        lens[2] = redis_u32_text(count, fetch);
+        redis_send(rs, r, REDIS_SLOT_SAMPLE, 3, zrand, lens);
+        return;
+    }
+    spacing = size / REDIS_WINDOWS;        /* > w: size >= REDIS_WINDOWS * (w + 1) */
+    u = (uint32_t)(redis_rand(rs) % size);
+    for (j = 0; j < REDIS_WINDOWS; j++) {
+        uint32_t a = (u + j * spacing) % size, b = a + w - 1;
+
+        lens[2] = redis_u32_text(start, a);
+        lens[3] = redis_u32_text(stop, b < size ? b : size - 1);
+        redis_send(rs, r, REDIS_SLOT_SAMPLE, 4, zrange, lens);
+        if (b >= size) {
+            lens[2] = redis_u32_text(start, 0);
+            lens[3] = redis_u32_text(stop, b - size);
+            redis_send(rs, r, REDIS_SLOT_SAMPLE, 4, zrange, lens);
+        }
+    }
+}
+
 /* event=completed with left == 0 (rare): the leecher -> seeder move is counted here, atomically
  * across connections and hosts: only the announce whose ZREM took the peer out of leechers
  * counts, so two concurrent completed announces of one peer count once. */
@@ -915,6 +1040,8 @@ static const char redis_complete_lua[] =
  *     EXPIREAT info downloaded_expiry | PERSIST info   swarm.downloaded_ttl_s > 0 | kept forever
  *   EXEC
  *   [ZRANDMEMBER seeders n+1] [ZRANDMEMBER leechers n+1]  ZCARD x2, HGET info downloaded
+ *   (a set the hint table knows to be big: ZRANGE rank windows instead, redis_send_sample; no
+ *   leechers' sample when the seeders the hint knows fill numwant)
  * Stopped: reap, ZREM from both sets, EXPIREAT | PERSIST info, counts; nothing is created, so
  * no unit.
  * A set's TTL is always its latest member's expiry: the other set needs no EXPIREAT. */
@@ -923,7 +1050,7 @@ static int redis_announce(struct storage *st, const struct announce_req *req, st
 {
     struct redis_storage *rs = (struct redis_storage *)st;
     char kseed[REDIS_KEY_MAX], kleech[REDIS_KEY_MAX], kinfo[REDIS_KEY_MAX];
-    char now[24], score[24], count[16], dexp[24];
+    char now[24], score[24], dexp[24];
     struct swarm_plan plan;
     struct announce_req timed = *req;
     struct redis_req *r;
@@ -950,9 +1077,9 @@ static int redis_announce(struct storage *st, const struct announce_req *req, st
         goto out;
     }
     r->self_len = (size_t)n;
+    memcpy(r->info_hash, req->info_hash, ANNOUNCE_HASH_LEN);
     snprintf(now, sizeof(now), "%lld", (long long)timed.now_s);
     snprintf(score, sizeof(score), "%lld", (long long)plan.expiry_s);
-    snprintf(count, sizeof(count), "%u", swarm_policy_fetch(plan.numwant));
     snprintf(dexp, sizeof(dexp), "%lld", (long long)plan.downloaded_expiry_s);
     {
         bool seeder = plan.role == SWARM_ROLE_SEEDER;
@@ -972,8 +1099,6 @@ static int redis_announce(struct storage *st, const struct announce_req *req, st
          * or its count would vanish with the TTL. */
         const char *persist_info[] = { "PERSIST", kinfo };
         const char *exec[] = { "EXEC" };
-        const char *sample_s[] = { "ZRANDMEMBER", kseed, count };
-        const char *sample_l[] = { "ZRANDMEMBER", kleech, count };
         const char *card_s[] = { "ZCARD", kseed };
         const char *card_l[] = { "ZCARD", kleech };
         const char *hget[] = { "HGET", kinfo, "downloaded" };
@@ -1005,10 +1130,16 @@ static int redis_announce(struct storage *st, const struct announce_req *req, st
             else
                 redis_sendv(rs, r, REDIS_SLOT_QUEUED, 2, persist_info);
             redis_sendv(rs, r, REDIS_SLOT_EXEC, 1, exec);
+            const struct redis_hint *hint = redis_hint_get(rs, req->info_hash);
+            unsigned fetch = swarm_policy_fetch(plan.numwant);
+
             if (plan.sample_seeders)
-                redis_sendv(rs, r, REDIS_SLOT_SAMPLE, 3, sample_s);
-            if (plan.sample_leechers)
-                redis_sendv(rs, r, REDIS_SLOT_SAMPLE, 3, sample_l);
+                redis_send_sample(rs, r, kseed, fetch, hint ? hint->seeders : 0);
+            /* A leecher gets seeders first: when the last count says they fill numwant with a
+             * margin (peers that stopped since), the leechers' sample would be thrown away. */
+            if (plan.sample_leechers &&
+                !(plan.sample_seeders && hint && hint->seeders >= fetch + REDIS_HINT_MARGIN))
+                redis_send_sample(rs, r, kleech, fetch, hint ? hint->leechers : 0);
         }
         if (req->account.user[0])
             redis_account(rs, r, &timed);
@@ -1345,9 +1476,88 @@ static void *redis_reply_link(const redisReadTask *task, redisReply *r)
     return r;
 }
 
+/* Small reply objects (integers, nils, strings up to REDIS_SMALL_TEXT bytes: every member, every
+ * count) come from a free list instead of malloc: a sample's 51 strings are allocated and freed
+ * together, which overflows glibc's per-size cache (7 blocks) every time, so each went through
+ * _int_malloc and _int_free (17 % of a churn worker's instructions, bench/callgrind.sh). The
+ * list keeps at most REDIS_SMALL_KEEP blocks (~460 KB); a worker is one thread. */
+#define REDIS_SMALL_TEXT 63
+#define REDIS_SMALL_KEEP 4096
+union redis_small {
+    union redis_small *next;               /* while on the free list */
+    struct {
+        redisReply reply;
+        char text[REDIS_SMALL_TEXT + 1];
+    } obj;
+};
+static union redis_small *redis_small_free;
+static unsigned redis_small_kept;
+static unsigned redis_storages;            /* live Redis storages: the last one drains the list */
+
+static redisReply *redis_small_get(void)
+{
+    union redis_small *b = redis_small_free;
+
+    if (b) {
+        redis_small_free = b->next;
+        redis_small_kept--;
+    } else {
+        b = malloc(sizeof(*b));
+        if (!b)
+            return NULL;
+    }
+    memset(&b->obj.reply, 0, sizeof(b->obj.reply));
+    return &b->obj.reply;
+}
+
+static void redis_small_put(redisReply *r)
+{
+    union redis_small *b = (union redis_small *)(void *)r;
+
+    if (redis_small_kept >= REDIS_SMALL_KEEP) {
+        free(b);
+        return;
+    }
+    b->next = redis_small_free;
+    redis_small_free = b;
+    redis_small_kept++;
+}
+
+/* Gives the kept blocks back to malloc (the last storage went away). */
+static void redis_small_drain(void)
+{
+    while (redis_small_free) {
+        union redis_small *b = redis_small_free;
+
+        redis_small_free = b->next;
+        free(b);
+    }
+    redis_small_kept = 0;
+}
+
+/* Whether r came from redis_small_get (decided by what it holds, as when it was made). */
+static bool redis_small_is(const redisReply *r)
+{
+    return r->type == REDIS_REPLY_INTEGER || r->type == REDIS_REPLY_NIL ||
+           (r->type != REDIS_REPLY_ARRAY && r->len <= REDIS_SMALL_TEXT);
+}
+
 static void *redis_reply_string(const redisReadTask *task, char *str, size_t len)
 {
-    redisReply *r = malloc(sizeof(*r) + len + 1);
+    redisReply *r;
+
+    if (len <= REDIS_SMALL_TEXT) {
+        r = redis_small_get();
+        if (!r)
+            return NULL;
+        r->type = task->type;
+        r->str = ((union redis_small *)(void *)r)->obj.text;
+        memcpy(r->str, str, len);
+        r->str[len] = '\0';
+        r->len = len;
+        return redis_reply_link(task, r);
+    }
+    r = malloc(sizeof(*r) + len + 1);
 
     if (!r)
         return NULL;
@@ -1376,7 +1586,7 @@ static void *redis_reply_array(const redisReadTask *task, int elements)
 
 static void *redis_reply_integer(const redisReadTask *task, long long value)
 {
-    redisReply *r = calloc(1, sizeof(*r));
+    redisReply *r = redis_small_get();
 
     if (!r)
         return NULL;
@@ -1387,7 +1597,7 @@ static void *redis_reply_integer(const redisReadTask *task, long long value)
 
 static void *redis_reply_nil(const redisReadTask *task)
 {
-    redisReply *r = calloc(1, sizeof(*r));
+    redisReply *r = redis_small_get();
 
     if (!r)
         return NULL;
@@ -1405,7 +1615,10 @@ static void redis_reply_free(void *obj)
     if (r->type == REDIS_REPLY_ARRAY)
         for (i = 0; i < r->elements; i++)
             redis_reply_free(r->element[i]);
-    free(r);
+    if (redis_small_is(r))
+        redis_small_put(r);
+    else
+        free(r);
 }
 
 static redisReplyObjectFunctions redis_reply_fns = {
@@ -1499,6 +1712,8 @@ static void redis_free(struct storage *st)
     event_free(rs->reset_ev);
     event_free(rs->clock_ev);
     free(rs);
+    if (--redis_storages == 0)
+        redis_small_drain();
     /* Inside a hiredis callback this only marks ac; hiredis frees it when the callback returns. */
     if (ac)
         redisAsyncFree(ac);
@@ -1542,6 +1757,13 @@ struct storage *storage_redis_new(const struct config *cfg, struct event_base *b
     rs->mirror_credits = cfg->private_mirror_credits;
     snprintf(rs->ttl, sizeof(rs->ttl), "%d", cfg->peer_ttl_s);
     snprintf(rs->maxlen, sizeof(rs->maxlen), "%d", cfg->private_events_maxlen);
+    {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        rs->rng = ((uint64_t)ts.tv_sec << 32 ^ (uint64_t)ts.tv_nsec ^ (uint64_t)getpid() << 16 ^
+                   (uint64_t)(uintptr_t)rs) | 1;
+    }
     rs->backoff_ms = REDIS_BACKOFF_MIN_MS;
     if (rs->target.unix_socket)
         snprintf(rs->where, sizeof(rs->where), "%s", rs->target.path);
@@ -1558,6 +1780,7 @@ struct storage *storage_redis_new(const struct config *cfg, struct event_base *b
         snprintf(err, errlen, "redis storage: out of memory");
         goto fail_events;
     }
+    redis_storages++;
     redis_connect(rs);
     return &rs->base;
 

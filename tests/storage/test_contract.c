@@ -1571,6 +1571,155 @@ static void test_storage_redis_auth(void **state)
     storage_free(st_bad);
 }
 
+/* A big swarm is sampled by rank windows once the worker holds its size (storage/redis.c,
+ * redis_send_sample): the sample must still be fair. 600 leechers; 800 announces of numwant 50 by
+ * members in turn. Each member's appearances are binomial(800, ~50/599) if the sample is uniform
+ * (mean 66.8, sd 7.8): every one must land within 0.5x..1.5x of the mean (over 4 sd: a uniform
+ * sampler fails this about once in a hundred runs; an edge-biased or stuck window fails it at
+ * once), and chi-square over all members must stay below a bound a uniform sampler passes. Nobody
+ * ever receives itself, nobody twice, and numwant is met exactly. The windows were really used:
+ * Redis counted the ZRANGE calls. */
+#define FAIR_PEERS 600
+#define FAIR_ANNOUNCES 800
+static long long cmd_calls(struct fx *f, const char *name)
+{
+    redisReply *r = side_cmd(f, "INFO commandstats");
+    char needle[64];
+    const char *p;
+    long long calls = 0;
+
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    snprintf(needle, sizeof(needle), "cmdstat_%s:calls=", name);
+    p = strstr(r->str, needle);
+    if (p)
+        calls = strtoll(p + strlen(needle), NULL, 10);
+    freeReplyObject(r);
+    return calls;
+}
+
+static long long zrange_calls(struct fx *f)
+{
+    return cmd_calls(f, "zrange");
+}
+
+static void test_storage_redis_big_swarm_sample_is_fair(void **state)
+{
+    struct fx *f = *state;
+    static unsigned seen[FAIR_PEERS];
+    struct ann_result *res = malloc(sizeof(*res));
+    long long zr0;
+    double mean, chi2 = 0;
+    char ip[32];
+    int i, j, k;
+
+    assert_non_null(res);
+    memset(seen, 0, sizeof(seen));
+    for (i = 0; i < FAIR_PEERS; i++) {
+        snprintf(ip, sizeof(ip), "10.1.%d.%d", i / 200, i % 200 + 1);
+        announce_ok(f, 7, ip, 6881, 1, ANNOUNCE_EVENT_STARTED, 0, res);
+    }
+    zr0 = zrange_calls(f);
+    for (i = 0; i < FAIR_ANNOUNCES; i++) {
+        int me = i % FAIR_PEERS;
+
+        snprintf(ip, sizeof(ip), "10.1.%d.%d", me / 200, me % 200 + 1);
+        announce_ok(f, 7, ip, 6881, 1, ANNOUNCE_EVENT_NONE, 50, res);
+        assert_stats(&res->stats, 0, FAIR_PEERS, 0);
+        assert_int_equal(res->n4, 50);
+        for (j = 0; j < (int)res->n4; j++) {
+            const uint8_t *p = res->peers4 + j * PEER_COMPACT4_LEN;
+            int idx = p[2] * 200 + p[3] - 1;
+
+            assert_true(p[0] == 10 && p[1] == 1 && idx >= 0 && idx < FAIR_PEERS);
+            assert_int_not_equal(idx, me);                 /* never itself */
+            for (k = 0; k < j; k++)                        /* never twice */
+                assert_memory_not_equal(res->peers4 + k * PEER_COMPACT4_LEN, p, PEER_COMPACT4_LEN);
+            seen[idx]++;
+        }
+    }
+    mean = (double)FAIR_ANNOUNCES * 50 / (FAIR_PEERS - 1);
+    for (i = 0; i < FAIR_PEERS; i++) {
+        assert_true(seen[i] > mean * 0.5 && seen[i] < mean * 1.5);
+        chi2 += (seen[i] - mean) * (seen[i] - mean) / mean;
+    }
+    /* 599 degrees of freedom: mean 599, sd 34.6; the bound is 5 sd (without replacement the
+     * variance is a little below binomial's, so a fair sampler sits below 599). */
+    assert_true(chi2 < 599 + 5 * 34.6);
+    if (f->redis)
+        assert_true(zrange_calls(f) - zr0 >= FAIR_ANNOUNCES);
+    free(res);
+}
+
+/* numwant 200 (libtorrent's default) from a swarm just big enough for the rank windows (220
+ * members; 4 windows of 51): 200 distinct peers a reply, never the peer itself, by ZRANGE. */
+static void test_storage_redis_windows_numwant_200(void **state)
+{
+    struct fx *f = *state;
+    struct ann_result *res = malloc(sizeof(*res));
+    long long zr0;
+    char ip[32];
+    int i, j, k;
+
+    assert_non_null(res);
+    for (i = 0; i < 220; i++) {
+        snprintf(ip, sizeof(ip), "10.4.0.%d", i + 1);
+        announce_ok(f, 9, ip, 6881, 1, ANNOUNCE_EVENT_STARTED, 0, res);
+    }
+    zr0 = zrange_calls(f);
+    for (i = 0; i < 30; i++) {
+        snprintf(ip, sizeof(ip), "10.4.0.%d", i * 7 % 220 + 1);
+        announce_ok(f, 9, ip, 6881, 1, ANNOUNCE_EVENT_NONE, 200, res);
+        assert_stats(&res->stats, 0, 220, 0);
+        assert_int_equal(res->n4, 200);
+        assert_false(has_peer(res, ip, 6881));
+        for (j = 0; j < 200; j++)
+            for (k = 0; k < j; k++)
+                assert_memory_not_equal(res->peers4 + k * PEER_COMPACT4_LEN, res->peers4 + j * PEER_COMPACT4_LEN,
+                                        PEER_COMPACT4_LEN);
+    }
+    assert_true(zrange_calls(f) - zr0 >= 4 * 29);
+    free(res);
+}
+
+/* A leecher of a swarm whose last count showed seeders enough for numwant (plus a margin) gets
+ * seeders only, without the leechers' sample being asked for; short of that, both. Counts stay
+ * exact either way. */
+static void test_storage_redis_seeders_fill_numwant(void **state)
+{
+    struct fx *f = *state;
+    struct ann_result *res = malloc(sizeof(*res));
+    long long zrand0;
+    char ip[32];
+    int i;
+
+    assert_non_null(res);
+    for (i = 0; i < 150; i++) {
+        snprintf(ip, sizeof(ip), "10.2.0.%d", i + 1);
+        announce_ok(f, 8, ip, 6881, 0, ANNOUNCE_EVENT_STARTED, 0, res);
+    }
+    for (i = 0; i < 20; i++) {
+        snprintf(ip, sizeof(ip), "10.3.0.%d", i + 1);
+        announce_ok(f, 8, ip, 6881, 1, ANNOUNCE_EVENT_STARTED, 0, res);
+    }
+    announce_ok(f, 8, "10.3.0.1", 6881, 1, ANNOUNCE_EVENT_NONE, 50, res);    /* hint now held */
+    zrand0 = cmd_calls(f, "zrandmember");
+    announce_ok(f, 8, "10.3.0.1", 6881, 1, ANNOUNCE_EVENT_NONE, 50, res);
+    /* seeders by rank windows, the leechers (20: ZRANDMEMBER) not asked */
+    assert_int_equal(cmd_calls(f, "zrandmember"), zrand0);
+    assert_stats(&res->stats, 150, 20, 0);
+    assert_int_equal(res->n4, 50);
+    for (i = 0; i < 50; i++)
+        assert_int_equal(res->peers4[i * PEER_COMPACT4_LEN + 1], 2);    /* all seeders */
+    /* 150 seeders cannot fill 200: the leechers follow, the peer itself excluded. */
+    announce_ok(f, 8, "10.3.0.1", 6881, 1, ANNOUNCE_EVENT_NONE, 200, res);
+    assert_int_equal(cmd_calls(f, "zrandmember"), zrand0 + 2);   /* 150 < 2 x 201: both sets */
+    assert_stats(&res->stats, 150, 20, 0);
+    assert_int_equal(res->n4, 150 + 19);
+    assert_false(has_peer(res, "10.3.0.1", 6881));
+    assert_true(has_peer(res, "10.3.0.20", 6881));
+    free(res);
+}
+
 #define CONTRACT_TESTS(setup)                                                                   \
     cmocka_unit_test_setup_teardown(test_storage_first_announce_counts_itself, setup, teardown), \
     cmocka_unit_test_setup_teardown(test_storage_second_peer_gets_first, setup, teardown),       \
@@ -1602,6 +1751,9 @@ int main(void)
     const struct CMUnitTest redis_tests[] = {
         CONTRACT_TESTS(setup_redis),
         cmocka_unit_test_setup_teardown(test_storage_redis_schema, setup_redis, teardown),
+        cmocka_unit_test_setup_teardown(test_storage_redis_big_swarm_sample_is_fair, setup_redis, teardown),
+        cmocka_unit_test_setup_teardown(test_storage_redis_seeders_fill_numwant, setup_redis, teardown),
+        cmocka_unit_test_setup_teardown(test_storage_redis_windows_numwant_200, setup_redis, teardown),
         cmocka_unit_test_setup_teardown(test_storage_redis_set_ttl_covers_members, setup_redis, teardown),
         cmocka_unit_test_setup_teardown(test_storage_redis_forever_clears_an_old_info_ttl, setup_redis, teardown),
         cmocka_unit_test_setup_teardown(test_storage_redis_failed_write_leaves_no_key_without_ttl, setup_redis, teardown),

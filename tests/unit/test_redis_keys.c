@@ -196,6 +196,56 @@ static void test_redis_keys_compact_rejects_garbage(void **state)
     assert_int_equal(redis_keys_member_compact(nul6, sizeof(nul6) - 1, out), -1);
 }
 
+/* The one-pass IPv4 parser against the writer: 200,000 random strings over "0123456789.:" (and
+ * the digit runs that make octets and ports near their limits) are accepted exactly when they are
+ * the text redis_keys_member writes for the bytes they parse to. Strict parsing means no second
+ * spelling of a peer ever gets in. */
+static void test_redis_keys_compact_v4_matches_writer(void **state)
+{
+    static const char *const parts[] = { "0", "1", "9", "00", "01", "25", "255", "256", "999", "1000",
+                                         "65535", "65536", "6881", ".", ":", "" };
+    unsigned long long x = 88172645463325252ULL;
+    unsigned accepted = 0, i;
+    (void)state;
+
+    for (i = 0; i < 200000; i++) {
+        char text[64], back[64];
+        uint8_t out[REDIS_KEYS_PEER_MAX];
+        struct peer_addr p;
+        size_t len = 0;
+        int k, n, pieces;
+
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        pieces = x % 2 ? 9 : 1 + (int)(x / 2 % 9);
+        for (k = 0; k < pieces; k++) {
+            const char *part;
+
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            /* mostly the well-formed skeleton a.b.c.d:p, with random fields */
+            part = (pieces == 9 && k % 2 == 1) ? (k == 7 ? ":" : ".") : parts[x % 16];
+            if (pieces == 9 && k % 2 == 0)
+                part = parts[x % 12];
+            if (len + strlen(part) >= sizeof(text))
+                break;
+            memcpy(text + len, part, strlen(part));
+            len += strlen(part);
+        }
+        text[len] = '\0';
+        n = redis_keys_member_compact(text, len, out);
+        if (n < 0)
+            continue;
+        assert_int_equal(n, PEER_COMPACT4_LEN);
+        memset(&p, 0, sizeof(p));
+        p.family = AF_INET;
+        memcpy(p.addr, out, 4);
+        p.port = (uint16_t)(out[4] << 8 | out[5]);
+        assert_int_equal(redis_keys_member(back, sizeof(back), &p), (int)len);
+        assert_string_equal(back, text);
+        accepted++;
+    }
+    assert_true(accepted > 1000);          /* the generator reaches the valid forms */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -208,6 +258,7 @@ int main(void)
         cmocka_unit_test(test_redis_keys_compact_round_trip),
         cmocka_unit_test(test_redis_keys_compact_bytes),
         cmocka_unit_test(test_redis_keys_compact_rejects_garbage),
+        cmocka_unit_test(test_redis_keys_compact_v4_matches_writer),
     };
 
     return cmocka_run_group_tests_name("redis_keys", tests, NULL, NULL);
