@@ -45,9 +45,7 @@ static redisReply *inspect_command(redisContext *c, FILE *errout, int argc, cons
     return r;
 }
 
-/* Connects as the workers would (URL, password, database), with redis.timeout_ms (at least one
- * second: this is a person waiting, not a request deadline) for connect and for each command. */
-static redisContext *inspect_connect(const struct config *cfg, FILE *errout)
+redisContext *inspect_connect(const struct config *cfg, FILE *errout)
 {
     struct config_redis_target t;
     char err[256];

@@ -6,6 +6,8 @@
 
 #include <stdio.h>
 
+#include <hiredis/hiredis.h>
+
 #include "lib/config.h"
 
 #define INSPECT_SWARMS_DEFAULT 20      /* `tyto swarms` without N */
@@ -19,5 +21,10 @@
  * to errout. Returns the exit status: 0, 1 (Redis unreachable or failing, unknown swarm) or
  * 2 (usage). */
 int inspect_main(const struct config *cfg, int argc, char **argv, FILE *out, FILE *errout);
+
+/* Connects as the workers would (URL, password, database), with redis.timeout_ms (at least one
+ * second: this is a person waiting, not a request deadline) for connect and for each command.
+ * NULL with a message on errout. The operator commands (inspection, users, torrents) share it. */
+redisContext *inspect_connect(const struct config *cfg, FILE *errout);
 
 #endif

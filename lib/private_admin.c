@@ -13,6 +13,7 @@
 #include <hiredis/hiredis.h>
 #include <sodium.h>
 
+#include "lib/inspect.h"
 #include "storage/redis_functions.h"
 
 #define PRIVATE_DAY_S 86400LL
@@ -383,60 +384,24 @@ const struct pjson_field *pjson_get(const struct pjson_field *f, int n, const ch
 
 /* ---- CLI: Redis ---------------------------------------------------------------------------- */
 
-/* Connects as the workers would (URL, password, database), with redis.timeout_ms (at least one
- * second: a person is waiting) for connect and each command, then loads the function library. */
+/* Connects as `tyto swarm` does (inspect_connect), then loads the function library. */
 static redisContext *cli_connect(const struct config *cfg, const char *what, FILE *errout)
 {
-    struct config_redis_target t;
-    char err[256];
-    int ms = cfg->redis_timeout_ms < 1000 ? 1000 : cfg->redis_timeout_ms;
-    struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
-    redisContext *c;
+    redisContext *c = inspect_connect(cfg, errout);
     redisReply *r;
 
-    if (config_parse_redis_url(cfg->redis_url, &t, err, sizeof(err)) < 0) {
-        fprintf(errout, "tyto: redis.url: %s\n", err);
+    if (c == NULL)
         return NULL;
-    }
-    c = t.unix_socket ? redisConnectUnixWithTimeout(t.path, tv) : redisConnectWithTimeout(t.host, t.port, tv);
-    if (c == NULL || c->err) {
-        fprintf(errout, "tyto: %s: cannot connect to Redis at %s: %s\n", what, cfg->redis_url,
-                c ? c->errstr : "out of memory");
-        goto fail;
-    }
-    if (redisSetTimeout(c, tv) != REDIS_OK)
-        goto fail;
-    if (t.password[0] != '\0') {
-        r = redisCommand(c, "AUTH %s", t.password);
-        if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-            fprintf(errout, "tyto: %s: Redis AUTH failed\n", what);
-            freeReplyObject(r);
-            goto fail;
-        }
-        freeReplyObject(r);
-    }
-    if (t.db != 0) {
-        r = redisCommand(c, "SELECT %d", t.db);
-        if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-            fprintf(errout, "tyto: %s: Redis SELECT %d failed\n", what, t.db);
-            freeReplyObject(r);
-            goto fail;
-        }
-        freeReplyObject(r);
-    }
     r = redisCommand(c, "FUNCTION LOAD REPLACE %s", redis_functions_lua);
     if (r == NULL || r->type == REDIS_REPLY_ERROR) {
         fprintf(errout, "tyto: %s: cannot load the Redis function library (Redis 7 or newer is needed): %s\n",
                 what, r ? r->str : c->errstr);
         freeReplyObject(r);
-        goto fail;
+        redisFree(c);
+        return NULL;
     }
     freeReplyObject(r);
     return c;
-fail:
-    if (c != NULL)
-        redisFree(c);
-    return NULL;
 }
 
 /* Runs the call; returns its JSON text reply (caller frees with freeReplyObject) or NULL with
