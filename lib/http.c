@@ -216,8 +216,20 @@ int http_parse_head(const char *buf, size_t len, unsigned max_headers, struct ht
     h->method.len = i - start;
     i++;
 
-    /* The target: visible ASCII; bytes >= 0x80 are tolerated (some clients send raw bytes). */
+    /* The target: visible ASCII; bytes >= 0x80 are tolerated (some clients send raw bytes).
+     * An announce's target is ~200 bytes: eight at a time while none is a control byte, space
+     * or DEL (bytes below 0x21: (x - 0x21..) & ~x & 0x80..; DEL: a zero byte in x ^ 0x7f..),
+     * then byte by byte to the end. */
     start = i;
+    while (i + 8 <= len) {
+        uint64_t x, y;
+        const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+        memcpy(&x, p + i, 8);
+        y = x ^ (0x7f * ones);
+        if (((x - 0x21 * ones) & ~x & highs) | ((y - ones) & ~y & highs))
+            break;
+        i += 8;
+    }
     while (i < len && p[i] > 0x20 && p[i] != 0x7f)
         i++;
     if (i >= len)
