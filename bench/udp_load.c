@@ -6,7 +6,10 @@
  * reply is counted and printed at the end, and any makes the exit status 1.
  *
  *   cc -O2 -o build/udp_load bench/udp_load.c
- *   build/udp_load HOST PORT SECONDS [SOCKETS=16] [WINDOW=8] [SWARMS=1000] [REUSE_S=60]
+ *   build/udp_load HOST PORT SECONDS [SOCKETS=16] [WINDOW=8] [SWARMS=1000] [REUSE_S=60] [HASHES]
+ *
+ * Info-hashes: the swarm number (4 bytes, big-endian) and 16 zero bytes; or, with HASHES (a file
+ * of 40-hex-digit info-hashes, one a line: bench/run's steady pool), its first SWARMS lines.
  *
  * Prints one line: "udp_load: N announces in S s = R/s, connects C, errors E, bad B, lost L". A
  * request unanswered for 1 s is counted lost and sent again (UDP may drop under overload). */
@@ -89,6 +92,36 @@ static void send_connect(struct client *c)
     send(c->fd, b, sizeof(b), 0);
 }
 
+static uint8_t *hash_table;     /* SWARMS x 20 bytes from HASHES, or NULL */
+
+/* Reads the first n info-hashes of path (40 hex digits a line); exits on a short or bad file. */
+static void load_hashes(const char *path, unsigned n)
+{
+    FILE *f = fopen(path, "r");
+    char line[128];
+    unsigned i = 0;
+    if (!f || !(hash_table = malloc((size_t)n * 20))) {
+        perror("udp_load: hashes");
+        exit(2);
+    }
+    while (i < n && fgets(line, sizeof(line), f)) {
+        for (int k = 0; k < 20; k++) {
+            unsigned v;
+            if (sscanf(line + 2 * k, "%2x", &v) != 1) {
+                fprintf(stderr, "udp_load: %s line %u is not 40 hex digits\n", path, i + 1);
+                exit(2);
+            }
+            hash_table[(size_t)i * 20 + (size_t)k] = (uint8_t)v;
+        }
+        i++;
+    }
+    fclose(f);
+    if (i < n) {
+        fprintf(stderr, "udp_load: %s has %u info-hashes, SWARMS is %u\n", path, i, n);
+        exit(2);
+    }
+}
+
 static void send_announce(struct client *c, int slot, unsigned swarms)
 {
     uint8_t b[98];
@@ -98,7 +131,10 @@ static void send_announce(struct client *c, int slot, unsigned swarms)
     put32(b + 4, (uint32_t)c->cid);
     put32(b + 8, 1);
     put32(b + 12, t);
-    put32(b + 16, h);           /* info_hash: the swarm number, then zeros */
+    if (hash_table)
+        memcpy(b + 16, hash_table + (size_t)h * 20, 20);
+    else
+        put32(b + 16, h);       /* info_hash: the swarm number, then zeros */
     memcpy(b + 36, c->peer_id, 20);
     put32(b + 64 + 4, rnd32() % 2 ? 0 : 1000);  /* left: half seeders */
     put32(b + 92, 0xffffffff);  /* num_want -1 */
@@ -112,13 +148,15 @@ static void send_announce(struct client *c, int slot, unsigned swarms)
 int main(int argc, char **argv)
 {
     if (argc < 4) {
-        fprintf(stderr, "usage: %s HOST PORT SECONDS [SOCKETS] [WINDOW] [SWARMS] [REUSE_S]\n", argv[0]);
+        fprintf(stderr, "usage: %s HOST PORT SECONDS [SOCKETS] [WINDOW] [SWARMS] [REUSE_S] [HASHES]\n", argv[0]);
         return 2;
     }
     double seconds = atof(argv[3]);
     int nsock = argc > 4 ? atoi(argv[4]) : 16, window = argc > 5 ? atoi(argv[5]) : 8;
     unsigned swarms = argc > 6 ? (unsigned)atoi(argv[6]) : 1000;
     double reuse_s = argc > 7 ? atof(argv[7]) : 60;
+    if (argc > 8)
+        load_hashes(argv[8], swarms);
     if (nsock < 1 || nsock > MAX_SOCKETS || window < 1 || window > MAX_WINDOW || swarms < 1) {
         fprintf(stderr, "udp_load: bad SOCKETS (1..%d), WINDOW (1..%d) or SWARMS\n", MAX_SOCKETS, MAX_WINDOW);
         return 2;

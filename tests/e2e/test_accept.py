@@ -1,9 +1,10 @@
 """The new-connection path of the HTTP front (issue 10): listeners with TCP_DEFER_ACCEPT (a
 connection reaches accept() with its first data), the request read right after accept, the last
-reply of a closing connection sent with MSG_MORE so that the FIN leaves with it. What must not
-change: a request arriving in pieces after accept is still served, a client that connects and
+reply of a closing connection sent with MSG_MORE so that the FIN leaves with it, the keep-alive
+idle timer left pending while a request is served. What must not change: a request arriving in pieces after accept is still served, a client that connects and
 sends nothing is still closed by the head timeout, a PROXY header (trusted proxy) may still come
-alone before the request, and every reply of a closing connection arrives whole before the EOF.
+alone before the request, every reply of a closing connection arrives whole before the EOF, and
+the idle timeout counts from the last reply.
 
 Each case prints one "ACCEPT <case>: ..." summary line with its figures.
 Run alone: TYTO_BIN=build/tyto /usr/bin/python3 tests/e2e/test_accept.py"""
@@ -129,6 +130,34 @@ class AcceptTest(unittest.TestCase):
             finally:
                 s.close()
         summary('ACCEPT closing: %s: every reply whole, then EOF' % ', '.join(cases))
+
+    def test_idle_timeout_counts_from_the_last_reply(self):
+        """The idle timer stays pending while a keep-alive request is served and is re-armed
+        for the rest of the period when it fires: the idle timeout still counts from the last
+        reply, not from the first, and an idle connection is still closed."""
+        t = self.start_tyto({'http': {'idle_timeout_s': 1}})
+        h = rand_hash()
+        s = socket.create_connection(('127.0.0.1', t.port), timeout=10 * SLOW)
+        rf = s.makefile('rb')
+        try:
+            t0 = time.monotonic()
+            for i in range(4):       # a request every 0.6 s: 2.4 s, past the first period
+                s.sendall((announce_line(h, Peer()) + '\r\n').encode())
+                r = tytotest.read_response(rf)
+                self.assertIsNotNone(r, 'reply %d on a connection kept busy' % (i + 1))
+                self.assertNotIn(b'failure reason', t.decode_ok(r, 'announce %d' % (i + 1)))
+                last = time.monotonic()
+                time.sleep(0.6)
+            rest = rf.read()
+            closed = time.monotonic()
+        finally:
+            rf.close()
+            s.close()
+        summary('ACCEPT idle: 4 requests 0.6 s apart served on one connection over %.1f s, '
+                'closed %.2f s after the last reply (http.idle_timeout_s=1)' % (last - t0, closed - last))
+        self.assertEqual(rest, b'')
+        self.assertGreaterEqual(closed - last, 0.9)
+        self.assertLess(closed - last, 1.0 + 2 * SLOW)
 
     def test_proxy_header_alone_then_request(self):
         """A trusted proxy's PROXY v1 header may come alone (the connection is accepted on it),

@@ -198,6 +198,36 @@ static void test_http_parse_accepts_high_bytes(void **state)
     assert_span(h.values[0], "caf\xc3\xa9");
 }
 
+/* The target is scanned eight bytes at a time: every byte value at every offset of a target
+ * longer than two blocks must be judged as the byte-by-byte rule does (> 0x20 and not DEL
+ * is part of the target; a space ends it; anything else is malformed). */
+static void test_http_parse_target_every_byte_at_every_offset(void **state)
+{
+    (void)state;
+    struct http_head h;
+    char req[128];
+    const char *tail = " HTTP/1.1\r\n\r\n";
+    for (size_t off = 0; off < 24; off++) {
+        for (int b = 0; b < 256; b++) {
+            size_t n = 0;
+            memcpy(req + n, "GET /", 5);
+            n += 5;
+            for (size_t k = 0; k < 24; k++)
+                req[n++] = k == off ? (char)b : 'a';
+            memcpy(req + n, tail, strlen(tail));
+            n += strlen(tail);
+            int rc = http_parse_head(req, n, 64, &h);
+            if (b > 0x20 && b != 0x7f) {
+                assert_int_equal(rc, (int)n);
+                assert_int_equal(h.target.len, 25);
+            } else {
+                /* a space: "/aa.. aa.. HTTP/1.1" has no version where it must be */
+                assert_int_equal(rc, -1);
+            }
+        }
+    }
+}
+
 static void test_http_parse_too_many_headers(void **state)
 {
     (void)state;
@@ -521,6 +551,7 @@ int main(void)
         cmocka_unit_test(test_http_parse_every_prefix_is_incomplete),
         cmocka_unit_test(test_http_parse_rejects_malformed),
         cmocka_unit_test(test_http_parse_accepts_high_bytes),
+        cmocka_unit_test(test_http_parse_target_every_byte_at_every_offset),
         cmocka_unit_test(test_http_parse_too_many_headers),
         cmocka_unit_test(test_http_parse_random_bytes_never_overread),
         cmocka_unit_test(test_http_parse_mutations_never_overread),
