@@ -1,5 +1,5 @@
 -- bench/churn.lua: the original Tyto benchmark. Every request is a new peer (random peer_id and
--- port) starting on one torrent, numwant=50, compact. Run by bench/run through wrk.
+-- port) starting on one torrent, numwant=50 (bench_numwant when a wrapper sets it), compact. Run by bench/run through wrk.
 dofile((os.getenv("BENCH_DIR") or "bench") .. "/common.lua")
 
 local hash
@@ -11,7 +11,7 @@ end
 
 function request()
    local id = string.format("-BM0001-%06x%06x", math.random(0, 0xffffff), math.random(0, 0xffffff))
-   return wrk.format(nil, bench.announce_path(hash, id, math.random(1025, 65535), 1000, "started", 50))
+   return wrk.format(nil, bench.announce_path(hash, id, math.random(1025, 65535), 1000, "started", bench_numwant or 50))
 end
 
 function response(status, headers, body)

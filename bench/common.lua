@@ -17,6 +17,21 @@ bench.npeers = tonumber(os.getenv("BENCH_PEERS") or "1000000")
 bench.ntorrents = tonumber(os.getenv("BENCH_TORRENTS") or "100000")
 bench.seed = tonumber(os.getenv("BENCH_SEED") or "1")
 
+-- The steady pool's event mix: 90 % regular re-announces, 4 % started, 4 % stopped, 2 % completed
+-- (which turns the peer into a seeder for that announce), so that the pool keeps its size on
+-- average. Returns event (nil for a regular one) and left.
+function bench.steady_event(seeder)
+   local r = math.random()
+   if r < 0.04 then
+      return "started", seeder and 0 or 1000
+   elseif r < 0.08 then
+      return "stopped", seeder and 0 or 1000
+   elseif r < 0.10 then
+      return "completed", 0
+   end
+   return nil, seeder and 0 or 1000
+end
+
 -- Percent-encodes every byte of a 40-digit hex string: "%12%34...".
 function bench.pct(hex)
    return (hex:gsub("..", "%%%0"))

@@ -27,15 +27,7 @@ end
 function request()
    local p = math.random(0, bench.npeers - 1)
    local t, port, id, seeder = bench.peer(p)
-   local r = math.random()
-   local event, left = nil, seeder and 0 or 1000
-   if r < 0.04 then
-      event = "started"
-   elseif r < 0.08 then
-      event = "stopped"
-   elseif r < 0.10 then
-      event, left = "completed", 0
-   end
+   local event, left = bench.steady_event(seeder)
    local c = (event == "started") and 0 or ((counters[p] or 0) + step)
    counters[p] = c
    local path = bench.announce_path(hashes[t], id, port, left, event, 50)
