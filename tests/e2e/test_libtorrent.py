@@ -110,16 +110,16 @@ class Client:
                    self.ses.listen_port(), self.tracker_replies, self.tracker_errors[-3:]))
 
 
-class LibtorrentSwarm:
-    """Mixed into a ServerTestCase (BACKEND redis or memory)."""
+class LibtorrentClients:
+    """Mixed into a TestCase whose tests drive libtorrent Clients: self.dir (a temporary
+    directory named after TMP_PREFIX), self.clients (paused after each test) and wait()."""
 
-    CONFIG = {'announce': {'interval_s': 60, 'min_interval_s': 30, 'numwant_default': 50,
-                           'numwant_max': 200}}
+    TMP_PREFIX = 'lt'
 
     def setUp(self):
         if lt is None:
             self.fail('cannot import libtorrent under %s: %s' % (sys.executable, LT_ERROR))
-        self.dir = tt.make_tmpdir('lt')
+        self.dir = tt.make_tmpdir(self.TMP_PREFIX)
         self.clients = []
 
     def tearDown(self):
@@ -141,6 +141,13 @@ class LibtorrentSwarm:
         self.fail('%s: not within %.0f s\n%s\nalerts:\n%s' % (
             what, timeout * tt.SLOW, '\n'.join(c.describe() for c in self.clients),
             '\n'.join('%.2f %s' % (e[0], e[2]) for e in sorted(e for c in self.clients for e in c.events)[-60:])))
+
+
+class LibtorrentSwarm(LibtorrentClients):
+    """Mixed into a ServerTestCase (BACKEND redis or memory)."""
+
+    CONFIG = {'announce': {'interval_s': 60, 'min_interval_s': 30, 'numwant_default': 50,
+                           'numwant_max': 200}}
 
     def make_torrent(self):
         seed_dir = os.path.join(self.dir, 'seed')

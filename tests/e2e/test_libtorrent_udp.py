@@ -8,7 +8,6 @@ under /usr/bin/python3."""
 import hashlib
 import os
 import sys
-import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -18,7 +17,7 @@ import test_libtorrent as tl    # noqa: E402
 lt = tl.lt
 
 
-class LibtorrentUdpTests(unittest.TestCase):
+class LibtorrentUdpTests(tl.LibtorrentClients, unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
@@ -38,21 +37,7 @@ class LibtorrentUdpTests(unittest.TestCase):
         finally:
             cls.tyto.kill()
 
-    def setUp(self):
-        if lt is None:
-            self.fail('cannot import libtorrent under %s: %s' % (sys.executable, tl.LT_ERROR))
-        self.dir = tt.make_tmpdir('ltu')
-        self.clients = []
-
-    def tearDown(self):
-        for c in self.clients:
-            try:
-                c.ses.pause()
-            except Exception:
-                pass
-        self.clients = []
-
-    wait = tl.LibtorrentSwarm.wait
+    TMP_PREFIX = 'ltu'
 
     def udp_url(self):
         return 'udp://127.0.0.1:%d/announce' % self.tyto.udp_port

@@ -567,7 +567,7 @@ class PublicClientFilterTests(unittest.TestCase):
             t.stop()
 
 
-class LibtorrentPrivateTests(unittest.TestCase):
+class LibtorrentPrivateTests(tl.LibtorrentClients, unittest.TestCase):
     """A real private torrent (BEP 27 private flag) through passkey URLs: a seeder and a leecher,
     each a libtorrent session (tests/e2e/test_libtorrent.py's set-up) with its own user, over HTTP
     and over UDP; afterwards each user's credited totals equal what the client itself counted."""
@@ -594,21 +594,7 @@ class LibtorrentPrivateTests(unittest.TestCase):
         finally:
             cls.tyto.kill()
 
-    def setUp(self):
-        if tl.lt is None:
-            self.fail('cannot import libtorrent under %s: %s' % (sys.executable, tl.LT_ERROR))
-        self.dir = tt.make_tmpdir('ltp')
-        self.clients = []
-
-    def tearDown(self):
-        for c in self.clients:
-            try:
-                c.ses.pause()
-            except Exception:
-                pass
-        self.clients = []
-
-    wait = tl.LibtorrentSwarm.wait
+    TMP_PREFIX = 'ltp'
 
     def make_torrent(self, urls):
         """-> ({url: private torrent_info with that tracker only}, seed_dir, digest): one info dict
