@@ -13,12 +13,10 @@ import os
 import socket
 import sys
 import time
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tytotest                                          # noqa: E402
-from tytotest import (Peer, SLOW, Tyto, children, parse_peers4, rand_hash, summary,  # noqa: E402
-                      wait_for)
+from tytotest import Peer, SLOW, parse_peers4, rand_hash, summary  # noqa: E402
 
 
 def read_all(s):
@@ -36,21 +34,7 @@ def announce_line(info_hash, peer, left=1):
                                                                      left=left, compact=1)
 
 
-class AcceptTest(unittest.TestCase):
-
-    def setUp(self):
-        self.tytos = []
-
-    def tearDown(self):
-        for t in self.tytos:
-            t.kill()
-
-    def start_tyto(self, config):
-        t = Tyto(backend='memory', config={'workers': 1, **config})
-        self.tytos.append(t)
-        t.start()
-        wait_for(lambda: len(children(t.proc.pid)) == 1, 10, 'the worker')
-        return t
+class AcceptTest(tytotest.OneWorkerTestCase):
 
     def test_request_in_pieces_after_accept(self):
         """The first bytes make the connection acceptable; the rest of the head comes later, in

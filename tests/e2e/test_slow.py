@@ -43,21 +43,7 @@ def slow_socket(port):
     return s
 
 
-class SlowReaderTest(unittest.TestCase):
-
-    def setUp(self):
-        self.tytos = []
-
-    def tearDown(self):
-        for t in self.tytos:
-            t.kill()
-
-    def start_tyto(self, config):
-        t = Tyto(backend='memory', config={'workers': 1, **config})
-        self.tytos.append(t)
-        t.start()
-        wait_for(lambda: len(children(t.proc.pid)) == 1, 10, 'the worker')
-        return t
+class SlowReaderTest(tytotest.OneWorkerTestCase):
 
     def test_slow_readers_bounded_and_cut(self):
         """N clients pipeline 30 big announces each and read 4 KiB per half second: together

@@ -841,6 +841,25 @@ class ServerTestCase(unittest.TestCase):
 # ---------------------------------------------------------------------------------------------
 # Runner
 
+class OneWorkerTestCase(unittest.TestCase):
+    """Each test starts its own one-worker tyto on the memory backend with start_tyto(config)
+    (a test of one worker's own limits); all are killed after the test."""
+
+    def setUp(self):
+        self.tytos = []
+
+    def tearDown(self):
+        for t in self.tytos:
+            t.kill()
+
+    def start_tyto(self, config):
+        t = Tyto(backend='memory', config={'workers': 1, **config})
+        self.tytos.append(t)
+        t.start()
+        wait_for(lambda: len(children(t.proc.pid)) == 1, 10, 'the worker')
+        return t
+
+
 class _Result(unittest.TextTestResult):
     """Prints the log tail of the servers involved when a case fails."""
 
