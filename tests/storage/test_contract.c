@@ -1572,15 +1572,13 @@ static void test_storage_redis_auth(void **state)
 }
 
 /* A big swarm is sampled by rank windows once the worker holds its size (storage/redis.c,
- * redis_send_sample): the sample must still be fair. 600 leechers; 800 announces of numwant 50 by
- * members in turn. Each member's appearances are binomial(800, ~50/599) if the sample is uniform
- * (mean 66.8, sd 7.8): every one must land within 0.5x..1.5x of the mean (over 4 sd: a uniform
- * sampler fails this about once in a hundred runs; an edge-biased or stuck window fails it at
- * once), and chi-square over all members must stay below a bound a uniform sampler passes. Nobody
- * ever receives itself, nobody twice, and numwant is met exactly. The windows were really used:
- * Redis counted the ZRANGE calls. */
+ * redis_send_sample): the sample must still be fair. 600 leechers; 3000 announces of numwant 50
+ * by members in turn. Every member's count must be near the mean and chi-square over all of them
+ * below a bound a fair window sampler passes (the bounds' reasons are where they are checked); an
+ * edge-biased or stuck window fails at once. Nobody ever receives itself, nobody twice, and
+ * numwant is met exactly. The windows were really used: Redis counted the ZRANGE calls. */
 #define FAIR_PEERS 600
-#define FAIR_ANNOUNCES 800
+#define FAIR_ANNOUNCES 3000
 static long long cmd_calls(struct fx *f, const char *name)
 {
     redisReply *r = side_cmd(f, "INFO commandstats");
@@ -1638,13 +1636,19 @@ static void test_storage_redis_big_swarm_sample_is_fair(void **state)
         }
     }
     mean = (double)FAIR_ANNOUNCES * 50 / (FAIR_PEERS - 1);
+    /* Each announce draws its rank afresh, so a member's count is binomial: mean 250, sd 15.2;
+     * 0.65..1.35 of the mean is 5.7 sd, for every one of the 600 members. */
     for (i = 0; i < FAIR_PEERS; i++) {
-        assert_true(seen[i] > mean * 0.5 && seen[i] < mean * 1.5);
+        assert_true(seen[i] > mean * 0.65 && seen[i] < mean * 1.35);
         chi2 += (seen[i] - mean) * (seen[i] - mean) / mean;
     }
-    /* 599 degrees of freedom: mean 599, sd 34.6; the bound is 5 sd (without replacement the
-     * variance is a little below binomial's, so a fair sampler sits below 599). */
-    assert_true(chi2 < 599 + 5 * 34.6);
+    /* 599 degrees of freedom, but the counts are not independent: a window holds consecutive
+     * ranks and the four windows move together, so rank neighbours are sampled together. That
+     * leaves chi2's mean near 599 and widens its spread from binomial's 34.6 to about 140
+     * (measured: 60 runs at 800 and 3000 announces, 258..887; the spread does not grow with the
+     * announces). The bound is 5 of those; a bias does grow with the announces: half the
+     * members 20% short adds about 3000. */
+    assert_true(chi2 < 599 + 5 * 150);
     if (f->redis)
         assert_true(zrange_calls(f) - zr0 >= FAIR_ANNOUNCES);
     free(res);
