@@ -241,8 +241,8 @@ class AccessLogTest(unittest.TestCase):
             reader = threading.Thread(target=drain, daemon=True)
             reader.start()
             # The buffer is still full until the worker has written some of it into the pipe the
-            # reader now empties, and a line logged before then is dropped as designed: a marker
-            # a half second until one comes through.
+            # reader now empties, and a line logged before then is dropped as designed: one marker
+            # every half second until one comes through.
             marker = None
             for _ in range(20):
                 marker = '/after-%s' % os.urandom(6).hex()
