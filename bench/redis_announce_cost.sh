@@ -6,7 +6,8 @@
 # Redis command time (commandstats usec) and Redis CPU (INFO cpu user+sys), plus the commands
 # by name. Stops only the processes it started, by PID.
 # WORKLOAD=churn drives bench/churn.lua instead (every request a new peer of one swarm).
-# Usage: TYTO_BIN=./tyto [DURATION=5] [PEERS=20000] [TORRENTS=2000] [WORKLOAD=steady] bench/redis_announce_cost.sh
+# STATS=false turns the swarm statistics off (stats.enabled; default true, as in tyto.yaml).
+# Usage: TYTO_BIN=./tyto [DURATION=5] [PEERS=20000] [TORRENTS=2000] [WORKLOAD=steady] [STATS=true] bench/redis_announce_cost.sh
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${TYTO_BIN:-$root/tyto}
@@ -14,6 +15,7 @@ duration=${DURATION:-5}
 peers=${PEERS:-20000}
 torrents=${TORRENTS:-2000}
 workload=${WORKLOAD:-steady}
+stats=${STATS:-true}
 d=$(mktemp -d /tmp/tyto-cost.XXXXXX)
 free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 rport=$(free_port)
@@ -41,6 +43,8 @@ swarm:
   max_peers_per_address: 0
 admin:
   listen: ""
+stats:
+  enabled: $stats
 log:
   level: warn
 YAML

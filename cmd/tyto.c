@@ -26,6 +26,7 @@ static void usage(FILE *out)
             "usage: tyto [-c PATH] [-t] [-d]\n"
             "       tyto [-c PATH] swarm <hex info_hash>   peers of one swarm, read from Redis\n"
             "       tyto [-c PATH] swarms [N]              the N busiest swarms (default 20)\n"
+            "       tyto [-c PATH] swarms --anomalies [N]  the swarms the statistics flagged\n"
             "       tyto [-c PATH] user|torrent ...        private tracker accounts and torrents\n"
             "                                              (tyto user, tyto torrent: their usage)\n"
             "  -c PATH  configuration file (default ./" TYTO_DEFAULT_CONFIG "; without it, defaults and TYTO_* variables)\n"

@@ -82,6 +82,24 @@ struct config {
     int clients_count;                 /* private.clients: peer_id prefixes */
     char clients[CONFIG_MAX_CLIENTS][CONFIG_CLIENT_PREFIX_MAX + 1];
 
+    /* stats (swarm statistics, the aggregator, anomalies: lib/stats.c) */
+    bool stats_enabled;                /* stats.enabled: per-swarm figures in the announce pipeline,
+                                        * the aggregator lease on every worker (Redis only) */
+    int stats_pass_s;                  /* stats.pass_s: the aggregator starts a pass this often */
+    int stats_lease_ms;                /* stats.lease_ms: the aggregator's lease; another host takes
+                                        * over within it when the holder dies */
+    bool stats_full_scrape;            /* stats.full_scrape: BEP 48 scrape without info_hash, from
+                                        * the aggregator's snapshot */
+    int stats_full_scrape_interval_s;  /* stats.full_scrape_interval_s: one full scrape an address
+                                        * per this many seconds */
+    int stats_fast_announces;          /* stats.fast_announces: anomaly thresholds; 0 turns one off */
+    int stats_peers_per_address;       /* stats.peers_per_address */
+    int stats_stuck_leechers;          /* stats.stuck_leechers */
+    int stats_stuck_age_s;             /* stats.stuck_age_s */
+    int stats_phantom_uploads;         /* stats.phantom_uploads */
+    int stats_spike_min;               /* stats.spike_min */
+    int stats_spike_factor;            /* stats.spike_factor */
+
     /* rate_limit */
     int rate_limit_announces;          /* rate_limit.announces: per client address and window; 0 off */
     int rate_limit_window_s;           /* rate_limit.window_s */

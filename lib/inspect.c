@@ -15,6 +15,9 @@
 
 #include <hiredis/hiredis.h>
 
+#include "lib/anomaly.h"
+#include "lib/peer_client.h"
+
 #define INSPECT_HEX_LEN 40
 #define INSPECT_KEY_MAX 160
 #define INSPECT_BATCH 512              /* swarms counted per pipeline in `swarms` */
@@ -174,6 +177,89 @@ static void inspect_print_peers(FILE *out, const char *role, const redisReply *r
     }
 }
 
+/* Live peers by address family (an IPv6 member is "[addr]:port"). */
+static void inspect_print_family(FILE *out, const redisReply *rs, const redisReply *rl, long long now)
+{
+    long long n[2][2] = { { 0, 0 }, { 0, 0 } };
+    const redisReply *sets[2] = { rs, rl };
+
+    for (int k = 0; k < 2; k++)
+        for (size_t i = 0; i + 1 < sets[k]->elements; i += 2)
+            if (strtod(sets[k]->element[i + 1]->str, NULL) > (double)now)
+                n[k][sets[k]->element[i]->str[0] == '[']++;
+    fprintf(out, "  ipv4        %lld seeders, %lld leechers\n", n[0][0], n[1][0]);
+    fprintf(out, "  ipv6        %lld seeders, %lld leechers\n", n[0][1], n[1][1]);
+}
+
+/* The swarm's statistics hash (README "Statistics"), when stats are on. */
+static void inspect_print_stats(const struct config *cfg, redisContext *c, const char *hex, FILE *out, long long now)
+{
+    char key[INSPECT_KEY_MAX];
+    const char *argv[] = { "HGETALL", key };
+    redisReply *r;
+    long long first = 0, last_m = 0, interval = 0, hour = 0, k = now / cfg->interval_s;
+    long long fast = 0, phantom = 0;
+
+    inspect_key(key, cfg, hex, "stats");
+    r = redisCommandArgv(c, 2, argv, NULL);
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements == 0) {
+        if (r)
+            freeReplyObject(r);
+        return;
+    }
+    for (size_t i = 0; i + 1 < r->elements; i += 2) {
+        const char *f = r->element[i]->str;
+        long long v = strtoll(r->element[i + 1]->str, NULL, 10);
+        if ((f[0] == 's' || f[0] == 'l') && f[1] == ':') {
+            long long m = strtoll(f + 2, NULL, 10);
+            last_m = m > last_m ? m : last_m;
+            interval += m * 60 >= now - cfg->interval_s ? v : 0;
+            hour += now / 60 - m < 60 ? v : 0;
+        } else if (strcmp(f, "first") == 0) {
+            first = v;
+        } else if (strncmp(f, "fast:", 5) == 0 && strtoll(f + 5, NULL, 10) >= k - 1) {
+            fast = v > fast ? v : fast;
+        } else if (strncmp(f, "phantom:", 8) == 0 && strtoll(f + 8, NULL, 10) >= k - 1) {
+            phantom = v > phantom ? v : phantom;
+        }
+    }
+    fprintf(out, "statistics:\n");
+    if (first > 0)
+        fprintf(out, "  first seen  %lld s ago\n", now - first);
+    if (last_m > 0)
+        fprintf(out, "  last seen   %lld s ago (minute)\n", now - last_m * 60 > 0 ? now - last_m * 60 : 0);
+    fprintf(out, "  announces   %lld in the last interval, %lld in the last hour\n", interval, hour);
+    fprintf(out, "  too fast    %lld announces sooner than min interval; phantom uploads %lld\n", fast, phantom);
+    fprintf(out, "  clients    ");
+    bool any = false;
+    for (size_t i = 0; i + 1 < r->elements; i += 2) {
+        const char *f = r->element[i]->str, *code;
+        char *end;
+        if (strncmp(f, "c:", 2) != 0 || strtoll(f + 2, &end, 10) < k - 1 || *end != ':')
+            continue;
+        code = end + 1;
+        long long v = strtoll(r->element[i + 1]->str, NULL, 10);
+        bool beaten = false;           /* the other interval's count of the code is larger */
+        for (size_t j = 0; j + 1 < r->elements; j += 2) {
+            const char *g = r->element[j]->str, *gc = strchr(g + 2, ':');
+            long long w = strtoll(r->element[j + 1]->str, NULL, 10);
+            if (j != i && strncmp(g, "c:", 2) == 0 && gc && strcmp(gc + 1, code) == 0 &&
+                strtoll(g + 2, NULL, 10) >= k - 1 && (w > v || (w == v && j < i)))
+                beaten = true;
+        }
+        if (beaten)
+            continue;
+        const char *name = peer_client_name(code, strlen(code));
+        fprintf(out, "%s %s (%lld)", any ? "," : "", name ? name : code, v);
+        any = true;
+    }
+    fprintf(out, "%s\n", any ? "" : " none heard this interval");
+    for (size_t i = 0; i + 1 < r->elements; i += 2)
+        if (strncmp(r->element[i]->str, "anomaly:", 8) == 0)
+            fprintf(out, "  ANOMALY     %s: %s\n", r->element[i]->str + 8, r->element[i + 1]->str);
+    freeReplyObject(r);
+}
+
 static int inspect_swarm(const struct config *cfg, redisContext *c, const char *hex, FILE *out, FILE *errout)
 {
     char seeders_key[INSPECT_KEY_MAX], leechers_key[INSPECT_KEY_MAX], info_key[INSPECT_KEY_MAX];
@@ -208,6 +294,8 @@ static int inspect_swarm(const struct config *cfg, redisContext *c, const char *
     if (l_all > l_live)
         fprintf(out, " (+%lld expired)", l_all - l_live);
     fprintf(out, "\n  downloaded  %lld\n", inspect_reply_int(rd));
+    inspect_print_family(out, rs, rl, now);
+    inspect_print_stats(cfg, c, hex, out, now);
     if (s_all + l_all > 0)
         fprintf(out, "peers:\n");
     inspect_print_peers(out, "seeder", rs, now);
@@ -393,13 +481,68 @@ out:
     return status;
 }
 
+/* ---- tyto swarms --anomalies ---------------------------------------------------------------- */
+
+/* The swarms the aggregator flagged in its last pass (<prefix>{stats}:flagged and :board). */
+static int inspect_anomalies(const struct config *cfg, redisContext *c, long limit, FILE *out, FILE *errout)
+{
+    char kf[INSPECT_KEY_MAX], kb[INSPECT_KEY_MAX], kt[INSPECT_KEY_MAX], stop[24];
+    redisReply *f, *snap;
+    int status = 1;
+
+    snprintf(kf, sizeof(kf), "%s{stats}:flagged", cfg->redis_prefix);
+    snprintf(kb, sizeof(kb), "%s{stats}:board", cfg->redis_prefix);
+    snprintf(kt, sizeof(kt), "%s{stats}:snapshot", cfg->redis_prefix);
+    snprintf(stop, sizeof(stop), "%ld", limit - 1);
+    const char *zr[] = { "ZREVRANGE", kf, "0", stop };
+    const char *ht[] = { "HGET", kt, "time" };
+    if (!(snap = inspect_command(c, errout, 3, ht)))
+        return 1;
+    if (snap->type != REDIS_REPLY_STRING) {
+        fprintf(errout, "tyto: no statistics snapshot under prefix \"%s\" yet (stats.enabled, and a worker "
+                        "running for one pass)\n", cfg->redis_prefix);
+        freeReplyObject(snap);
+        return 1;
+    }
+    if (!(f = inspect_command(c, errout, 4, zr)))
+        goto out_snap;
+    fprintf(out, "%-40s  %9s  %9s  %s\n", "info_hash", "seeders", "leechers", "anomalies");
+    for (size_t i = 0; i < f->elements; i++) {
+        const char *hg[] = { "HGET", kb, f->element[i]->str };
+        redisReply *v = inspect_command(c, errout, 3, hg);
+        unsigned long long se = 0, le = 0, dl = 0, an = 0;
+        unsigned flags = 0;
+        int used = 0;
+        if (!v)
+            goto out_f;
+        if (v->type == REDIS_REPLY_STRING &&
+            sscanf(v->str, "%llu %llu %llu %llu %u %n", &se, &le, &dl, &an, &flags, &used) >= 5) {
+            fprintf(out, "%-40s  %9llu  %9llu ", f->element[i]->str, se, le);
+            for (int k = 0; k < ANOMALY_KINDS; k++)
+                if (flags & (1u << k))
+                    fprintf(out, " %s", anomaly_kind_name((enum anomaly_kind)k));
+            fprintf(out, "\n    %s\n", used > 0 ? v->str + used : "");
+        }
+        freeReplyObject(v);
+    }
+    fprintf(out, "%zu flagged swarm%s shown, from the aggregator's pass of %lld s ago\n", f->elements,
+            f->elements == 1 ? "" : "s", (long long)time(NULL) - strtoll(snap->str, NULL, 10));
+    status = 0;
+out_f:
+    freeReplyObject(f);
+out_snap:
+    freeReplyObject(snap);
+    return status;
+}
+
 /* ---- entry ------------------------------------------------------------------------------- */
 
 static void inspect_usage(FILE *errout)
 {
     fprintf(errout,
             "usage: tyto [-c PATH] swarm <info_hash as 40 hex digits>\n"
-            "       tyto [-c PATH] swarms [N]     (the N busiest swarms, default %d)\n",
+            "       tyto [-c PATH] swarms [N]     (the N busiest swarms, default %d)\n"
+            "       tyto [-c PATH] swarms --anomalies [N]   (the swarms flagged by the statistics)\n",
             INSPECT_SWARMS_DEFAULT);
 }
 
@@ -407,7 +550,7 @@ int inspect_main(const struct config *cfg, int argc, char **argv, FILE *out, FIL
 {
     char hex[INSPECT_HEX_LEN + 1];
     long limit = INSPECT_SWARMS_DEFAULT;
-    bool one;
+    bool one, anomalies = false;
     redisContext *c;
     int status;
 
@@ -423,6 +566,11 @@ int inspect_main(const struct config *cfg, int argc, char **argv, FILE *out, FIL
         }
     } else if (strcmp(argv[0], "swarms") == 0) {
         one = false;
+        if (argc >= 2 && strcmp(argv[1], "--anomalies") == 0) {
+            anomalies = true;
+            argv++;
+            argc--;
+        }
         if (argc > 2)
             goto usage;
         if (argc == 2) {
@@ -441,7 +589,9 @@ int inspect_main(const struct config *cfg, int argc, char **argv, FILE *out, FIL
         fprintf(errout, "tyto: note: storage.backend is memory; reading Redis at %s anyway\n", cfg->redis_url);
     if ((c = inspect_connect(cfg, errout)) == NULL)
         return 1;
-    status = one ? inspect_swarm(cfg, c, hex, out, errout) : inspect_swarms(cfg, c, limit, out, errout);
+    status = one ? inspect_swarm(cfg, c, hex, out, errout)
+         : anomalies ? inspect_anomalies(cfg, c, limit, out, errout)
+         : inspect_swarms(cfg, c, limit, out, errout);
     redisFree(c);
     fflush(out);
     return status;

@@ -38,6 +38,7 @@
 #include "lib/peercap.h"
 #include "lib/private.h"
 #include "lib/ratelimit.h"
+#include "lib/stats.h"
 #include "lib/udp.h"
 #include "lib/udp_connid.h"
 #include "storage/storage.h"
@@ -80,6 +81,7 @@ struct worker {
     struct clientip_trust trust;
     struct accesslog *access;          /* NULL when log.access is "" */
     struct storage *st;
+    struct stats *stats;               /* swarm statistics, the aggregator (lib/stats.c); NULL off */
     struct announce_limits lim;
     struct announce_timing timing;
     struct metrics *metrics;
@@ -508,7 +510,15 @@ static void worker_scrape(struct worker *w, struct http_request *req, const char
         return;
     }
     /* Parsed first (pure, no storage) for its weight in the rate limit. */
-    worker_scrape_submit(call, &client, scrape_parse(query, query_len, &w->lim, call->scrape));
+    enum announce_err parsed = scrape_parse(query, query_len, &w->lim, call->scrape);
+    if (parsed == ANNOUNCE_ERR_FULL_SCRAPE_DISABLED && w->stats && w->cfg->stats_full_scrape && !passkey) {
+        /* BEP 48 without info_hash: every swarm, from the aggregator's last pass. */
+        worker_call_free(call);
+        w->slot->requests[METRICS_ROUTE_SCRAPE]++;
+        stats_handle_full_scrape(w->stats, req, &client, worker_now_s(w));
+        return;
+    }
+    worker_scrape_submit(call, &client, parsed);
 }
 
 /* ---- the UDP front (BEP 15) ---- */
@@ -915,11 +925,26 @@ static void worker_metrics(struct worker *w, struct http_request *req, int json,
     worker_copy_http_counters(w);
     w->slot->open_connections = http_server_connections(w->http);
     struct evbuffer *out = http_reply_body(req);
-    if (json) {
+    if (json && w->stats) {
+        /* The host's counters, with the whole tracker's figures as "tracker". */
+        struct evbuffer *host = evbuffer_new();
+        if (host) {
+            metrics_write_json(w->metrics, host);
+            size_t len = evbuffer_get_length(host);
+            evbuffer_remove_buffer(host, out, len >= 2 ? len - 2 : 0);   /* all but "}\n" */
+            evbuffer_free(host);
+        }
+        evbuffer_add(out, ",\"tracker\":", 11);
+        stats_write_json(w->stats, out);
+        evbuffer_add(out, "}\n", 2);
+        worker_send(w, req, 200, "application/json", METRICS_ROUTE_STATS, start);
+    } else if (json) {
         metrics_write_json(w->metrics, out);
         worker_send(w, req, 200, "application/json", METRICS_ROUTE_STATS, start);
     } else {
         metrics_write_prometheus(w->metrics, out);
+        if (w->stats)
+            stats_write_prometheus(w->stats, out);
         worker_send(w, req, 200, "text/plain; version=0.0.4", METRICS_ROUTE_METRICS, start);
     }
 }
@@ -963,11 +988,45 @@ static void worker_on_request(struct http_request *req, void *arg)
     }
 }
 
+/* /stats?info_hash=<40 hex>: 1 with the hex (lowercased) in hex, 0 when the query has no
+ * info_hash, -1 when it is not 40 hex digits. */
+static int worker_query_hex(const struct http_request *req, char hex[41])
+{
+    size_t len;
+    const char *q = http_request_query(req, &len), *v = NULL;
+
+    for (size_t i = 0; i + 10 <= len; i++)
+        if ((i == 0 || q[i - 1] == '&') && memcmp(q + i, "info_hash=", 10) == 0) {
+            v = q + i + 10;
+            break;
+        }
+    if (!v)
+        return 0;
+    for (int i = 0; i < 40; i++) {
+        char c = v + i < q + len ? v[i] : '\0';
+        if (c >= 'A' && c <= 'F')
+            c = (char)(c - 'A' + 'a');
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            return -1;
+        hex[i] = c;
+    }
+    hex[40] = '\0';
+    return v + 40 == q + len || v[40] == '&' ? 1 : -1;
+}
+
+static void worker_send_json_error(struct worker *w, struct http_request *req, int status, const char *text,
+                                   const struct timespec *start)
+{
+    evbuffer_add_printf(http_reply_body(req), "{\"error\":\"%s\"}\n", text);
+    worker_send(w, req, status, "application/json", METRICS_ROUTE_STATS, start);
+}
+
 /* The admin listener's routes: /metrics, /stats, and /healthz (also on the tracker port, for
  * load balancers). */
 static void worker_on_admin_request(struct http_request *req, void *arg)
 {
     struct worker *w = arg;
+    char hex[41];
     struct timespec start;
     clock_gettime(CLOCK_MONOTONIC, &start);
 
@@ -975,8 +1034,16 @@ static void worker_on_admin_request(struct http_request *req, void *arg)
     const char *path = http_request_path(req, &path_len);
     if (worker_path_is(path, path_len, "/metrics") && w->metrics) {
         worker_metrics(w, req, 0, &start);
+    } else if (worker_path_is(path, path_len, "/stats") && w->stats &&
+               worker_query_hex(req, hex) != 0) {
+        if (worker_query_hex(req, hex) < 0)
+            worker_send_json_error(w, req, 400, "info_hash must be 40 hex digits", &start);
+        else
+            stats_handle_swarm(w->stats, req, hex);
     } else if (worker_path_is(path, path_len, "/stats") && w->metrics) {
         worker_metrics(w, req, 1, &start);
+    } else if (worker_path_is(path, path_len, "/") && w->stats) {
+        stats_handle_page(w->stats, req);
     } else if (worker_path_is(path, path_len, "/healthz")) {
         worker_healthz(w, req, &start);
     } else if (path_len >= 5 && memcmp(path, "/api/", 5) == 0) {
@@ -1097,6 +1164,7 @@ static void worker_on_stop_signal(evutil_socket_t sig, short what, void *arg)
     worker_udp_stop(w);    /* the datagrams queued stay for the next worker on this lane */
     if (w->admin)
         http_server_stop_accepting(w->admin);
+    stats_stop(w->stats);  /* a draining worker hands the aggregator's lease on at once */
     struct timeval tv = { 0, WORKER_DRAIN_POLL_MS * 1000 };
     w->drain_timer = event_new(w->base, -1, EV_PERSIST, worker_on_drain_tick, w);
     if (!w->drain_timer || evtimer_add(w->drain_timer, &tv) < 0)
@@ -1204,6 +1272,7 @@ int worker_run(const struct config *cfg, const int *fds, int nfds, struct metric
         log_error("storage: %s", err);
         goto out_base;
     }
+    w.stats = stats_new(w.base, cfg, metrics, w.slot, w.st);
     if (cfg->private_enabled && !(w.priv = private_new(cfg, w.st, rl))) {
         log_error("private mode: out of memory");
         goto out_http;
@@ -1261,6 +1330,7 @@ out_http:
         sigprocmask(SIG_BLOCK, &late, NULL);
     }
     /* Storage first: freeing it answers pending requests while their connections still exist. */
+    stats_free(w.stats);
     storage_free(w.st);
     private_free(w.priv);            /* after storage: its lookups were answered */
     worker_udp_flush(&w);            /* the answers storage_free gave */

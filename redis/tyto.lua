@@ -1,6 +1,7 @@
 #!lua name=tyto
 --[[
-tyto's Redis function library (Redis >= 7.0): private tracker mode (issue 14). The workers call the
+tyto's Redis function library (Redis >= 7.0): private tracker mode (issue 14) and the read-only
+statistics functions (tyto_census, tyto_swarm_stats, tyto_board; README "Statistics"). The workers call the
 data-path functions (tyto_lookup, tyto_account, tyto_snatch) on every private announce; the CLI
 (`tyto user ...`, `tyto torrent ...`) and the admin HTTP API call the management functions. The
 schema and every signature are in docs (notes/PRIVATE.md, README "Private tracker mode"). Every
@@ -384,6 +385,87 @@ local function tyto_torrent_show(keys, _)
     return torrent_json(keys[1], t)
 end
 
+-- ---- swarm statistics (issue 11; README "Statistics") -------------------------------------------
+
+-- The address part of a member: "a.b.c.d" of "a.b.c.d:port", "[v6]" of "[v6]:port".
+local function member_address(m)
+    if string.sub(m, 1, 1) == '[' then
+        local j = string.find(m, ']', 1, true)
+        return j and string.sub(m, 1, j) or m
+    end
+    local a = string.match(m, '^(.*):%d+$')
+    return a or m
+end
+
+-- Counts live members of one set (score > now) by family and by address, the first max of them
+-- (a census of a bigger set is of its first max members: the caller says so).
+local function census(key, now, max, by_address)
+    local members = redis.call('ZRANGE', key, '(' .. now, '+inf', 'BYSCORE', 'LIMIT', 0, max)
+    local v4, v6 = 0, 0
+    for _, m in ipairs(members) do
+        if string.sub(m, 1, 1) == '[' then v6 = v6 + 1 else v4 = v4 + 1 end
+        local a = member_address(m)
+        by_address[a] = (by_address[a] or 0) + 1
+    end
+    return v4, v6
+end
+
+-- FCALL tyto_census 4 P{<hex>}:stats P{<hex>}:seeders P{<hex>}:leechers P{<hex>}:info now max
+--   -> { stats hash as a flat array, seeders, leechers, downloaded, seeders4, seeders6,
+--        leechers4, leechers6, most peers of one address, that address }
+-- Read-only; one swarm's keys, one slot. The aggregator calls it once a swarm a pass.
+local function tyto_census(keys, args)
+    local now, max = uint(args[1]), uint(args[2])
+    if not now or not max then
+        return err('census: now and max must be integers')
+    end
+    local by_address = {}
+    local s4, s6 = census(keys[2], now, max, by_address)
+    local l4, l6 = census(keys[3], now, max, by_address)
+    local top, top_address = 0, ''
+    for a, n in pairs(by_address) do
+        if n > top or (n == top and a < top_address) then
+            top, top_address = n, a
+        end
+    end
+    local downloaded = redis.call('HGET', keys[4], 'downloaded') or '0'
+    return { redis.call('HGETALL', keys[1]),
+             redis.call('ZCOUNT', keys[2], '(' .. now, '+inf'),
+             redis.call('ZCOUNT', keys[3], '(' .. now, '+inf'),
+             downloaded, s4, s6, l4, l6, top, top_address }
+end
+
+-- FCALL tyto_swarm_stats 4 P{<hex>}:stats P{<hex>}:seeders P{<hex>}:leechers P{<hex>}:info now
+--   -> { stats hash as a flat array, live seeders, live leechers, downloaded }   (read-only)
+local function tyto_swarm_stats(keys, args)
+    local now = uint(args[1])
+    if not now then
+        return err('swarm_stats: now must be an integer')
+    end
+    return { redis.call('HGETALL', keys[1]),
+             redis.call('ZCOUNT', keys[2], '(' .. now, '+inf'),
+             redis.call('ZCOUNT', keys[3], '(' .. now, '+inf'),
+             redis.call('HGET', keys[4], 'downloaded') or '0' }
+end
+
+-- FCALL tyto_board 6 P{stats}:snapshot P{stats}:minutes P{stats}:hours P{stats}:busiest
+--       P{stats}:flagged P{stats}:board since_day since_month n
+--   -> { snapshot (flat), minute points, hour points, busiest hexes, flagged hexes,
+--        board values of busiest, board values of flagged }      (read-only; the status page)
+local function tyto_board(keys, args)
+    local n = uint(args[3]) or 20
+    local busiest = redis.call('ZREVRANGE', keys[4], 0, n - 1)
+    local flagged = redis.call('ZREVRANGE', keys[5], 0, n - 1)
+    local function values(list)
+        if #list == 0 then return {} end
+        return redis.call('HMGET', keys[6], unpack(list))
+    end
+    return { redis.call('HGETALL', keys[1]),
+             redis.call('ZRANGE', keys[2], args[1], '+inf', 'BYSCORE'),
+             redis.call('ZRANGE', keys[3], args[2], '+inf', 'BYSCORE'),
+             busiest, flagged, values(busiest), values(flagged) }
+end
+
 local function register(name, fn, read_only)
     if read_only then
         redis.register_function { function_name = name, callback = fn, flags = { 'no-writes' } }
@@ -403,3 +485,6 @@ register('tyto_user_list', tyto_user_list, true)
 register('tyto_torrent_add', tyto_torrent_add)
 register('tyto_torrent_remove', tyto_torrent_remove)
 register('tyto_torrent_show', tyto_torrent_show, true)
+register('tyto_census', tyto_census, true)
+register('tyto_swarm_stats', tyto_swarm_stats, true)
+register('tyto_board', tyto_board, true)

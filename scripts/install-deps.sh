@@ -5,7 +5,7 @@ set -eu
 
 pkgs="libhiredis-dev libevent-dev libyaml-dev libsodium-dev libcmocka-dev redis-server pkg-config gcc make"
 if [ "${1:-}" = "--test" ]; then
-    pkgs="$pkgs python3 python3-libtorrent curl haproxy openssl docker-compose faketime"
+    pkgs="$pkgs python3 python3-libtorrent curl haproxy openssl docker-compose faketime chromium fonts-dejavu-core"
 fi
 
 missing=""

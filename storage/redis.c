@@ -23,6 +23,7 @@
 
 #include "lib/config.h"
 #include "lib/log.h"
+#include "lib/peer_client.h"
 #include "storage/redis_keys.h"
 #include "storage/swarm_policy.h"
 
@@ -31,7 +32,8 @@
 #define REDIS_BACKOFF_MIN_MS 100
 #define REDIS_BACKOFF_MAX_MS 5000
 #define REDIS_CONNECT_TIMEOUT_MIN_MS 1000  /* one lost SYN costs a 1 s retransmit */
-#define REDIS_ANNOUNCE_MAX_CMDS 28     /* 14 + the account call + rank windows: (REDIS_WINDOWS + 1) a set, two sets */
+#define REDIS_ANNOUNCE_MAX_CMDS 30     /* 14 + the account call + rank windows: (REDIS_WINDOWS + 1) a set,
+                                        * two sets + 2 of the swarm statistics */
 /* Swarm size hints (redis_hint_*): a direct-mapped table of the counts the last announce of a big
  * swarm returned, so that the next one can sample by rank instead of ZRANDMEMBER. */
 #define REDIS_HINTS 1024
@@ -62,6 +64,7 @@ enum redis_slot {
     REDIS_SLOT_QUEUED,                     /* a command inside MULTI: +QUEUED */
     REDIS_SLOT_EXEC,                       /* EXEC: one integer per queued command */
     REDIS_SLOT_ACCOUNT,                    /* FCALL tyto_account: [credited up, credited down] */
+    REDIS_SLOT_PRIOR,                      /* ZSCORE own member: its expiry before this announce */
 };
 
 struct redis_storage;
@@ -99,6 +102,13 @@ struct redis_req {
     bool completing;                       /* the EVAL counting a completed move is queued 2nd */
     bool snatched;                         /* ... and it counted (returned 1) */
     struct announce_req req;               /* private mode: what the snatch call needs */
+    /* swarm statistics (stats.enabled): what the anomaly checks after the reply need */
+    int64_t prior_expiry_s;                /* ZSCORE's answer; 0: not in its set before */
+    int64_t now_s;                         /* the announce's time on Redis's clock */
+    uint64_t uploaded;
+    enum announce_event event;
+    const char *client;                    /* peer_client code of its peer_id (static) */
+    bool seeder, stats_after;
     /* lookup */
     storage_lookup_cb *lookup_cb;
     struct storage_lookup_reply lookup;
@@ -123,6 +133,9 @@ struct redis_storage {
     bool reload_warned;                    /* ... warned about, once a connection */
     char ttl[16], maxlen[16];              /* announce.peer_ttl_s, private.events_maxlen as text */
     bool mirror_credits;
+    bool stats_enabled;                    /* stats.enabled: the swarm statistics commands */
+    int interval_s, min_interval_s, peer_ttl_s;
+    char stats_ttl[16];                    /* a stats hash outlives its last announce by this */
     struct swarm_policy policy;            /* the swarm rules (storage/swarm_policy.h) */
     redisAsyncContext *ac;                 /* NULL while waiting to reconnect */
     bool connected;                        /* ac has finished connecting */
@@ -180,6 +193,7 @@ static uint32_t redis_u32(long long v)
 
 static void redis_connect(struct redis_storage *rs);
 static void redis_snatch(struct redis_storage *rs, const struct announce_req *req);
+static void redis_stats_after(struct redis_storage *rs, const struct redis_req *r);
 
 /* ---- requests ---------------------------------------------------------------------------- */
 
@@ -314,6 +328,8 @@ static void redis_req_finish(struct redis_req *r, int status)
             };
 
             redis_hint_store(rs, r->info_hash, &r->stats);
+            if (r->stats_after)
+                redis_stats_after(rs, r);
             r->announce_cb(&rep, status, r->arg);
         } else {
             r->announce_cb(NULL, status, r->arg);
@@ -522,6 +538,7 @@ static void redis_check_snatch(struct redis_storage *rs, struct redis_req *r, un
         reply->element[1]->type != REDIS_REPLY_INTEGER || reply->element[1]->integer != 1)
         return;
     r->snatched = true;
+    rs->base.counters.completed++;
     if (r->req.account.user[0] && rs->ac)
         redis_snatch(rs, &r->req);
 }
@@ -638,6 +655,13 @@ static int redis_parse(struct redis_req *r, unsigned idx, const redisReply *repl
             return redis_parse_exec(r, idx, reply);
         case REDIS_SLOT_ACCOUNT:
             return reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 ? 0 : -1;
+        case REDIS_SLOT_PRIOR:
+            if (reply->type == REDIS_REPLY_NIL)
+                return 0;
+            if (reply->type != REDIS_REPLY_STRING)
+                return -1;
+            r->prior_expiry_s = strtoll(reply->str, NULL, 10);
+            return 0;
         }
         return -1;
     case REDIS_REQ_SCRAPE: {
@@ -1028,6 +1052,111 @@ static const char redis_complete_lua[] =
     "redis.call('HINCRBY',KEYS[2],'downloaded',1) "
     "return 1 end return 0";
 
+/* ---- swarm statistics (README "Statistics"), stats.enabled ---------------------------------- */
+
+/* The stats hash of a swarm counts s:<unix minute> or l:<unix minute> in the announce's pipeline
+ * (announces by seeders, by leechers: the aggregator sums them, and the newest l: field says when
+ * a leecher was last heard). What depends on the peer's last announce (ZSCORE of its own set, in
+ * the same pipeline) goes out after the reply, fire and forget (redis_stats_after). Counting
+ * decides nothing: a lost count costs a figure, never a peer. */
+static void redis_stats_count(struct redis_storage *rs, struct redis_req *r, const struct announce_req *req,
+                              bool seeder)
+{
+    char kstats[REDIS_KEY_MAX], minute[32];
+    struct peer_client pc;
+
+    if (redis_keys_swarm(kstats, sizeof(kstats), rs->prefix, req->info_hash, REDIS_KEYS_STATS) < 0)
+        return;
+    snprintf(minute, sizeof(minute), "%c:%lld", seeder ? 's' : 'l', (long long)(req->now_s / 60));
+    const char *count[] = { "HINCRBY", kstats, minute, "1" };
+
+    redis_sendv(rs, r, REDIS_SLOT_WRITE, 4, count);
+    peer_client_identify(req->peer_id, &pc);
+    r->client = pc.code;
+    r->now_s = req->now_s;
+    r->uploaded = req->uploaded;
+    r->event = req->event;
+    r->seeder = seeder;
+    r->stats_after = req->event != ANNOUNCE_EVENT_STOPPED;
+}
+
+/* A seeder reporting more uploaded than at its last report, while no leecher was heard in the
+ * swarm since (no l:<minute> field at or after that report's minute): the phantom-upload rule.
+ * Only sent when the swarm has no leecher now, so it costs nothing in a healthy swarm. A last
+ * report older than 55 minutes only becomes the new baseline: the minute fields it would be
+ * checked against are pruned after the hour. */
+static const char redis_phantom_lua[] =
+    "local prev=redis.call('HGET',KEYS[2],ARGV[1]) "
+    "redis.call('HSET',KEYS[2],ARGV[1],ARGV[2]..':'..ARGV[3]) "
+    "redis.call('EXPIRE',KEYS[2],ARGV[5]) "
+    "if not prev then return 0 end "
+    "local up,t=string.match(prev,'^(%d+):(%d+)$') "
+    "if not up or tonumber(ARGV[2])<=tonumber(up) or tonumber(ARGV[3])-tonumber(t)>3300 then return 0 end "
+    "local since=math.floor(tonumber(t)/60) "
+    "for _,k in ipairs(redis.call('HKEYS',KEYS[1])) do "
+    "local m=string.match(k,'^l:(%d+)$') "
+    "if m and tonumber(m)>=since then return 0 end end "
+    "redis.call('HINCRBY',KEYS[1],'phantom:'..ARGV[4],1) return 1";
+
+static void redis_stats_cb(redisAsyncContext *ac, void *reply_ptr, void *privdata)
+{
+    redisReply *reply = reply_ptr;
+    struct redis_storage *rs = ac->data;
+
+    if (rs && reply && reply->type == REDIS_REPLY_ERROR)
+        log_warn("redis %s: %s failed: %s", rs->where, (const char *)privdata, reply->str);
+}
+
+static void redis_stats_send(struct redis_storage *rs, int argc, const char **argv, const char *what)
+{
+    if (redisAsyncCommandArgv(rs->ac, redis_stats_cb, (void *)what, argc, argv, NULL) == REDIS_OK)
+        rs->base.counters.commands++;
+}
+
+/* After the reply, from the peer's last expiry (0: it was not in its set):
+ *   a new peer: HSETNX first <now> (the swarm's first seen), EXPIRE of the stats hash (the
+ *     aggregator refreshes it while the swarm lives);
+ *   the peer's first announce of this interval: HINCRBY c:<interval number>:<client> (the client
+ *     mix counts peers, once an interval each);
+ *   no event, sooner than min interval after its last: HINCRBY fast:<interval number>;
+ *   a seeder with uploaded > 0 in a swarm without leechers: the phantom-upload script.
+ * A client that keeps to its interval costs one command here (the client count). */
+static void redis_stats_after(struct redis_storage *rs, const struct redis_req *r)
+{
+    char kstats[REDIS_KEY_MAX], kuploads[REDIS_KEY_MAX], field[40], client[48], up[24], now[24], bucket[24];
+    long long k = (long long)(r->now_s / rs->interval_s);
+    int64_t last_s = r->prior_expiry_s - rs->peer_ttl_s;
+
+    if (!rs->ac || redis_keys_swarm(kstats, sizeof(kstats), rs->prefix, r->info_hash, REDIS_KEYS_STATS) < 0)
+        return;
+    snprintf(now, sizeof(now), "%lld", (long long)r->now_s);
+    if (r->prior_expiry_s == 0) {
+        const char *first[] = { "HSETNX", kstats, "first", now };
+        const char *expire[] = { "EXPIRE", kstats, rs->stats_ttl };
+        redis_stats_send(rs, 4, first, "HSETNX first");
+        redis_stats_send(rs, 3, expire, "EXPIRE stats");
+    }
+    /* A completion moves a leecher already counted this interval into the seeders. */
+    if (r->prior_expiry_s == 0 ? r->event != ANNOUNCE_EVENT_COMPLETED : last_s / rs->interval_s < k) {
+        snprintf(client, sizeof(client), "c:%lld:%s", k, r->client ? r->client : "other");
+        const char *mix[] = { "HINCRBY", kstats, client, "1" };
+        redis_stats_send(rs, 4, mix, "HINCRBY client");
+    }
+    if (r->event == ANNOUNCE_EVENT_NONE && r->prior_expiry_s > 0 && r->now_s - last_s < rs->min_interval_s) {
+        snprintf(field, sizeof(field), "fast:%lld", k);
+        const char *fast[] = { "HINCRBY", kstats, field, "1" };
+        redis_stats_send(rs, 4, fast, "HINCRBY fast");
+    }
+    if (r->seeder && r->stats.incomplete == 0 && r->uploaded > 0 && r->event != ANNOUNCE_EVENT_STARTED &&
+        redis_keys_swarm(kuploads, sizeof(kuploads), rs->prefix, r->info_hash, REDIS_KEYS_UPLOADS) >= 0) {
+        snprintf(up, sizeof(up), "%llu", (unsigned long long)r->uploaded);
+        snprintf(bucket, sizeof(bucket), "%lld", k);
+        const char *argv[] = { "EVAL", redis_phantom_lua, "2", kstats, kuploads, r->self, up, now, bucket,
+                               rs->stats_ttl };
+        redis_stats_send(rs, 10, argv, "EVAL phantom");
+    }
+}
+
 /* Announce pipeline (docs/architecture.md "Redis schema"), the rules from storage/swarm_policy.h:
  *   ZREMRANGEBYSCORE seeders and leechers -inf now      reap (idempotent, outside the unit)
  *   MULTI                                              one unit: no other client's command runs
@@ -1081,8 +1210,8 @@ static int redis_announce(struct storage *st, const struct announce_req *req, st
     snprintf(now, sizeof(now), "%lld", (long long)timed.now_s);
     snprintf(score, sizeof(score), "%lld", (long long)plan.expiry_s);
     snprintf(dexp, sizeof(dexp), "%lld", (long long)plan.downloaded_expiry_s);
+    bool seeder = plan.role == SWARM_ROLE_SEEDER;
     {
-        bool seeder = plan.role == SWARM_ROLE_SEEDER;
         const char *own = seeder ? kseed : kleech, *other = seeder ? kleech : kseed;
         const char *reap_s[] = { "ZREMRANGEBYSCORE", kseed, "-inf", now };
         const char *reap_l[] = { "ZREMRANGEBYSCORE", kleech, "-inf", now };
@@ -1099,6 +1228,7 @@ static int redis_announce(struct storage *st, const struct announce_req *req, st
          * or its count would vanish with the TTL. */
         const char *persist_info[] = { "PERSIST", kinfo };
         const char *exec[] = { "EXEC" };
+        const char *prior[] = { "ZSCORE", own, r->self };
         const char *card_s[] = { "ZCARD", kseed };
         const char *card_l[] = { "ZCARD", kleech };
         const char *hget[] = { "HGET", kinfo, "downloaded" };
@@ -1117,6 +1247,8 @@ static int redis_announce(struct storage *st, const struct announce_req *req, st
             else
                 redis_sendv(rs, r, REDIS_SLOT_WRITE, 2, persist_info);
         } else {
+            if (rs->stats_enabled)         /* the expiry its last announce set: too soon? */
+                redis_sendv(rs, r, REDIS_SLOT_PRIOR, 3, prior);
             redis_sendv(rs, r, REDIS_SLOT_MULTI, 1, multi);
             redis_sendv(rs, r, REDIS_SLOT_QUEUED, 4, zadd);
             if (plan.completing)       /* left == 0: other is leechers */
@@ -1143,6 +1275,8 @@ static int redis_announce(struct storage *st, const struct announce_req *req, st
         }
         if (req->account.user[0])
             redis_account(rs, r, &timed);
+        if (rs->stats_enabled)
+            redis_stats_count(rs, r, &timed, seeder);
         redis_sendv(rs, r, REDIS_SLOT_SEEDERS, 2, card_s);
         redis_sendv(rs, r, REDIS_SLOT_LEECHERS, 2, card_l);
         redis_sendv(rs, r, REDIS_SLOT_DOWNLOADED, 3, hget);
@@ -1755,6 +1889,11 @@ struct storage *storage_redis_new(const struct config *cfg, struct event_base *b
     swarm_policy_init(&rs->policy, cfg);
     rs->private_enabled = cfg->private_enabled;
     rs->mirror_credits = cfg->private_mirror_credits;
+    rs->stats_enabled = cfg->stats_enabled;
+    rs->interval_s = cfg->interval_s > 0 ? cfg->interval_s : 1800;
+    rs->min_interval_s = cfg->min_interval_s;
+    rs->peer_ttl_s = cfg->peer_ttl_s;
+    snprintf(rs->stats_ttl, sizeof(rs->stats_ttl), "%d", 2 * cfg->peer_ttl_s);
     snprintf(rs->ttl, sizeof(rs->ttl), "%d", cfg->peer_ttl_s);
     snprintf(rs->maxlen, sizeof(rs->maxlen), "%d", cfg->private_events_maxlen);
     {

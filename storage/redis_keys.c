@@ -13,6 +13,8 @@ static const char *const redis_keys_suffix[] = {
     [REDIS_KEYS_SEEDERS] = "seeders",
     [REDIS_KEYS_LEECHERS] = "leechers",
     [REDIS_KEYS_INFO] = "info",
+    [REDIS_KEYS_STATS] = "stats",
+    [REDIS_KEYS_UPLOADS] = "uploads",
 };
 
 int redis_keys_swarm(char *dst, size_t cap, const char *prefix,
@@ -24,7 +26,7 @@ int redis_keys_swarm(char *dst, size_t cap, const char *prefix,
     size_t slen, len, i;
     char *p;
 
-    if ((unsigned)kind > REDIS_KEYS_INFO)
+    if ((unsigned)kind > REDIS_KEYS_UPLOADS)
         return -1;
     suffix = redis_keys_suffix[kind];
     slen = strlen(suffix);

@@ -17,6 +17,9 @@ enum redis_keys_kind {
     REDIS_KEYS_SEEDERS,                /* sorted set, member -> expiry (unix seconds) */
     REDIS_KEYS_LEECHERS,               /* the same for peers with left > 0 */
     REDIS_KEYS_INFO,                   /* hash: downloaded */
+    REDIS_KEYS_STATS,                  /* hash: the swarm's statistics (README "Statistics") */
+    REDIS_KEYS_UPLOADS,                /* hash: member -> "uploaded:unix s" of seeders heard while
+                                        * the swarm had no leecher (phantom-upload rule) */
 };
 
 /* Writes "<prefix>{<40 lowercase hex>}:seeders|:leechers|:info" into dst (NUL-terminated).

@@ -58,6 +58,7 @@ struct storage_counters {
     uint64_t errors;               /* failed requests, any reason */
     uint64_t timeouts;
     uint64_t reconnects;
+    uint64_t completed;            /* completed downloads this process counted in a swarm */
 };
 
 struct storage_ops {

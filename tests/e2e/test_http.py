@@ -496,7 +496,7 @@ class RedisSwarmTests(SwarmSemantics, tt.ServerTestCase):
         self.tyto.announce(h, q, left=10, event='started')
         self.tyto.announce(h, q, left=0, event='completed')
         keys = self.redis.keys(self.tyto.prefix + '*' + h.hex() + '*')
-        want = sorted(self.key(h, k).encode() for k in ('info', 'leechers', 'seeders'))
+        want = sorted(self.key(h, k).encode() for k in ('info', 'leechers', 'seeders', 'stats'))
         self.assertEqual(keys, want, 'keys of one swarm (hash tag, lowercase hex, prefix %r)'
                          % self.tyto.prefix)
 

@@ -53,6 +53,10 @@ static void test_redis_keys_swarm_names(void **state)
     assert_string_equal(buf, "x{" HASH_HEX "}:info");
     redis_keys_swarm(buf, sizeof(buf), "", hash_bytes, REDIS_KEYS_INFO);
     assert_string_equal(buf, "{" HASH_HEX "}:info");
+    redis_keys_swarm(buf, sizeof(buf), "tyto:", hash_bytes, REDIS_KEYS_STATS);
+    assert_string_equal(buf, "tyto:{" HASH_HEX "}:stats");
+    redis_keys_swarm(buf, sizeof(buf), "tyto:", hash_bytes, REDIS_KEYS_UPLOADS);
+    assert_string_equal(buf, "tyto:{" HASH_HEX "}:uploads");
 }
 
 static void test_redis_keys_swarm_too_small(void **state)
