@@ -424,18 +424,32 @@ static void stats_reply_json_error(struct http_request *req, int status, const c
     http_reply(req, status, "application/json");
 }
 
+/* A route's failure in its own format: a bencoded failure reason for the full scrape (clients
+ * read the body), a small HTML page for the status page, JSON for /stats. */
+static void stats_call_error(struct stats_call *c, int status, const char *text)
+{
+    if (c->kind == STATS_CALL_FULL_SCRAPE) {
+        announce_write_failure_text(http_reply_body(c->req), text);
+        http_reply(c->req, 200, "text/plain");
+    } else if (c->kind == STATS_CALL_PAGE) {
+        evbuffer_add_printf(http_reply_body(c->req),
+                            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Tyto</title>"
+                            "</head><body><h1>Tyto</h1><p>The statistics cannot be read: %s.</p></body></html>\n",
+                            status == 503 ? text : "Redis answered with an error");
+        http_reply(c->req, status, "text/html; charset=utf-8");
+    } else {
+        stats_reply_json_error(c->req, status, text);
+    }
+}
+
 static void stats_call_timeout(evutil_socket_t fd, short what, void *arg)
 {
     struct stats_call *c = arg;
     (void)fd;
     (void)what;
     if (c->req) {
-        if (c->kind == STATS_CALL_FULL_SCRAPE) {
-            announce_write_failure_text(http_reply_body(c->req), "storage timeout");
-            http_reply(c->req, 200, "text/plain");
-        } else {
-            stats_reply_json_error(c->req, 503, "storage timeout");
-        }
+        /* Nothing could be sent (replied_by_redis already): unavailable; else too slow. */
+        stats_call_error(c, 503, c->replied_by_redis ? "storage unavailable" : "storage timeout");
         c->req = NULL;
     }
     if (c->replied_by_redis)
@@ -485,12 +499,7 @@ static bool stats_call_reply(struct stats_call *c, const redisReply *reply)
         return false;
     }
     if (!reply || reply->type == REDIS_REPLY_ERROR) {
-        if (c->kind == STATS_CALL_FULL_SCRAPE) {
-            announce_write_failure_text(http_reply_body(c->req), "storage unavailable");
-            http_reply(c->req, 200, "text/plain");
-        } else {
-            stats_reply_json_error(c->req, reply ? 502 : 503, reply ? reply->str : "storage unavailable");
-        }
+        stats_call_error(c, reply ? 502 : 503, reply ? reply->str : "storage unavailable");
         stats_call_free(c);
         return false;
     }
@@ -714,13 +723,13 @@ static void stats_page_cb(redisAsyncContext *ac, void *reply_ptr, void *privdata
     if (!stats_call_reply(c, r))
         return;
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 7) {
-        stats_reply_json_error(c->req, 502, "unexpected reply from Redis");
+        stats_call_error(c, 502, "unexpected reply from Redis");
         stats_call_free(c);
         return;
     }
     for (size_t i = 0; i < 7; i++)
         if (r->element[i]->type != REDIS_REPLY_ARRAY) {
-            stats_reply_json_error(c->req, 502, "unexpected reply from Redis");
+            stats_call_error(c, 502, "unexpected reply from Redis");
             stats_call_free(c);
             return;
         }
