@@ -86,6 +86,7 @@ static const struct config_key keys[] = {
     { "redis.prefix",             CONFIG_STR,  CONFIG_FIELD(redis_prefix), 0, 0, "tyto:",
       .check = config_check_prefix },
     { "redis.timeout_ms",         CONFIG_INT,  CONFIG_FIELD(redis_timeout_ms), 10, 60000, "1000" },
+    { "redis.sample_cache_ms",    CONFIG_INT,  CONFIG_FIELD(storage_sample_cache_ms), 0, 1000, "1000" },
     { "announce.interval_s",      CONFIG_INT,  CONFIG_FIELD(interval_s), 60, 86400, "1800" },
     { "announce.min_interval_s",  CONFIG_INT,  CONFIG_FIELD(min_interval_s), 1, 86400, "900" },
     { "announce.peer_ttl_s",      CONFIG_INT,  CONFIG_FIELD(peer_ttl_s), 60, 172800, "0",

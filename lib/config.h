@@ -35,6 +35,8 @@ struct config {
     char redis_url[CONFIG_STR_MAX];    /* redis.url: redis://host:port[/db] or unix:///path[?db=N] */
     char redis_prefix[64];             /* redis.prefix: key prefix, "tyto:" */
     int redis_timeout_ms;              /* redis.timeout_ms: deadline of one request's commands */
+    int storage_sample_cache_ms;       /* redis.sample_cache_ms: how long a worker draws a hot
+                                        * swarm's samples from members it read; 0 off */
 
     /* announce */
     int interval_s;                    /* announce.interval_s */

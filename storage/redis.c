@@ -41,6 +41,9 @@
 #define REDIS_HINT_MAX_AGE_MS 1000
 #define REDIS_HINT_MARGIN 8                /* seeders beyond numwant + 1 to skip the leechers */
 #define REDIS_WINDOWS 4                    /* rank windows a sample is split into */
+/* Hot-swarm sample pools (redis_pool_*, storage.sample_cache_ms): per worker, direct-mapped. */
+#define REDIS_POOLS 128
+#define REDIS_POOL_MEMBERS 512             /* a fill: a few numwant-200 samples apart */
 #define REDIS_KEY_MAX 160                  /* prefix (< 64) + "{" + 40 hex + "}:leechers" */
 /* A reply owed for this many deadlines means Redis is more than a whole deadline behind: every
  * request queued behind it times out anyway. The connection is dropped (redis_backlog_stale). */
@@ -65,6 +68,10 @@ enum redis_slot {
     REDIS_SLOT_EXEC,                       /* EXEC: one integer per queued command */
     REDIS_SLOT_ACCOUNT,                    /* FCALL tyto_account: [credited up, credited down] */
     REDIS_SLOT_PRIOR,                      /* ZSCORE own member: its expiry before this announce */
+    REDIS_SLOT_POOL_S,                     /* ZRANGE filling the seeders' sample pool ... */
+    REDIS_SLOT_POOL_S_LAST,                /* ... its last one */
+    REDIS_SLOT_POOL_L,                     /* the same for the leechers */
+    REDIS_SLOT_POOL_L_LAST,
 };
 
 struct redis_storage;
@@ -109,6 +116,13 @@ struct redis_req {
     enum announce_event event;
     const char *client;                    /* peer_client code of its peer_id (static) */
     bool seeder, stats_after;
+    /* sample pools: a fill's first reply came; and the leechers drawn from a pool, appended after
+     * the seeders when the request finishes */
+    bool pool_fill_started;
+    uint8_t self_compact[REDIS_KEYS_PEER_MAX];
+    int self_compact_len;
+    uint8_t *lpool4, *lpool6;              /* numwant entries each, in buf */
+    size_t lpool4_count, lpool6_count;
     /* lookup */
     storage_lookup_cb *lookup_cb;
     struct storage_lookup_reply lookup;
@@ -165,6 +179,20 @@ struct redis_storage {
         uint32_t seeders, leechers;
         uint64_t at_ms;                    /* monotonic; 0 = empty */
     } hints[REDIS_HINTS];
+    /* Members of a big set read at most sample_cache_ms ago: announces of a hot swarm draw their
+     * sample from here instead of asking Redis for members each time (issue 10: Redis's cost is
+     * per member returned). A cache, not swarm state: counts always come from Redis, a peer never
+     * gets itself, and an entry is refilled (REDIS_POOL_MEMBERS from one uniform rank) once old.
+     * Bounded: REDIS_POOLS entries of REDIS_POOL_MEMBERS members. NULL when off. */
+    int sample_cache_ms;
+    struct redis_pool {
+        uint8_t info_hash[ANNOUNCE_HASH_LEN];
+        uint8_t set;                       /* 0 seeders, 1 leechers */
+        uint64_t at_ms;                    /* monotonic, when filled; 0 = empty or filling */
+        uint16_t n4, n6;
+        uint8_t peers4[REDIS_POOL_MEMBERS * PEER_COMPACT4_LEN];
+        uint8_t peers6[REDIS_POOL_MEMBERS * PEER_COMPACT6_LEN];
+    } *pools;
 };
 
 static uint64_t redis_now_ms(void)
@@ -194,6 +222,7 @@ static uint32_t redis_u32(long long v)
 static void redis_connect(struct redis_storage *rs);
 static void redis_snatch(struct redis_storage *rs, const struct announce_req *req);
 static void redis_stats_after(struct redis_storage *rs, const struct redis_req *r);
+static void redis_pool_append_leechers(struct redis_req *r);
 
 /* ---- requests ---------------------------------------------------------------------------- */
 
@@ -320,6 +349,8 @@ static void redis_req_finish(struct redis_req *r, int status)
 
     switch (r->kind) {
     case REDIS_REQ_ANNOUNCE:
+        if (status == STORAGE_OK)
+            redis_pool_append_leechers(r);
         if (status == STORAGE_OK) {
             struct announce_reply rep = {
                 .stats = r->stats,
@@ -624,6 +655,118 @@ static int redis_parse_lookup(struct redis_req *r, unsigned idx, const redisRepl
     return 0;
 }
 
+/* ---- hot-swarm sample pools ---------------------------------------------------------------- */
+
+static uint64_t redis_rand(struct redis_storage *rs);
+
+static struct redis_pool *redis_pool_slot(struct redis_storage *rs, const uint8_t *info_hash, unsigned set)
+{
+    unsigned h = ((unsigned)info_hash[0] | (unsigned)info_hash[1] << 8) * 2u + set;
+    return &rs->pools[h % REDIS_POOLS];
+}
+
+/* The pool of one set if it is fresh, else NULL. */
+static struct redis_pool *redis_pool_get(struct redis_storage *rs, const uint8_t *info_hash, unsigned set)
+{
+    struct redis_pool *p;
+
+    if (!rs->pools)
+        return NULL;
+    p = redis_pool_slot(rs, info_hash, set);
+    if (p->at_ms == 0 || p->set != set || memcmp(p->info_hash, info_hash, ANNOUNCE_HASH_LEN) != 0 ||
+        redis_now_ms() - p->at_ms > (uint64_t)rs->sample_cache_ms)
+        return NULL;
+    return p;
+}
+
+/* Draws up to want members of p, none of them self, uniformly without repetition (a partial
+ * Fisher-Yates over the pool's indices), into dst4/dst6 after the n4/n6 entries there. */
+static void redis_pool_draw(struct redis_storage *rs, const struct redis_pool *p, const struct redis_req *r,
+                            size_t want, uint8_t *dst4, size_t *n4, uint8_t *dst6, size_t *n6)
+{
+    uint16_t idx[2 * REDIS_POOL_MEMBERS];
+    size_t n = (size_t)p->n4 + p->n6, got = 0;
+
+    for (size_t i = 0; i < n; i++)
+        idx[i] = (uint16_t)i;
+    for (size_t i = 0; i < n && got < want; i++) {
+        size_t j = i + (size_t)(redis_rand(rs) % (n - i));
+        uint16_t t = idx[i];
+        idx[i] = idx[j];
+        idx[j] = t;
+        if (idx[i] < p->n4) {
+            const uint8_t *m = p->peers4 + (size_t)idx[i] * PEER_COMPACT4_LEN;
+            if (r->self_compact_len == PEER_COMPACT4_LEN && memcmp(m, r->self_compact, PEER_COMPACT4_LEN) == 0)
+                continue;
+            memcpy(dst4 + PEER_COMPACT4_LEN * (*n4)++, m, PEER_COMPACT4_LEN);
+        } else {
+            const uint8_t *m = p->peers6 + (size_t)(idx[i] - p->n4) * PEER_COMPACT6_LEN;
+            if (r->self_compact_len == PEER_COMPACT6_LEN && memcmp(m, r->self_compact, PEER_COMPACT6_LEN) == 0)
+                continue;
+            memcpy(dst6 + PEER_COMPACT6_LEN * (*n6)++, m, PEER_COMPACT6_LEN);
+        }
+        got++;
+    }
+}
+
+/* A fill's ZRANGE reply: the first one of the request empties the entry, each adds its members,
+ * the last marks it fresh and draws this request's own sample from it (seeders into the reply
+ * now, leechers after whatever seeders came). One request's replies arrive together and in
+ * order, so no other request sees a half-filled entry: it is marked filling (at_ms 0). */
+static int redis_pool_parse(struct redis_req *r, const redisReply *reply, unsigned set, bool last)
+{
+    struct redis_storage *rs = r->rs;
+    struct redis_pool *p;
+
+    if (reply->type != REDIS_REPLY_ARRAY)
+        return -1;
+    if (!rs || !rs->pools)
+        return 0;
+    p = redis_pool_slot(rs, r->info_hash, set);
+    if (!r->pool_fill_started) {
+        memcpy(p->info_hash, r->info_hash, ANNOUNCE_HASH_LEN);
+        p->set = set;
+        p->at_ms = 0;
+        p->n4 = p->n6 = 0;
+        r->pool_fill_started = true;
+    }
+    for (size_t i = 0; i < reply->elements; i++) {
+        const redisReply *m = reply->element[i];
+        uint8_t peer[REDIS_KEYS_PEER_MAX];
+        int n;
+
+        if (m->type != REDIS_REPLY_STRING)
+            return -1;
+        n = redis_keys_member_compact(m->str, m->len, peer);
+        if (n == PEER_COMPACT4_LEN && p->n4 < REDIS_POOL_MEMBERS)
+            memcpy(p->peers4 + PEER_COMPACT4_LEN * p->n4++, peer, PEER_COMPACT4_LEN);
+        else if (n == PEER_COMPACT6_LEN && p->n6 < REDIS_POOL_MEMBERS)
+            memcpy(p->peers6 + PEER_COMPACT6_LEN * p->n6++, peer, PEER_COMPACT6_LEN);
+    }
+    if (!last)
+        return 0;
+    p->at_ms = redis_now_ms();
+    size_t have = r->peers4_count + r->peers6_count;
+    if (set == 0)
+        redis_pool_draw(rs, p, r, r->numwant > have ? r->numwant - have : 0, r->peers4, &r->peers4_count,
+                        r->peers6, &r->peers6_count);
+    else
+        redis_pool_draw(rs, p, r, r->numwant, r->lpool4, &r->lpool4_count, r->lpool6, &r->lpool6_count);
+    r->pool_fill_started = false;
+    return 0;
+}
+
+/* At the end: the leechers drawn from a pool go after the seeders, up to numwant. */
+static void redis_pool_append_leechers(struct redis_req *r)
+{
+    for (size_t i = 0; i < r->lpool4_count && r->peers4_count + r->peers6_count < r->numwant; i++)
+        memcpy(r->peers4 + PEER_COMPACT4_LEN * r->peers4_count++, r->lpool4 + PEER_COMPACT4_LEN * i,
+               PEER_COMPACT4_LEN);
+    for (size_t i = 0; i < r->lpool6_count && r->peers4_count + r->peers6_count < r->numwant; i++)
+        memcpy(r->peers6 + PEER_COMPACT6_LEN * r->peers6_count++, r->lpool6 + PEER_COMPACT6_LEN * i,
+               PEER_COMPACT6_LEN);
+}
+
 /* Stores reply number idx of r. Returns 0, or -1 for a reply of the wrong shape. */
 static int redis_parse(struct redis_req *r, unsigned idx, const redisReply *reply)
 {
@@ -655,6 +798,12 @@ static int redis_parse(struct redis_req *r, unsigned idx, const redisReply *repl
             return redis_parse_exec(r, idx, reply);
         case REDIS_SLOT_ACCOUNT:
             return reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 ? 0 : -1;
+        case REDIS_SLOT_POOL_S:
+        case REDIS_SLOT_POOL_S_LAST:
+        case REDIS_SLOT_POOL_L:
+        case REDIS_SLOT_POOL_L_LAST:
+            return redis_pool_parse(r, reply, r->slots[idx] >= REDIS_SLOT_POOL_L,
+                                    r->slots[idx] == REDIS_SLOT_POOL_S_LAST || r->slots[idx] == REDIS_SLOT_POOL_L_LAST);
         case REDIS_SLOT_PRIOR:
             if (reply->type == REDIS_REPLY_NIL)
                 return 0;
@@ -1013,7 +1162,7 @@ static size_t redis_u32_text(char *dst, uint32_t v)
  * set that shrank gives a shorter sample, never a repeated peer).
  * Members that joined since the hint (ranks past it) wait for the next hint, a second or less. */
 static void redis_send_sample(struct redis_storage *rs, struct redis_req *r, const char *key, unsigned fetch,
-                              uint32_t size)
+                              uint32_t size, enum redis_slot slot, enum redis_slot last)
 {
     char start[16], stop[16], count[16];
     const char *zrange[] = { "ZRANGE", key, start, stop };
@@ -1025,7 +1174,7 @@ static void redis_send_sample(struct redis_storage *rs, struct redis_req *r, con
     if (size < REDIS_HINT_MIN || size < REDIS_WINDOWS * (w + 1)) {
         lens[0] = 11;
         lens[2] = redis_u32_text(count, fetch);
-        redis_send(rs, r, REDIS_SLOT_SAMPLE, 3, zrand, lens);
+        redis_send(rs, r, last, 3, zrand, lens);
         return;
     }
     spacing = size / REDIS_WINDOWS;        /* > w: size >= REDIS_WINDOWS * (w + 1) */
@@ -1033,15 +1182,50 @@ static void redis_send_sample(struct redis_storage *rs, struct redis_req *r, con
     for (j = 0; j < REDIS_WINDOWS; j++) {
         uint32_t a = (u + j * spacing) % size, b = a + w - 1;
 
+        bool wraps = b >= size;
+
         lens[2] = redis_u32_text(start, a);
         lens[3] = redis_u32_text(stop, b < size ? b : size - 1);
-        redis_send(rs, r, REDIS_SLOT_SAMPLE, 4, zrange, lens);
-        if (b >= size) {
+        redis_send(rs, r, j == REDIS_WINDOWS - 1 && !wraps ? last : slot, 4, zrange, lens);
+        if (wraps) {
             lens[2] = redis_u32_text(start, 0);
             lens[3] = redis_u32_text(stop, b - size);
-            redis_send(rs, r, REDIS_SLOT_SAMPLE, 4, zrange, lens);
+            redis_send(rs, r, j == REDIS_WINDOWS - 1 ? last : slot, 4, zrange, lens);
         }
     }
+}
+
+/* One set's sample (set 0 seeders, 1 leechers), of a set that held size members at the last
+ * announce. A big set of a hot swarm is drawn from this worker's pool when it is fresh (no
+ * command at all), else the pool is refilled with REDIS_POOL_MEMBERS members (rank windows, or
+ * the set's first ranks when it is not much bigger) and this request draws from it; a small or
+ * unknown set, or with the cache off, as before (redis_send_sample). */
+static void redis_sample(struct redis_storage *rs, struct redis_req *r, const char *key, unsigned set,
+                         unsigned fetch, uint32_t size)
+{
+    struct redis_pool *p;
+
+    if (!rs->pools || size < REDIS_HINT_MIN) {
+        redis_send_sample(rs, r, key, fetch, size, REDIS_SLOT_SAMPLE, REDIS_SLOT_SAMPLE);
+        return;
+    }
+    if ((p = redis_pool_get(rs, r->info_hash, set))) {
+        if (set == 0)
+            redis_pool_draw(rs, p, r, r->numwant, r->peers4, &r->peers4_count, r->peers6, &r->peers6_count);
+        else
+            redis_pool_draw(rs, p, r, r->numwant, r->lpool4, &r->lpool4_count, r->lpool6, &r->lpool6_count);
+        return;
+    }
+    enum redis_slot slot = set ? REDIS_SLOT_POOL_L : REDIS_SLOT_POOL_S;
+    enum redis_slot last = set ? REDIS_SLOT_POOL_L_LAST : REDIS_SLOT_POOL_S_LAST;
+    if (size <= REDIS_WINDOWS * (REDIS_POOL_MEMBERS / REDIS_WINDOWS + 1)) {
+        char stop[16];
+        const char *zrange[] = { "ZRANGE", key, "0", stop };
+        redis_u32_text(stop, REDIS_POOL_MEMBERS - 1);
+        redis_sendv(rs, r, last, 4, zrange);
+        return;
+    }
+    redis_send_sample(rs, r, key, REDIS_POOL_MEMBERS, size, slot, last);
 }
 
 /* event=completed with left == 0 (rare): the leecher -> seeder move is counted here, atomically
@@ -1189,7 +1373,7 @@ static int redis_announce(struct storage *st, const struct announce_req *req, st
         return -1;
     timed.now_s = redis_req_now_s(rs, req->now_s);
     swarm_policy_plan(&rs->policy, &timed, &plan);
-    r = redis_req_new(rs, REDIS_REQ_ANNOUNCE, (size_t)plan.numwant * (PEER_COMPACT4_LEN + PEER_COMPACT6_LEN), arg);
+    r = redis_req_new(rs, REDIS_REQ_ANNOUNCE, (size_t)plan.numwant * (PEER_COMPACT4_LEN + PEER_COMPACT6_LEN) * 2, arg);
     if (!r)
         return -1;
     r->announce_cb = cb;
@@ -1199,6 +1383,9 @@ static int redis_announce(struct storage *st, const struct announce_req *req, st
         r->req = timed;
     r->peers4 = r->buf;
     r->peers6 = r->buf + (size_t)plan.numwant * PEER_COMPACT4_LEN;
+    r->lpool4 = r->peers6 + (size_t)plan.numwant * PEER_COMPACT6_LEN;
+    r->lpool6 = r->lpool4 + (size_t)plan.numwant * PEER_COMPACT4_LEN;
+    r->self_compact_len = redis_keys_peer_compact(&req->peer, r->self_compact);
 
     n = redis_keys_member(r->self, sizeof(r->self), &req->peer);
     if (n < 0 || redis_keys3(rs, req->info_hash, kseed, kleech, kinfo) < 0) {
@@ -1266,12 +1453,12 @@ static int redis_announce(struct storage *st, const struct announce_req *req, st
             unsigned fetch = swarm_policy_fetch(plan.numwant);
 
             if (plan.sample_seeders)
-                redis_send_sample(rs, r, kseed, fetch, hint ? hint->seeders : 0);
+                redis_sample(rs, r, kseed, 0, fetch, hint ? hint->seeders : 0);
             /* A leecher gets seeders first: when the last count says they fill numwant with a
              * margin (peers that stopped since), the leechers' sample would be thrown away. */
             if (plan.sample_leechers &&
                 !(plan.sample_seeders && hint && hint->seeders >= fetch + REDIS_HINT_MARGIN))
-                redis_send_sample(rs, r, kleech, fetch, hint ? hint->leechers : 0);
+                redis_sample(rs, r, kleech, 1, fetch, hint ? hint->leechers : 0);
         }
         if (req->account.user[0])
             redis_account(rs, r, &timed);
@@ -1845,6 +2032,7 @@ static void redis_free(struct storage *st)
     event_free(rs->connect_ev);
     event_free(rs->reset_ev);
     event_free(rs->clock_ev);
+    free(rs->pools);
     free(rs);
     if (--redis_storages == 0)
         redis_small_drain();
@@ -1890,6 +2078,11 @@ struct storage *storage_redis_new(const struct config *cfg, struct event_base *b
     rs->private_enabled = cfg->private_enabled;
     rs->mirror_credits = cfg->private_mirror_credits;
     rs->stats_enabled = cfg->stats_enabled;
+    rs->sample_cache_ms = cfg->storage_sample_cache_ms;
+    if (rs->sample_cache_ms > 0 && !(rs->pools = calloc(REDIS_POOLS, sizeof(*rs->pools)))) {
+        snprintf(err, errlen, "redis storage: out of memory");
+        goto fail_rs;
+    }
     rs->interval_s = cfg->interval_s > 0 ? cfg->interval_s : 1800;
     rs->min_interval_s = cfg->min_interval_s;
     rs->peer_ttl_s = cfg->peer_ttl_s;
@@ -1933,6 +2126,7 @@ fail_events:
     if (rs->clock_ev)
         event_free(rs->clock_ev);
 fail_rs:
+    free(rs->pools);
     free(rs);
     return NULL;
 }

@@ -1654,6 +1654,75 @@ static void test_storage_redis_big_swarm_sample_is_fair(void **state)
     free(res);
 }
 
+/* redis.sample_cache_ms: a worker draws a big swarm's samples from the members it read within
+ * the cache time. 600 leechers and 300 seeders; 600 leecher announces of numwant 200 cost Redis a
+ * handful of ZRANGEs, and every reply is still right: 200 distinct peers, never itself, the
+ * seeders first (300 of them fill numwant), exact counts; a seeder gets only leechers. The pool
+ * is refilled once it is older than the cache time (one more ZRANGE batch). */
+static void test_storage_redis_sample_pool(void **state)
+{
+    struct fx *f = *state;
+    struct ann_result *res = malloc(sizeof(*res));
+    unsigned seen_seeders[300];
+    char ip[32], err[256];
+    long long zr0;
+    int i, j, k;
+
+    assert_non_null(res);
+    memset(seen_seeders, 0, sizeof(seen_seeders));
+    storage_free(f->st);
+    f->cfg.storage_sample_cache_ms = 1000;
+    f->st = storage_new(&f->cfg, f->base, err, sizeof(err));
+    assert_non_null(f->st);
+    assert_int_equal(health_of(f->st, f->base), STORAGE_OK);
+    for (i = 0; i < 600; i++) {
+        snprintf(ip, sizeof(ip), "10.5.%d.%d", i / 200, i % 200 + 1);
+        announce_ok(f, 11, ip, 6881, 1, ANNOUNCE_EVENT_STARTED, 0, res);
+    }
+    for (i = 0; i < 300; i++) {
+        snprintf(ip, sizeof(ip), "10.6.%d.%d", i / 200, i % 200 + 1);
+        announce_ok(f, 11, ip, 6881, 0, ANNOUNCE_EVENT_STARTED, 0, res);
+    }
+    zr0 = zrange_calls(f);
+    for (i = 0; i < 600; i++) {
+        snprintf(ip, sizeof(ip), "10.5.%d.%d", i / 200, i % 200 + 1);
+        announce_ok(f, 11, ip, 6881, 1, ANNOUNCE_EVENT_NONE, 200, res);
+        assert_stats(&res->stats, 300, 600, 0);
+        assert_int_equal(res->n4, 200);
+        assert_false(has_peer(res, ip, 6881));
+        for (j = 0; j < 200; j++) {
+            const uint8_t *p = res->peers4 + j * PEER_COMPACT4_LEN;
+            assert_true(p[0] == 10 && p[1] == 6);                 /* seeders first */
+            seen_seeders[p[2] * 200 + p[3] - 1]++;
+            for (k = 0; k < j; k++)
+                assert_memory_not_equal(res->peers4 + k * PEER_COMPACT4_LEN, p, PEER_COMPACT4_LEN);
+        }
+    }
+    for (i = 0; i < 300; i++)                                     /* drawn from all of them */
+        assert_true(seen_seeders[i] > 0);
+    for (i = 0; i < 50; i++) {
+        snprintf(ip, sizeof(ip), "10.6.0.%d", i + 1);
+        announce_ok(f, 11, ip, 6881, 0, ANNOUNCE_EVENT_NONE, 200, res);
+        assert_stats(&res->stats, 300, 600, 0);
+        assert_int_equal(res->n4, 200);
+        for (j = 0; j < 200; j++)
+            assert_int_equal(res->peers4[j * PEER_COMPACT4_LEN + 1], 5); /* only leechers */
+    }
+    if (f->redis) {
+        /* One fill of each set (a few ZRANGEs each), not one an announce; a second later the
+         * pool is read again. */
+        long long used = zrange_calls(f) - zr0;
+        assert_true(used >= 2 && used <= 12);
+        usleep(1100 * 1000);
+        /* (the size hint is as old: the first announce reads the set's size again) */
+        announce_ok(f, 11, "10.5.0.1", 6881, 1, ANNOUNCE_EVENT_NONE, 200, res);
+        announce_ok(f, 11, "10.5.0.2", 6881, 1, ANNOUNCE_EVENT_NONE, 200, res);
+        assert_int_equal(res->n4, 200);
+        assert_true(zrange_calls(f) - zr0 > used);
+    }
+    free(res);
+}
+
 /* numwant 200 (libtorrent's default) from a swarm just big enough for the rank windows (220
  * members; 4 windows of 51): 200 distinct peers a reply, never the peer itself, by ZRANGE. */
 static void test_storage_redis_windows_numwant_200(void **state)
@@ -1756,6 +1825,7 @@ int main(void)
         CONTRACT_TESTS(setup_redis),
         cmocka_unit_test_setup_teardown(test_storage_redis_schema, setup_redis, teardown),
         cmocka_unit_test_setup_teardown(test_storage_redis_big_swarm_sample_is_fair, setup_redis, teardown),
+        cmocka_unit_test_setup_teardown(test_storage_redis_sample_pool, setup_redis, teardown),
         cmocka_unit_test_setup_teardown(test_storage_redis_seeders_fill_numwant, setup_redis, teardown),
         cmocka_unit_test_setup_teardown(test_storage_redis_windows_numwant_200, setup_redis, teardown),
         cmocka_unit_test_setup_teardown(test_storage_redis_set_ttl_covers_members, setup_redis, teardown),
