@@ -224,8 +224,9 @@ static const char status_page_css[] =
     "summary{cursor:pointer}\n"
     ".badge{display:inline-block;font:12px ui-monospace,Menlo,Consolas,monospace;padding:1px 7px;"
     "border-radius:999px;background:var(--bad-bg);color:var(--bad);margin:1px 4px 1px 0}\n"
-    ".badge.ok{background:var(--ok-bg);color:var(--ok)}.badge.off{background:var(--line);"
-    "color:var(--muted)}\n"
+    ".badge.ok{background:var(--ok-bg);color:var(--ok)}\n"
+    ".badge.warn{background:var(--warn-bg);color:var(--warn)}\n"
+    ".badge.off{background:var(--line);color:var(--muted)}\n"
     "footer{color:var(--muted);font-size:13px;margin:28px 0 8px}a{color:var(--accent)}\n"
     "@media (max-width:480px){main{padding:10px}.big{font-size:23px}th,td{padding:6px 8px}}\n";
 
@@ -253,7 +254,8 @@ static void status_page_header(const struct status_view *v, struct evbuffer *out
         status_page_puts(out, " \xc2\xb7 ");
     }
     if (v->have_snapshot) {
-        evbuffer_add_printf(out, "snapshot %s ago", status_page_ago(age, sizeof(age), v->now_s - v->snapshot_s));
+        status_page_ago(age, sizeof(age), v->now_s - v->snapshot_s);
+        evbuffer_add_printf(out, "snapshot %s ago", age);
         if (v->aggregator && v->aggregator[0]) {
             status_page_puts(out, " by ");
             status_page_escape(out, v->aggregator);
@@ -356,6 +358,7 @@ static struct chart_scale status_page_scale(double max, double min_step)
     struct chart_scale sc;
     double raw, mag = 1;
 
+    max = status_page_clean(max);   /* an infinite max would never end the loops below */
     if (max < 4 * min_step)
         max = 4 * min_step;
     raw = max / 4;
@@ -490,10 +493,10 @@ static void status_page_chart(struct evbuffer *out, const struct status_view *v,
 }
 
 /* Swarms, peers and announces/s over one period. */
-static void status_page_charts(struct evbuffer *out, const struct status_view *v, const char *heading,
-                               const struct status_point *pts, size_t n, int dates)
+static void status_page_charts(struct evbuffer *out, const struct status_view *v, const char *id,
+                               const char *heading, const struct status_point *pts, size_t n, int dates)
 {
-    evbuffer_add_printf(out, "<h2>%s</h2>\n<section class=\"charts\">\n", heading);
+    evbuffer_add_printf(out, "<h2 id=\"%s\">%s</h2>\n<section class=\"charts\">\n", id, heading);
     status_page_chart(out, v, "Swarms", pts, n, SERIES_SWARMS, dates);
     status_page_chart(out, v, "Peers", pts, n, SERIES_PEERS, dates);
     status_page_chart(out, v, "Announces/s", pts, n, SERIES_ANNOUNCES, dates);
@@ -540,10 +543,11 @@ static void status_page_td(struct evbuffer *out, uint64_t n)
     evbuffer_add_printf(out, "<td class=\"n\">%s</td>", status_page_count(b, sizeof(b), n));
 }
 
-static void status_page_table_open(struct evbuffer *out, const char *heading, const char *columns)
+/* The section's heading (id: its #anchor) and the table's head. */
+static void status_page_table_open(struct evbuffer *out, const char *id, const char *heading, const char *columns)
 {
-    evbuffer_add_printf(out, "<h2>%s</h2>\n<div class=\"scroll\"><table>\n<thead><tr>%s</tr></thead>\n<tbody>\n",
-                        heading, columns);
+    evbuffer_add_printf(out, "<h2 id=\"%s\">%s</h2>\n<div class=\"scroll\"><table>\n"
+                             "<thead><tr>%s</tr></thead>\n<tbody>\n", id, heading, columns);
 }
 
 static void status_page_table_close(struct evbuffer *out)
@@ -559,7 +563,7 @@ static void status_page_table_empty(struct evbuffer *out, int columns, const cha
 
 static void status_page_table_busiest(const struct status_view *v, struct evbuffer *out)
 {
-    status_page_table_open(out, "Busiest swarms",
+    status_page_table_open(out, "busiest", "Busiest swarms",
                            "<th class=\"n\">#</th><th>Info hash</th><th class=\"n\">Seeders</th>"
                            "<th class=\"n\">Leechers</th><th class=\"n\">Downloaded</th>"
                            "<th class=\"n\">Announces</th><th>Flags</th>");
@@ -584,7 +588,7 @@ static void status_page_table_busiest(const struct status_view *v, struct evbuff
 
 static void status_page_table_flagged(const struct status_view *v, struct evbuffer *out)
 {
-    status_page_table_open(out, "Flagged swarms",
+    status_page_table_open(out, "flagged", "Flagged swarms",
                            "<th>Info hash</th><th>Kinds and reason</th><th class=\"n\">Seeders</th>"
                            "<th class=\"n\">Leechers</th>");
     if (!v->flagged || v->nflagged == 0)
@@ -606,19 +610,21 @@ static void status_page_table_flagged(const struct status_view *v, struct evbuff
     status_page_table_close(out);
 }
 
+/* Kind and definition share a cell (the definition wraps under the badge), so that a phone shows
+ * both without scrolling sideways. */
 static void status_page_table_anomalies(const struct status_view *v, struct evbuffer *out)
 {
-    status_page_table_open(out, "Anomalies by kind",
-                           "<th>Kind</th><th class=\"n\">Swarms</th><th>Definition</th>");
+    status_page_table_open(out, "anomalies", "Anomalies by kind",
+                           "<th>Kind</th><th class=\"n\">Swarms</th>");
     for (int k = 0; k < ANOMALY_KINDS; k++) {
-        status_page_puts(out, v->anomalies[k] ? "<tr><td><span class=\"badge\">"
-                                              : "<tr><td><span class=\"badge off\">");
+        status_page_puts(out, v->anomalies[k] ? "<tr><td class=\"wrap\"><span class=\"badge\">"
+                                              : "<tr><td class=\"wrap\"><span class=\"badge off\">");
         status_page_escape(out, anomaly_kind_name((enum anomaly_kind)k));
-        status_page_puts(out, "</span></td>");
-        status_page_td(out, v->anomalies[k]);
-        status_page_puts(out, "<td class=\"wrap\">");
+        status_page_puts(out, "</span><div class=\"reason sub\">");
         status_page_escape(out, anomaly_kind_text((enum anomaly_kind)k));
-        status_page_puts(out, "</td></tr>\n");
+        status_page_puts(out, "</div></td>");
+        status_page_td(out, v->anomalies[k]);
+        status_page_puts(out, "</tr>\n");
     }
     status_page_table_close(out);
 }
@@ -627,7 +633,7 @@ static void status_page_table_workers(const struct status_view *v, struct evbuff
 {
     char b[STATUS_PAGE_NUM], c[STATUS_PAGE_NUM];
 
-    status_page_puts(out, "<h2>Workers on ");
+    status_page_puts(out, "<h2 id=\"workers\">Workers on ");
     status_page_escape(out, v->host && v->host[0] ? v->host : "this host");
     status_page_puts(out, "</h2>\n<div class=\"scroll\"><table>\n<thead><tr><th class=\"n\">Slot</th>"
                           "<th class=\"n\">PID</th><th>State</th><th class=\"n\">Generation</th>"
@@ -646,7 +652,7 @@ static void status_page_table_workers(const struct status_view *v, struct evbuff
         evbuffer_add_printf(out, "<tr><td class=\"n\">%d</td><td class=\"n\">%ld</td><td>%s</td>",
                             w->slot, (long)w->pid,
                             w->ready ? "<span class=\"badge ok\">ready</span>"
-                                     : "<span class=\"badge\">starting</span>");
+                                     : "<span class=\"badge warn\">starting</span>");
         status_page_td(out, w->generation);
         status_page_td(out, w->requests);
         evbuffer_add_printf(out, "<td class=\"n\">%s</td><td class=\"n\">%s</td></tr>\n",
@@ -664,8 +670,8 @@ void status_page_render(const struct status_view *v, struct evbuffer *out)
     status_page_header(v, out);
     if (v->have_snapshot) {
         status_page_cards(v, out);
-        status_page_charts(out, v, "Last 24 hours", v->day, v->nday, 0);
-        status_page_charts(out, v, "Last 30 days", v->month, v->nmonth, 1);
+        status_page_charts(out, v, "day", "Last 24 hours", v->day, v->nday, 0);
+        status_page_charts(out, v, "month", "Last 30 days", v->month, v->nmonth, 1);
         status_page_table_busiest(v, out);
         status_page_table_flagged(v, out);
         status_page_table_anomalies(v, out);

@@ -42,8 +42,9 @@
 #define REDIS_HINT_MARGIN 8                /* seeders beyond numwant + 1 to skip the leechers */
 #define REDIS_WINDOWS 4                    /* rank windows a sample is split into */
 /* Hot-swarm sample pools (redis_pool_*, storage.sample_cache_ms): per worker, direct-mapped. */
-#define REDIS_POOLS 128
-#define REDIS_POOL_MEMBERS 512             /* a fill: a few numwant-200 samples apart */
+#define REDIS_POOLS 512                    /* entries (a swarm's seeders and leechers: two) ... */
+#define REDIS_POOL_WAYS 4                  /* ... in sets of 4: hot swarms rarely evict each other */
+#define REDIS_POOL_MEMBERS 384             /* a fill: about two numwant-200 samples */
 #define REDIS_KEY_MAX 160                  /* prefix (< 64) + "{" + 40 hex + "}:leechers" */
 /* A reply owed for this many deadlines means Redis is more than a whole deadline behind: every
  * request queued behind it times out anyway. The connection is dropped (redis_backlog_stale). */
@@ -116,9 +117,9 @@ struct redis_req {
     enum announce_event event;
     const char *client;                    /* peer_client code of its peer_id (static) */
     bool seeder, stats_after;
-    /* sample pools: a fill's first reply came; and the leechers drawn from a pool, appended after
-     * the seeders when the request finishes */
-    bool pool_fill_started;
+    /* sample pools: the fills this request claimed (their entries' filling_ms, 0 none), and the
+     * leechers drawn from a pool, appended after the seeders when the request finishes */
+    uint64_t pool_claim[2];
     uint8_t self_compact[REDIS_KEYS_PEER_MAX];
     int self_compact_len;
     uint8_t *lpool4, *lpool6;              /* numwant entries each, in buf */
@@ -189,6 +190,7 @@ struct redis_storage {
         uint8_t info_hash[ANNOUNCE_HASH_LEN];
         uint8_t set;                       /* 0 seeders, 1 leechers */
         uint64_t at_ms;                    /* monotonic, when filled; 0 = empty or filling */
+        uint64_t filling_ms;               /* monotonic, when a request claimed it to refill; 0 none */
         uint16_t n4, n6;
         uint8_t peers4[REDIS_POOL_MEMBERS * PEER_COMPACT4_LEN];
         uint8_t peers6[REDIS_POOL_MEMBERS * PEER_COMPACT6_LEN];
@@ -659,10 +661,32 @@ static int redis_parse_lookup(struct redis_req *r, unsigned idx, const redisRepl
 
 static uint64_t redis_rand(struct redis_storage *rs);
 
-static struct redis_pool *redis_pool_slot(struct redis_storage *rs, const uint8_t *info_hash, unsigned set)
+/* The entry of (info_hash, set): its own if the table has one, else (victim) the way to take over
+ * in its group: an empty one, else the least recently filled one not being filled, else NULL. */
+static struct redis_pool *redis_pool_slot(struct redis_storage *rs, const uint8_t *info_hash, unsigned set,
+                                          bool victim)
 {
-    unsigned h = ((unsigned)info_hash[0] | (unsigned)info_hash[1] << 8) * 2u + set;
-    return &rs->pools[h % REDIS_POOLS];
+    struct redis_pool *g, *best = NULL;
+    uint32_t h;
+
+    memcpy(&h, info_hash + 4, sizeof(h));  /* info_hashes are SHA-1 (or SHA-256) output: spread */
+    g = &rs->pools[(h * 2u + set) % (REDIS_POOLS / REDIS_POOL_WAYS) * REDIS_POOL_WAYS];
+    for (int i = 0; i < REDIS_POOL_WAYS; i++)
+        if ((g[i].at_ms || g[i].filling_ms) && g[i].set == set &&
+            memcmp(g[i].info_hash, info_hash, ANNOUNCE_HASH_LEN) == 0)
+            return &g[i];
+    if (!victim)
+        return NULL;
+    uint64_t now_ms = redis_now_ms();
+    for (int i = 0; i < REDIS_POOL_WAYS; i++) {
+        /* a fill older than a deadline was abandoned (its request timed out) */
+        bool filling = g[i].filling_ms && now_ms - g[i].filling_ms < (uint64_t)rs->timeout_ms;
+        if (!g[i].at_ms && !filling)
+            return &g[i];
+        if (!filling && (!best || g[i].at_ms < best->at_ms))
+            best = &g[i];
+    }
+    return best;
 }
 
 /* The pool of one set if it is fresh, else NULL. */
@@ -670,11 +694,9 @@ static struct redis_pool *redis_pool_get(struct redis_storage *rs, const uint8_t
 {
     struct redis_pool *p;
 
-    if (!rs->pools)
+    if (!rs->pools || !(p = redis_pool_slot(rs, info_hash, set, false)))
         return NULL;
-    p = redis_pool_slot(rs, info_hash, set);
-    if (p->at_ms == 0 || p->set != set || memcmp(p->info_hash, info_hash, ANNOUNCE_HASH_LEN) != 0 ||
-        redis_now_ms() - p->at_ms > (uint64_t)rs->sample_cache_ms)
+    if (p->at_ms == 0 || redis_now_ms() - p->at_ms > (uint64_t)rs->sample_cache_ms)
         return NULL;
     return p;
 }
@@ -709,10 +731,11 @@ static void redis_pool_draw(struct redis_storage *rs, const struct redis_pool *p
     }
 }
 
-/* A fill's ZRANGE reply: the first one of the request empties the entry, each adds its members,
- * the last marks it fresh and draws this request's own sample from it (seeders into the reply
- * now, leechers after whatever seeders came). One request's replies arrive together and in
- * order, so no other request sees a half-filled entry: it is marked filling (at_ms 0). */
+/* A fill's ZRANGE reply. The request claimed the entry when it sent the fill (redis_sample), so
+ * no other request reads it or refills it meanwhile; a reply whose claim was lost (the entry
+ * taken by another swarm after a timed-out fill) is dropped. The last reply marks the entry fresh
+ * and draws this request's own sample from it (seeders into the reply now, leechers after
+ * whatever seeders came). */
 static int redis_pool_parse(struct redis_req *r, const redisReply *reply, unsigned set, bool last)
 {
     struct redis_storage *rs = r->rs;
@@ -720,15 +743,13 @@ static int redis_pool_parse(struct redis_req *r, const redisReply *reply, unsign
 
     if (reply->type != REDIS_REPLY_ARRAY)
         return -1;
-    if (!rs || !rs->pools)
+    if (!rs || !rs->pools || r->pool_claim[set] == 0)
         return 0;
-    p = redis_pool_slot(rs, r->info_hash, set);
-    if (!r->pool_fill_started) {
-        memcpy(p->info_hash, r->info_hash, ANNOUNCE_HASH_LEN);
-        p->set = set;
-        p->at_ms = 0;
-        p->n4 = p->n6 = 0;
-        r->pool_fill_started = true;
+    p = redis_pool_slot(rs, r->info_hash, set, false);
+    if (!p || p->filling_ms != r->pool_claim[set] || p->set != set ||
+        memcmp(p->info_hash, r->info_hash, ANNOUNCE_HASH_LEN) != 0) {
+        r->pool_claim[set] = 0;
+        return 0;
     }
     for (size_t i = 0; i < reply->elements; i++) {
         const redisReply *m = reply->element[i];
@@ -746,13 +767,14 @@ static int redis_pool_parse(struct redis_req *r, const redisReply *reply, unsign
     if (!last)
         return 0;
     p->at_ms = redis_now_ms();
+    p->filling_ms = 0;
+    r->pool_claim[set] = 0;
     size_t have = r->peers4_count + r->peers6_count;
     if (set == 0)
         redis_pool_draw(rs, p, r, r->numwant > have ? r->numwant - have : 0, r->peers4, &r->peers4_count,
                         r->peers6, &r->peers6_count);
     else
         redis_pool_draw(rs, p, r, r->numwant, r->lpool4, &r->lpool4_count, r->lpool6, &r->lpool6_count);
-    r->pool_fill_started = false;
     return 0;
 }
 
@@ -1216,6 +1238,24 @@ static void redis_sample(struct redis_storage *rs, struct redis_req *r, const ch
             redis_pool_draw(rs, p, r, r->numwant, r->lpool4, &r->lpool4_count, r->lpool6, &r->lpool6_count);
         return;
     }
+    /* Another request's fill is on its way (claimed less than a deadline ago): sample as without
+     * the pool rather than pile up fills. */
+    uint64_t now_ms = redis_now_ms();
+    p = redis_pool_slot(rs, r->info_hash, set, false);
+    if (p && p->filling_ms != 0 && now_ms - p->filling_ms < (uint64_t)rs->timeout_ms) {
+        redis_send_sample(rs, r, key, fetch, size, REDIS_SLOT_SAMPLE, REDIS_SLOT_SAMPLE);
+        return;
+    }
+    if (!p && !(p = redis_pool_slot(rs, r->info_hash, set, true))) {
+        redis_send_sample(rs, r, key, fetch, size, REDIS_SLOT_SAMPLE, REDIS_SLOT_SAMPLE);
+        return;                            /* its whole group is being filled */
+    }
+    memcpy(p->info_hash, r->info_hash, ANNOUNCE_HASH_LEN);
+    p->set = (uint8_t)set;
+    p->at_ms = 0;
+    p->n4 = p->n6 = 0;
+    p->filling_ms = now_ms ? now_ms : 1;
+    r->pool_claim[set] = p->filling_ms;
     enum redis_slot slot = set ? REDIS_SLOT_POOL_L : REDIS_SLOT_POOL_S;
     enum redis_slot last = set ? REDIS_SLOT_POOL_L_LAST : REDIS_SLOT_POOL_S_LAST;
     if (size <= REDIS_WINDOWS * (REDIS_POOL_MEMBERS / REDIS_WINDOWS + 1)) {
