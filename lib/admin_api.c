@@ -25,12 +25,12 @@
 #include <event2/event.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
-#include <hiredis/adapters/libevent.h>
 #include <sodium.h>
 
 #include "lib/http.h"
 #include "lib/log.h"
 #include "lib/private_admin.h"
+#include "lib/redis_conn.h"
 #include "storage/redis_functions.h"
 
 #define ADMIN_MAX_CALLS 3              /* FCALLs one request may need (PUT user: 3 fields) */
@@ -119,11 +119,9 @@ static uint64_t admin_now_ms(void)
  * most once a second. */
 static void admin_check_library(struct admin_api *a, redisAsyncContext *ac, const redisReply *reply)
 {
-    static const char missing[] = "ERR Function not found";
     uint64_t now_ms;
 
-    if (a->ac != ac || reply->type != REDIS_REPLY_ERROR || !reply->str ||
-        strncmp(reply->str, missing, sizeof(missing) - 1) != 0)
+    if (a->ac != ac || !redis_conn_library_missing(reply))
         return;
     now_ms = admin_now_ms();
     if (a->reload_ms != 0 && now_ms - a->reload_ms < 1000)
@@ -132,7 +130,7 @@ static void admin_check_library(struct admin_api *a, redisAsyncContext *ac, cons
         log_warn("admin: the function library is gone (FUNCTION FLUSH?): loading it again");
     a->reload_warned = true;
     a->reload_ms = now_ms;
-    redisAsyncCommand(ac, NULL, NULL, "FUNCTION LOAD REPLACE %s", redis_functions_lua);
+    redis_conn_load_library(ac);
 }
 
 static void admin_on_reply(redisAsyncContext *ac, void *r, void *privdata)
@@ -192,41 +190,15 @@ static void admin_on_disconnect(const redisAsyncContext *ac, int status)
         a->ac = NULL;
 }
 
-/* The connection, made now if there is none: AUTH, SELECT and FUNCTION LOAD REPLACE are queued
- * first, so that every call after them sees the library. NULL if it cannot even start. */
+/* The connection, made now if there is none (lib/redis_conn.c: the library is loaded first). */
 static redisAsyncContext *admin_connection(struct admin_api *a)
 {
-    struct config_redis_target t;
-    char err[256];
-    redisAsyncContext *ac;
-
     if (a->ac)
         return a->ac;
-    if (config_parse_redis_url(a->cfg->redis_url, &t, err, sizeof(err)) < 0)
-        return NULL;
-    ac = t.unix_socket ? redisAsyncConnectUnix(t.path) : redisAsyncConnect(t.host, t.port);
-    if (ac == NULL)
-        return NULL;
-    if (ac->err) {
-        redisAsyncFree(ac);
-        return NULL;
-    }
-    ac->data = a;
-    if (redisLibeventAttach(ac, a->base) != REDIS_OK) {
-        redisAsyncFree(ac);
-        return NULL;
-    }
-    redisAsyncSetConnectCallback(ac, admin_on_connect);
-    redisAsyncSetDisconnectCallback(ac, admin_on_disconnect);
-    if (t.password[0] != '\0')
-        redisAsyncCommand(ac, NULL, NULL, "AUTH %s", t.password);
-    if (t.db != 0)
-        redisAsyncCommand(ac, NULL, NULL, "SELECT %d", t.db);
-    redisAsyncCommand(ac, NULL, NULL, "FUNCTION LOAD REPLACE %s", redis_functions_lua);
-    a->ac = ac;
+    a->ac = redis_conn_open(a->cfg, a->base, a, admin_on_connect, admin_on_disconnect);
     a->reload_ms = 0;
     a->reload_warned = false;
-    return ac;
+    return a->ac;
 }
 
 /* Sends the calls (n of them) for req and answers it when the last replies. */

@@ -16,16 +16,15 @@
 #include <event2/event.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
-#include <hiredis/adapters/libevent.h>
 
 #include "lib/config.h"
 #include "lib/http.h"
 #include "lib/log.h"
 #include "lib/metrics.h"
 #include "lib/peer_client.h"
+#include "lib/redis_conn.h"
 #include "lib/stats_aggregator.h"
 #include "lib/status_page.h"
-#include "storage/redis_functions.h"
 #include "storage/storage.h"
 
 #define STATS_PAGE_SWARMS 20
@@ -107,50 +106,23 @@ static void stats_on_disconnect(const redisAsyncContext *ac, int status)
     }
 }
 
-/* The connection, made now if there is none; the function library is loaded first, so every
- * FCALL after it finds it. */
+/* The connection, made now if there is none (lib/redis_conn.c: the library is loaded first). */
 static redisAsyncContext *stats_connection(struct stats *s)
 {
-    struct config_redis_target t;
-    char err[256];
-    redisAsyncContext *ac;
-
-    if (s->ac)
-        return s->ac;
-    if (config_parse_redis_url(s->cfg->redis_url, &t, err, sizeof(err)) < 0)
-        return NULL;
-    ac = t.unix_socket ? redisAsyncConnectUnix(t.path) : redisAsyncConnect(t.host, t.port);
-    if (!ac)
-        return NULL;
-    if (ac->err || (ac->data = s, redisLibeventAttach(ac, s->base) != REDIS_OK)) {
-        redisAsyncFree(ac);
-        return NULL;
-    }
-    redisAsyncSetConnectCallback(ac, stats_on_connect);
-    redisAsyncSetDisconnectCallback(ac, stats_on_disconnect);
-    if (t.password[0] != '\0')
-        redisAsyncCommand(ac, NULL, NULL, "AUTH %s", t.password);
-    if (t.db != 0)
-        redisAsyncCommand(ac, NULL, NULL, "SELECT %d", t.db);
-    const char *load[] = { "FUNCTION", "LOAD", "REPLACE", redis_functions_lua };
-    redisAsyncCommandArgv(ac, NULL, NULL, 4, load, NULL);
-    s->ac = ac;
-    return ac;
+    if (!s->ac)
+        s->ac = redis_conn_open(s->cfg, s->base, s, stats_on_connect, stats_on_disconnect);
+    return s->ac;
 }
 
-/* Redis 7's answer to an FCALL it has no function for: the library was flushed since the
- * connect loaded it. Loaded again, at most once a second. */
+/* The library was flushed since the connect loaded it: loaded again, at most once a second. */
 static void stats_check_library(struct stats *s, const redisReply *reply)
 {
-    static const char missing[] = "ERR Function not found";
     uint64_t now_ms = stats_mono_ms();
 
-    if (!s->ac || reply->type != REDIS_REPLY_ERROR || strncmp(reply->str, missing, sizeof(missing) - 1) != 0 ||
-        (s->reload_ms != 0 && now_ms - s->reload_ms < 1000))
+    if (!s->ac || !redis_conn_library_missing(reply) || (s->reload_ms != 0 && now_ms - s->reload_ms < 1000))
         return;
     s->reload_ms = now_ms;
-    const char *load[] = { "FUNCTION", "LOAD", "REPLACE", redis_functions_lua };
-    redisAsyncCommandArgv(s->ac, NULL, NULL, 4, load, NULL);
+    redis_conn_load_library(s->ac);
 }
 
 /* ---- the snapshot and the counts ----------------------------------------------------------- */

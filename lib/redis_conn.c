@@ -1,0 +1,58 @@
+/* See lib/redis_conn.h. */
+#include "lib/redis_conn.h"
+
+#include <string.h>
+
+#include <hiredis/hiredis.h>
+#include <hiredis/adapters/libevent.h>
+
+#include "lib/config.h"
+#include "storage/redis_functions.h"
+
+redisAsyncContext *redis_conn_open(const struct config *cfg, struct event_base *base, void *data,
+                                   redisConnectCallback *on_connect, redisDisconnectCallback *on_disconnect)
+{
+    struct config_redis_target t;
+    char err[256];
+    redisAsyncContext *ac;
+
+    if (config_parse_redis_url(cfg->redis_url, &t, err, sizeof(err)) < 0)
+        return NULL;
+    ac = t.unix_socket ? redisAsyncConnectUnix(t.path) : redisAsyncConnect(t.host, t.port);
+    if (ac == NULL)
+        return NULL;
+    if (ac->err) {
+        redisAsyncFree(ac);
+        return NULL;
+    }
+    ac->data = data;
+    if (redisLibeventAttach(ac, base) != REDIS_OK) {
+        redisAsyncFree(ac);
+        return NULL;
+    }
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    if (t.password[0] != '\0') {
+        const char *argv[] = { "AUTH", t.password };
+        redisAsyncCommandArgv(ac, NULL, NULL, 2, argv, NULL);
+    }
+    if (t.db != 0)
+        redisAsyncCommand(ac, NULL, NULL, "SELECT %d", t.db);
+    redis_conn_load_library(ac);
+    return ac;
+}
+
+bool redis_conn_library_missing(const redisReply *reply)
+{
+    static const char missing[] = "ERR Function not found";
+
+    return reply->type == REDIS_REPLY_ERROR && reply->str &&
+           strncmp(reply->str, missing, sizeof(missing) - 1) == 0;
+}
+
+void redis_conn_load_library(redisAsyncContext *ac)
+{
+    const char *argv[] = { "FUNCTION", "LOAD", "REPLACE", redis_functions_lua };
+
+    redisAsyncCommandArgv(ac, NULL, NULL, 4, argv, NULL);
+}
