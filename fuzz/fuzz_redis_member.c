@@ -92,19 +92,23 @@ static void fuzz_swarm(const char *s, size_t len)
     static const uint8_t hash[ANNOUNCE_HASH_LEN] = { 0x00, 0x01, 0x7f, 0x80, 0xff, 0xab };
     char prefix[40], key[128];
     size_t plen = len < sizeof(prefix) - 1 ? len : sizeof(prefix) - 1;
-    const char *tail = ":seeders";
+    const char *tail;
 
     memcpy(prefix, s, plen);
     prefix[plen] = '\0';
     plen = strlen(prefix);
-    for (int kind = REDIS_KEYS_SEEDERS; kind <= REDIS_KEYS_INFO + 1; kind++) {
+    static const char *const tails[] = { [REDIS_KEYS_SEEDERS] = ":seeders", [REDIS_KEYS_LEECHERS] = ":leechers",
+                                         [REDIS_KEYS_INFO] = ":info", [REDIS_KEYS_STATS] = ":stats",
+                                         [REDIS_KEYS_UPLOADS] = ":uploads" };
+
+    for (int kind = REDIS_KEYS_SEEDERS; kind <= REDIS_KEYS_UPLOADS + 1; kind++) {
         int n = redis_keys_swarm(key, sizeof(key), prefix, hash, (enum redis_keys_kind)kind);
 
-        if (kind > REDIS_KEYS_INFO) {
+        if (kind > REDIS_KEYS_UPLOADS) {
             FUZZ_CHECK(n == -1);
             continue;
         }
-        tail = kind == REDIS_KEYS_SEEDERS ? ":seeders" : kind == REDIS_KEYS_LEECHERS ? ":leechers" : ":info";
+        tail = tails[kind];
         FUZZ_CHECK(n == (int)(plen + 42 + strlen(tail)) && key[n] == '\0');
         FUZZ_CHECK(memcmp(key, prefix, plen) == 0 && key[plen] == '{' && key[plen + 41] == '}');
         FUZZ_CHECK(memcmp(key + plen + 1, "00017f80ffab", 12) == 0);

@@ -18,7 +18,7 @@ OUT=build/fuzz
 PKGS="libevent hiredis yaml-0.1"
 
 # The default list. http_head and proxy need lib/http.c (see fuzz/README.md).
-DEFAULT_TARGETS="query announce bencode config redis_member clientip http_head proxy udp"
+DEFAULT_TARGETS="query announce bencode config redis_member peer_client clientip http_head proxy udp"
 
 # Library sources each target links (compiled with the same sanitizer flags).
 target_sources() {
@@ -28,6 +28,7 @@ target_sources() {
     bencode) echo "lib/bencode.c" ;;
     config) echo "lib/config.c lib/clientip.c" ;;
     redis_member) echo "storage/redis_keys.c" ;;
+    peer_client) echo "lib/peer_client.c" ;;
     clientip) echo "lib/clientip.c" ;;
     http_head | proxy) echo "lib/http.c" ;;
     udp) echo "lib/udp.c lib/announce.c lib/query.c lib/bencode.c" ;;
