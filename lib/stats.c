@@ -85,25 +85,27 @@ const char *stats_holder_id(const struct stats *s)
 
 /* ---- the connection ------------------------------------------------------------------------ */
 
+/* The connection ac went (or never came): hiredis frees it, the next tick reconnects, and the
+ * aggregator no longer knows it holds the lease. */
+static void stats_lost(struct stats *s, const redisAsyncContext *ac)
+{
+    if (s->ac != ac)
+        return;
+    s->ac = NULL;
+    s->snap_pending = false;
+    stats_aggregator_lost(s->agg);
+}
+
 static void stats_on_connect(const redisAsyncContext *ac, int status)
 {
-    struct stats *s = ac->data;
-    if (status != REDIS_OK && s->ac == ac) {
-        s->ac = NULL;                  /* hiredis frees it; the next tick reconnects */
-        s->snap_pending = false;
-        stats_aggregator_lost(s->agg);
-    }
+    if (status != REDIS_OK)
+        stats_lost(ac->data, ac);
 }
 
 static void stats_on_disconnect(const redisAsyncContext *ac, int status)
 {
     (void)status;
-    struct stats *s = ac->data;
-    if (s->ac == ac) {
-        s->ac = NULL;
-        s->snap_pending = false;
-        stats_aggregator_lost(s->agg);
-    }
+    stats_lost(ac->data, ac);
 }
 
 /* The connection, made now if there is none (lib/redis_conn.c: the library is loaded first). */

@@ -1413,7 +1413,9 @@ static int redis_announce(struct storage *st, const struct announce_req *req, st
         return -1;
     timed.now_s = redis_req_now_s(rs, req->now_s);
     swarm_policy_plan(&rs->policy, &timed, &plan);
-    r = redis_req_new(rs, REDIS_REQ_ANNOUNCE, (size_t)plan.numwant * (PEER_COMPACT4_LEN + PEER_COMPACT6_LEN) * 2, arg);
+    /* The reply's peers; with the sample pools, room for leechers drawn from a pool too. */
+    r = redis_req_new(rs, REDIS_REQ_ANNOUNCE,
+                      (size_t)plan.numwant * (PEER_COMPACT4_LEN + PEER_COMPACT6_LEN) * (rs->pools ? 2 : 1), arg);
     if (!r)
         return -1;
     r->announce_cb = cb;
@@ -1423,8 +1425,10 @@ static int redis_announce(struct storage *st, const struct announce_req *req, st
         r->req = timed;
     r->peers4 = r->buf;
     r->peers6 = r->buf + (size_t)plan.numwant * PEER_COMPACT4_LEN;
-    r->lpool4 = r->peers6 + (size_t)plan.numwant * PEER_COMPACT6_LEN;
-    r->lpool6 = r->lpool4 + (size_t)plan.numwant * PEER_COMPACT4_LEN;
+    if (rs->pools) {                       /* only redis_sample draws into them, with pools */
+        r->lpool4 = r->peers6 + (size_t)plan.numwant * PEER_COMPACT6_LEN;
+        r->lpool6 = r->lpool4 + (size_t)plan.numwant * PEER_COMPACT4_LEN;
+    }
     r->self_compact_len = redis_keys_peer_compact(&req->peer, r->self_compact);
 
     n = redis_keys_member(r->self, sizeof(r->self), &req->peer);
