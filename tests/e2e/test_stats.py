@@ -231,6 +231,10 @@ class TwoHosts(unittest.TestCase):
         self.assertEqual(self.swarm(self.hosts[0], h2)['phantom_uploads'], 0)
 
     def test_announce_spike_flagged(self):
+        # The history below is written relative to this minute: keep the aggregator's pass in it
+        # (a slow run near the end of a minute would judge the next one).
+        if time.time() % 60 > 30:
+            time.sleep(60.5 - time.time() % 60)
         h = rand_hash()
         self.hosts[0].announce(h, peer('-qB4650-', 1, 7600), left=5)
         # An hour of history, 2 announces a minute, written as the workers would have counted
