@@ -55,6 +55,9 @@
 
 enum redis_kind { REDIS_REQ_ANNOUNCE, REDIS_REQ_SCRAPE, REDIS_REQ_HEALTH, REDIS_REQ_LOOKUP };
 
+#define REDIS_COUNTS 32768                 /* distinct (swarm, field) counts a worker holds ... */
+#define REDIS_COUNT_FIELD_MAX 47           /* ... each of a field this long at most ... */
+#define REDIS_COUNT_FLUSH_MS 1000          /* ... for this long, or until 3/4 full */
 #define REDIS_PKEY_MAX 320                 /* prefix + "{private}:peer:" + name + 2 x 40 hex */
 
 /* What one announce command's reply feeds. */
@@ -116,7 +119,7 @@ struct redis_req {
     uint64_t uploaded;
     enum announce_event event;
     const char *client;                    /* peer_client code of its peer_id (static) */
-    bool seeder, stats_after;
+    bool seeder, stats_count, stats_after;
     /* sample pools: the fills this request claimed (their entries' filling_ms, 0 none), and the
      * leechers drawn from a pool, appended after the seeders when the request finishes */
     uint64_t pool_claim[2];
@@ -195,6 +198,18 @@ struct redis_storage {
         uint8_t peers4[REDIS_POOL_MEMBERS * PEER_COMPACT4_LEN];
         uint8_t peers6[REDIS_POOL_MEMBERS * PEER_COMPACT6_LEN];
     } *pools;
+    /* The statistics' counters (s:/l: minutes, c: clients, fast:) added up here and written as
+     * one HINCRBY per swarm and field each REDIS_COUNT_FLUSH_MS: a hot swarm's hundred announces
+     * a second cost Redis one command a field, not a hundred. Counting decides nothing, so a
+     * count lost to a crash or an outage costs a figure, never a peer. NULL with stats off. */
+    struct redis_count {
+        uint8_t info_hash[ANNOUNCE_HASH_LEN];
+        uint8_t len;                       /* of field; 0 = empty */
+        char field[REDIS_COUNT_FIELD_MAX];
+        uint32_t n;
+    } *counts;
+    unsigned counts_used;
+    struct event *count_ev;                /* periodic flush */
 };
 
 static uint64_t redis_now_ms(void)
@@ -224,6 +239,7 @@ static uint32_t redis_u32(long long v)
 static void redis_connect(struct redis_storage *rs);
 static void redis_snatch(struct redis_storage *rs, const struct announce_req *req);
 static void redis_stats_after(struct redis_storage *rs, const struct redis_req *r);
+static void redis_count_add(struct redis_storage *rs, const uint8_t *info_hash, const char *field);
 static void redis_pool_append_leechers(struct redis_req *r);
 
 /* ---- requests ---------------------------------------------------------------------------- */
@@ -361,6 +377,12 @@ static void redis_req_finish(struct redis_req *r, int status)
             };
 
             redis_hint_store(rs, r->info_hash, &r->stats);
+            if (r->stats_count) {
+                char minute[32];
+
+                snprintf(minute, sizeof(minute), "%c:%lld", r->seeder ? 's' : 'l', (long long)(r->now_s / 60));
+                redis_count_add(rs, r->info_hash, minute);
+            }
             if (r->stats_after)
                 redis_stats_after(rs, r);
             r->announce_cb(&rep, status, r->arg);
@@ -1278,30 +1300,104 @@ static const char redis_complete_lua[] =
 
 /* ---- swarm statistics (README "Statistics"), stats.enabled ---------------------------------- */
 
-/* The stats hash of a swarm counts s:<unix minute> or l:<unix minute> in the announce's pipeline
- * (announces by seeders, by leechers: the aggregator sums them, and the newest l: field says when
- * a leecher was last heard). What depends on the peer's last announce (ZSCORE of its own set, in
- * the same pipeline) goes out after the reply, fire and forget (redis_stats_after). Counting
- * decides nothing: a lost count costs a figure, never a peer. */
+/* The stats hash of a swarm counts s:<unix minute> or l:<unix minute> (announces by seeders, by
+ * leechers: the aggregator sums them, and the newest l: field says when a leecher was last
+ * heard). What depends on the peer's last announce (ZSCORE of its own set, in the pipeline) is
+ * decided after the reply (redis_stats_after). The counts go to the worker's table
+ * (redis_count_add), the rest out fire and forget. */
 static void redis_stats_count(struct redis_storage *rs, struct redis_req *r, const struct announce_req *req,
                               bool seeder)
 {
-    char kstats[REDIS_KEY_MAX], minute[32];
     struct peer_client pc;
 
-    if (redis_keys_swarm(kstats, sizeof(kstats), rs->prefix, req->info_hash, REDIS_KEYS_STATS) < 0)
-        return;
-    snprintf(minute, sizeof(minute), "%c:%lld", seeder ? 's' : 'l', (long long)(req->now_s / 60));
-    const char *count[] = { "HINCRBY", kstats, minute, "1" };
-
-    redis_sendv(rs, r, REDIS_SLOT_WRITE, 4, count);
+    (void)rs;
     peer_client_identify(req->peer_id, &pc);
     r->client = pc.code;
     r->now_s = req->now_s;
     r->uploaded = req->uploaded;
     r->event = req->event;
     r->seeder = seeder;
+    r->stats_count = true;
     r->stats_after = req->event != ANNOUNCE_EVENT_STOPPED;
+}
+
+/* ---- the counters' table ------------------------------------------------------------------ */
+
+static void redis_count_flush(struct redis_storage *rs);
+
+static unsigned redis_count_index(const uint8_t *info_hash, const char *field, size_t len)
+{
+    uint64_t h;
+
+    memcpy(&h, info_hash, sizeof(h));      /* a SHA-1: its bytes are already uniform */
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)field[i]) * 0x100000001b3ULL;
+    return (unsigned)(h ^ h >> 29) & (REDIS_COUNTS - 1);
+}
+
+/* Adds one to field of the swarm's stats hash, in this worker's table until the next flush. */
+static void redis_count_add(struct redis_storage *rs, const uint8_t *info_hash, const char *field)
+{
+    size_t len = strlen(field);
+    unsigned i;
+
+    if (!rs->counts || len == 0 || len > REDIS_COUNT_FIELD_MAX)
+        return;
+    if (rs->counts_used >= REDIS_COUNTS / 4 * 3)
+        redis_count_flush(rs);             /* early: linear probing stays short */
+    if (rs->counts_used >= REDIS_COUNTS / 4 * 3)
+        return;                            /* no connection to flush to: the count is lost */
+    for (i = redis_count_index(info_hash, field, len);; i = (i + 1) & (REDIS_COUNTS - 1)) {
+        struct redis_count *c = &rs->counts[i];
+
+        if (c->len == 0) {
+            memcpy(c->info_hash, info_hash, ANNOUNCE_HASH_LEN);
+            memcpy(c->field, field, len);
+            c->len = (uint8_t)len;
+            c->n = 1;
+            rs->counts_used++;
+            return;
+        }
+        if (c->len == len && memcmp(c->field, field, len) == 0 &&
+            memcmp(c->info_hash, info_hash, ANNOUNCE_HASH_LEN) == 0) {
+            c->n++;
+            return;
+        }
+    }
+}
+
+static void redis_stats_send(struct redis_storage *rs, int argc, const char **argv, const char *what);
+
+/* One HINCRBY per swarm and field counted since the last flush, fire and forget; kept while
+ * there is no connection (the table is bounded: counts beyond it are lost). */
+static void redis_count_flush(struct redis_storage *rs)
+{
+    char kstats[REDIS_KEY_MAX], field[REDIS_COUNT_FIELD_MAX + 1], n[16];
+
+    if (!rs->counts || rs->counts_used == 0 || !rs->ac || !rs->connected)
+        return;
+    for (unsigned i = 0; i < REDIS_COUNTS; i++) {
+        struct redis_count *c = &rs->counts[i];
+
+        if (c->len == 0)
+            continue;
+        if (redis_keys_swarm(kstats, sizeof(kstats), rs->prefix, c->info_hash, REDIS_KEYS_STATS) >= 0) {
+            memcpy(field, c->field, c->len);
+            field[c->len] = '\0';
+            snprintf(n, sizeof(n), "%u", c->n);
+            const char *argv[] = { "HINCRBY", kstats, field, n };
+            redis_stats_send(rs, 4, argv, "HINCRBY count");
+        }
+        c->len = 0;
+    }
+    rs->counts_used = 0;
+}
+
+static void redis_count_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    redis_count_flush(arg);
 }
 
 /* A seeder reporting more uploaded than at its last report, while no leecher was heard in the
@@ -1363,13 +1459,11 @@ static void redis_stats_after(struct redis_storage *rs, const struct redis_req *
     /* A completion moves a leecher already counted this interval into the seeders. */
     if (r->prior_expiry_s == 0 ? r->event != ANNOUNCE_EVENT_COMPLETED : last_s / rs->interval_s < k) {
         snprintf(client, sizeof(client), "c:%lld:%s", k, r->client ? r->client : "other");
-        const char *mix[] = { "HINCRBY", kstats, client, "1" };
-        redis_stats_send(rs, 4, mix, "HINCRBY client");
+        redis_count_add(rs, r->info_hash, client);
     }
     if (r->event == ANNOUNCE_EVENT_NONE && r->prior_expiry_s > 0 && r->now_s - last_s < rs->min_interval_s) {
         snprintf(field, sizeof(field), "fast:%lld", k);
-        const char *fast[] = { "HINCRBY", kstats, field, "1" };
-        redis_stats_send(rs, 4, fast, "HINCRBY fast");
+        redis_count_add(rs, r->info_hash, field);
     }
     if (r->seeder && r->stats.incomplete == 0 && r->uploaded > 0 && r->event != ANNOUNCE_EVENT_STARTED &&
         redis_keys_swarm(kuploads, sizeof(kuploads), rs->prefix, r->info_hash, REDIS_KEYS_UPLOADS) >= 0) {
@@ -2054,6 +2148,11 @@ static void redis_free(struct storage *st)
     struct redis_storage *rs = (struct redis_storage *)st;
     redisAsyncContext *ac = rs->ac;
 
+    /* The counters of the last second leave with the connection: written out now, since
+     * redisAsyncFree drops what hiredis has not sent yet (a drain loses no counts). */
+    redis_count_flush(rs);
+    if (ac && rs->connected)
+        redisAsyncHandleWrite(ac);
     rs->freeing = true;
     rs->ac = NULL;
     if (ac)
@@ -2076,6 +2175,9 @@ static void redis_free(struct storage *st)
     event_free(rs->connect_ev);
     event_free(rs->reset_ev);
     event_free(rs->clock_ev);
+    if (rs->count_ev)
+        event_free(rs->count_ev);
+    free(rs->counts);
     free(rs->pools);
     free(rs);
     if (--redis_storages == 0)
@@ -2127,6 +2229,10 @@ struct storage *storage_redis_new(const struct config *cfg, struct event_base *b
         snprintf(err, errlen, "redis storage: out of memory");
         goto fail_rs;
     }
+    if (rs->stats_enabled && !(rs->counts = calloc(REDIS_COUNTS, sizeof(*rs->counts)))) {
+        snprintf(err, errlen, "redis storage: out of memory");
+        goto fail_rs;
+    }
     rs->interval_s = cfg->interval_s > 0 ? cfg->interval_s : 1800;
     rs->min_interval_s = cfg->min_interval_s;
     rs->peer_ttl_s = cfg->peer_ttl_s;
@@ -2156,6 +2262,14 @@ struct storage *storage_redis_new(const struct config *cfg, struct event_base *b
         snprintf(err, errlen, "redis storage: out of memory");
         goto fail_events;
     }
+    if (rs->counts) {
+        tv = redis_tv(REDIS_COUNT_FLUSH_MS);
+        rs->count_ev = event_new(base, -1, EV_PERSIST, redis_count_tick, rs);
+        if (!rs->count_ev || evtimer_add(rs->count_ev, &tv) < 0) {
+            snprintf(err, errlen, "redis storage: out of memory");
+            goto fail_events;
+        }
+    }
     redis_storages++;
     redis_connect(rs);
     return &rs->base;
@@ -2169,7 +2283,10 @@ fail_events:
         event_free(rs->reset_ev);
     if (rs->clock_ev)
         event_free(rs->clock_ev);
+    if (rs->count_ev)
+        event_free(rs->count_ev);
 fail_rs:
+    free(rs->counts);
     free(rs->pools);
     free(rs);
     return NULL;

@@ -63,8 +63,9 @@ class TwoHosts(unittest.TestCase):
         return json.loads(r.body)
 
     def wait_pass(self, after=None):
-        """Waits until host 0 shows a snapshot written after `after` (unix s; default now)."""
-        after = time.time() if after is None else after
+        """Waits until host 0 shows a snapshot written after `after` (unix s; default a second
+        from now: the workers write their announce counts into the stats hashes each second)."""
+        after = time.time() + 1 if after is None else after
         return tt.wait_for(lambda: (lambda s: s if s.get('snapshot') and s['time'] > after else None)(
             self.tracker(self.hosts[0])), 15, 'an aggregator pass after %d' % after)
 
@@ -102,7 +103,7 @@ class TwoHosts(unittest.TestCase):
             time.sleep(60.5 - time.time() % 60)
         t0 = time.time()
         ha, hb, v6 = self.drive_known_traffic()
-        snap = self.wait_pass(t0 + 1)
+        snap = self.wait_pass()
         leechers_a = 3 + (1 if v6 else 0)
         for t in self.hosts:
             s = self.tracker(t)

@@ -1723,6 +1723,69 @@ static void test_storage_redis_sample_pool(void **state)
     free(res);
 }
 
+/* Sums the fields of the swarm's stats hash whose names start with what ("l:", "fast:", "c:"). */
+static long long stats_sum(struct fx *f, int hash, const char *what)
+{
+    uint8_t ih[ANNOUNCE_HASH_LEN];
+    char key[200];
+    long long sum = 0;
+    redisReply *r;
+
+    hash_of(ih, hash);
+    assert_true(redis_keys_swarm(key, sizeof(key), f->prefix, ih, REDIS_KEYS_STATS) > 0);
+    r = side_cmd(f, "HGETALL %s", key);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    for (size_t i = 0; i + 1 < r->elements; i += 2)
+        if (strncmp(r->element[i]->str, what, strlen(what)) == 0)
+            sum += strtoll(r->element[i + 1]->str, NULL, 10);
+    freeReplyObject(r);
+    return sum;
+}
+
+/* The statistics' counters of a hot swarm are added up in the worker and written once a second:
+ * exact figures, a few HINCRBYs instead of one or two an announce, and a storage freed right
+ * after its announces (a draining worker) still writes them. */
+static void test_storage_redis_stats_counts_batched(void **state)
+{
+    struct fx *f = *state;
+    struct ann_result res;
+    bool never = false;
+    char ip[32], err[256];
+    long long hincr0;
+    int i;
+
+    storage_free(f->st);
+    f->cfg.stats_enabled = true;
+    f->cfg.interval_s = 1800;
+    f->cfg.min_interval_s = 60;
+    f->st = storage_new(&f->cfg, f->base, err, sizeof(err));
+    assert_non_null(f->st);
+    assert_int_equal(health_wait(f->st, f->base), 0);
+    hincr0 = cmd_calls(f, "hincrby");
+    for (i = 0; i < 100; i++) {    /* 50 leechers start, then each announces again at once */
+        snprintf(ip, sizeof(ip), "10.7.0.%d", i % 50 + 1);
+        announce_ok(f, 12, ip, 6881, 1, i < 50 ? ANNOUNCE_EVENT_STARTED : ANNOUNCE_EVENT_NONE, 10, &res);
+    }
+    run_until(f->base, &never, 1300);                   /* the flush */
+    assert_int_equal(health_of(f->st, f->base), STORAGE_OK);
+    assert_int_equal(health_of(f->st, f->base), STORAGE_OK); /* its PING follows the HINCRBYs */
+    assert_int_equal(stats_sum(f, 12, "l:"), 100);
+    assert_int_equal(stats_sum(f, 12, "c:"), 50);       /* peers by client, once an interval */
+    assert_int_equal(stats_sum(f, 12, "fast:"), 50);    /* the second announces: too soon */
+    /* l: c: fast: one field each (two when a minute or an interval turned meanwhile) */
+    assert_true(cmd_calls(f, "hincrby") - hincr0 <= 6);
+    for (i = 0; i < 5; i++)
+        announce_ok(f, 12, "10.7.1.1", 6881, 1, i == 0 ? ANNOUNCE_EVENT_STARTED : ANNOUNCE_EVENT_NONE, 10, &res);
+    storage_free(f->st);
+    f->st = NULL;
+    for (i = 0; i < 50 && stats_sum(f, 12, "l:") < 105; i++)
+        usleep(20 * 1000);
+    assert_int_equal(stats_sum(f, 12, "l:"), 105);
+    assert_int_equal(stats_sum(f, 12, "fast:"), 54);
+    f->st = storage_new(&f->cfg, f->base, err, sizeof(err));   /* for teardown */
+    assert_non_null(f->st);
+}
+
 /* numwant 200 (libtorrent's default) from a swarm just big enough for the rank windows (220
  * members; 4 windows of 51): 200 distinct peers a reply, never the peer itself, by ZRANGE. */
 static void test_storage_redis_windows_numwant_200(void **state)
@@ -1826,6 +1889,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_storage_redis_schema, setup_redis, teardown),
         cmocka_unit_test_setup_teardown(test_storage_redis_big_swarm_sample_is_fair, setup_redis, teardown),
         cmocka_unit_test_setup_teardown(test_storage_redis_sample_pool, setup_redis, teardown),
+        cmocka_unit_test_setup_teardown(test_storage_redis_stats_counts_batched, setup_redis, teardown),
         cmocka_unit_test_setup_teardown(test_storage_redis_seeders_fill_numwant, setup_redis, teardown),
         cmocka_unit_test_setup_teardown(test_storage_redis_windows_numwant_200, setup_redis, teardown),
         cmocka_unit_test_setup_teardown(test_storage_redis_set_ttl_covers_members, setup_redis, teardown),
