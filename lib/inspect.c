@@ -17,6 +17,7 @@
 
 #include "lib/anomaly.h"
 #include "lib/peer_client.h"
+#include "lib/stats_fields.h"
 
 #define INSPECT_HEX_LEN 40
 #define INSPECT_KEY_MAX 160
@@ -196,9 +197,8 @@ static void inspect_print_stats(const struct config *cfg, redisContext *c, const
 {
     char key[INSPECT_KEY_MAX];
     const char *argv[] = { "HGETALL", key };
+    struct stats_fields f;
     redisReply *r;
-    long long first = 0, last_m = 0, interval = 0, hour = 0, k = now / cfg->interval_s;
-    long long fast = 0, phantom = 0;
 
     inspect_key(key, cfg, hex, "stats");
     r = redisCommandArgv(c, 2, argv, NULL);
@@ -207,50 +207,23 @@ static void inspect_print_stats(const struct config *cfg, redisContext *c, const
             freeReplyObject(r);
         return;
     }
-    for (size_t i = 0; i + 1 < r->elements; i += 2) {
-        const char *f = r->element[i]->str;
-        long long v = strtoll(r->element[i + 1]->str, NULL, 10);
-        if ((f[0] == 's' || f[0] == 'l') && f[1] == ':') {
-            long long m = strtoll(f + 2, NULL, 10);
-            last_m = m > last_m ? m : last_m;
-            interval += m * 60 >= now - cfg->interval_s ? v : 0;
-            hour += now / 60 - m < 60 ? v : 0;
-        } else if (strcmp(f, "first") == 0) {
-            first = v;
-        } else if (strncmp(f, "fast:", 5) == 0 && strtoll(f + 5, NULL, 10) >= k - 1) {
-            fast = v > fast ? v : fast;
-        } else if (strncmp(f, "phantom:", 8) == 0 && strtoll(f + 8, NULL, 10) >= k - 1) {
-            phantom = v > phantom ? v : phantom;
-        }
-    }
+    stats_fields_parse(r, now, cfg->interval_s, &f, NULL, NULL);
     fprintf(out, "statistics:\n");
-    if (first > 0)
-        fprintf(out, "  first seen  %lld s ago\n", now - first);
-    if (last_m > 0)
-        fprintf(out, "  last seen   %lld s ago (minute)\n", now - last_m * 60 > 0 ? now - last_m * 60 : 0);
-    fprintf(out, "  announces   %lld in the last interval, %lld in the last hour\n", interval, hour);
-    fprintf(out, "  too fast    %lld announces sooner than min interval; phantom uploads %lld\n", fast, phantom);
+    if (f.first_s > 0)
+        fprintf(out, "  first seen  %lld s ago\n", now - (long long)f.first_s);
+    if (f.last_minute > 0)
+        fprintf(out, "  last seen   %lld s ago (minute)\n",
+                now - f.last_minute * 60 > 0 ? now - (long long)f.last_minute * 60 : 0);
+    fprintf(out, "  announces   %llu in the last interval, %llu in the last hour\n",
+            (unsigned long long)f.announces_interval, (unsigned long long)f.announces_hour);
+    fprintf(out, "  too fast    %llu announces sooner than min interval; phantom uploads %llu\n",
+            (unsigned long long)f.fast, (unsigned long long)f.phantom);
     fprintf(out, "  clients    ");
     bool any = false;
-    for (size_t i = 0; i + 1 < r->elements; i += 2) {
-        const char *f = r->element[i]->str, *code;
-        char *end;
-        if (strncmp(f, "c:", 2) != 0 || strtoll(f + 2, &end, 10) < k - 1 || *end != ':')
-            continue;
-        code = end + 1;
-        long long v = strtoll(r->element[i + 1]->str, NULL, 10);
-        bool beaten = false;           /* the other interval's count of the code is larger */
-        for (size_t j = 0; j + 1 < r->elements; j += 2) {
-            const char *g = r->element[j]->str, *gc = strchr(g + 2, ':');
-            long long w = strtoll(r->element[j + 1]->str, NULL, 10);
-            if (j != i && strncmp(g, "c:", 2) == 0 && gc && strcmp(gc + 1, code) == 0 &&
-                strtoll(g + 2, NULL, 10) >= k - 1 && (w > v || (w == v && j < i)))
-                beaten = true;
-        }
-        if (beaten)
-            continue;
-        const char *name = peer_client_name(code, strlen(code));
-        fprintf(out, "%s %s (%lld)", any ? "," : "", name ? name : code, v);
+    for (unsigned i = 0; i < f.nclients; i++) {
+        const char *code = f.clients[i].code, *name = peer_client_name(code, strlen(code));
+
+        fprintf(out, "%s %s (%llu)", any ? "," : "", name ? name : code, (unsigned long long)f.clients[i].peers);
         any = true;
     }
     fprintf(out, "%s\n", any ? "" : " none heard this interval");

@@ -3,6 +3,7 @@
  * command (a read-only FCALL of redis/tyto.lua, or a GET) and answers from its reply, or with 503
  * when Redis does not answer within redis.timeout_ms. */
 #include "lib/stats.h"
+#include "lib/stats_fields.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -486,75 +487,28 @@ static void stats_write_swarm(struct evbuffer *b, const struct stats_call *c, co
                               int min_interval_s)
 {
     const redisReply *h = r->element[0];
-    int64_t now_m = c->now_s / 60, k = c->now_s / interval_s, last_m = 0;
-    uint64_t last_interval = 0, last_hour = 0, fast[2] = { 0, 0 }, phantom[2] = { 0, 0 }, first = 0;
-    bool any_client = false;
+    struct stats_fields sf;
 
+    stats_fields_parse(h, c->now_s, interval_s, &sf, NULL, NULL);
     evbuffer_add_printf(b, "{\"info_hash\":\"%s\",\"seeders\":%llu,\"leechers\":%llu,\"downloaded\":%llu", c->hex,
                         (unsigned long long)stats_u64(r->element[1]), (unsigned long long)stats_u64(r->element[2]),
                         (unsigned long long)stats_u64(r->element[3]));
-    for (size_t i = 0; i + 1 < h->elements; i += 2) {
-        const char *n = h->element[i]->str;
-        uint64_t v = stats_u64(h->element[i + 1]);
-        if ((n[0] == 's' || n[0] == 'l') && n[1] == ':') {
-            int64_t m = strtoll(n + 2, NULL, 10);
-            if (m > last_m)
-                last_m = m;
-            if (m * 60 >= c->now_s - interval_s)
-                last_interval += v;
-            if (now_m - m < 60)
-                last_hour += v;
-        } else if (strncmp(n, "fast:", 5) == 0 || strncmp(n, "phantom:", 8) == 0) {
-            int64_t bk = strtoll(n + (n[0] == 'f' ? 5 : 8), NULL, 10);
-            if (bk <= k && bk >= k - 1)
-                (n[0] == 'f' ? fast : phantom)[k - bk] = v;
-        } else if (strcmp(n, "first") == 0) {
-            first = v;
-        }
-    }
     evbuffer_add_printf(b,
                         ",\"first_seen\":%llu,\"last_seen\":%lld,\"announces_last_interval\":%llu,"
                         "\"announces_last_hour\":%llu,\"interval_s\":%d,\"min_interval_s\":%d,"
                         "\"fast_announces\":%llu,\"phantom_uploads\":%llu",
-                        (unsigned long long)first,
-                        (long long)(last_m * 60 > (int64_t)first ? last_m * 60 : (int64_t)first),
-                        (unsigned long long)last_interval,
-                        (unsigned long long)last_hour, interval_s, min_interval_s,
-                        (unsigned long long)(fast[0] > fast[1] ? fast[0] : fast[1]),
-                        (unsigned long long)(phantom[0] > phantom[1] ? phantom[0] : phantom[1]));
-    /* Client mix: peers by client, each counted at its first announce of an interval; the
-     * larger of this interval's count and the last's (this one has only begun). */
+                        (unsigned long long)sf.first_s,
+                        (long long)(sf.last_minute * 60 > sf.first_s ? sf.last_minute * 60 : sf.first_s),
+                        (unsigned long long)sf.announces_interval, (unsigned long long)sf.announces_hour,
+                        interval_s, min_interval_s, (unsigned long long)sf.fast, (unsigned long long)sf.phantom);
+    /* Client mix: peers by client, each counted at its first announce of an interval. */
     evbuffer_add(b, ",\"clients\":{", 12);
-    for (size_t i = 0; i + 1 < h->elements; i += 2) {
-        const char *n = h->element[i]->str, *code;
-        char *end;
-        int64_t bk;
-        if (strncmp(n, "c:", 2) != 0)
-            continue;
-        bk = strtoll(n + 2, &end, 10);
-        if (*end != ':' || bk < k - 1)
-            continue;
-        code = end + 1;
-        /* the same code in both intervals: written once, at its first field */
-        bool dup = false;
-        for (size_t j = 0; j < i; j += 2) {
-            const char *o = h->element[j]->str, *oc = strchr(o + 2, ':');
-            if (strncmp(o, "c:", 2) == 0 && oc && strcmp(oc + 1, code) == 0 && strtoll(o + 2, NULL, 10) >= k - 1)
-                dup = true;
-        }
-        if (dup)
-            continue;
-        uint64_t total = 0;
-        for (size_t j = i; j + 1 < h->elements; j += 2) {
-            const char *o = h->element[j]->str, *oc = strchr(o + 2, ':');
-            if (strncmp(o, "c:", 2) == 0 && oc && strcmp(oc + 1, code) == 0 && strtoll(o + 2, NULL, 10) >= k - 1)
-                total = stats_u64(h->element[j + 1]) > total ? stats_u64(h->element[j + 1]) : total;
-        }
-        const char *name = peer_client_name(code, strlen(code));
-        evbuffer_add_printf(b, "%s", any_client ? "," : "");
+    for (unsigned i = 0; i < sf.nclients; i++) {
+        const char *code = sf.clients[i].code, *name = peer_client_name(code, strlen(code));
+
+        evbuffer_add_printf(b, "%s", i ? "," : "");
         stats_json_string(b, name ? name : code, strlen(name ? name : code));
-        evbuffer_add_printf(b, ":%llu", (unsigned long long)total);
-        any_client = true;
+        evbuffer_add_printf(b, ":%llu", (unsigned long long)sf.clients[i].peers);
     }
     evbuffer_add(b, "}", 1);
     /* What the aggregator's last census found (absent until its first pass over the swarm). */

@@ -3,6 +3,7 @@
  * batch's last reply came, so a pass costs Redis a steady trickle, never a burst. Every reply
  * callback carries its pass number: a reply of an abandoned pass is dropped. */
 #include "lib/stats_aggregator.h"
+#include "lib/stats_fields.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -333,56 +334,28 @@ struct agg_fields {
     size_t nstale;
 };
 
-static void agg_stale(struct agg_fields *f, const redisReply *field)
+static void agg_stale(const char *name, size_t len, void *arg)
 {
+    struct agg_fields *f = arg;
+
     if (f->nstale < sizeof(f->stale) / sizeof(f->stale[0])) {
-        f->stale[f->nstale] = field->str;
-        f->stale_len[f->nstale++] = field->len;
+        f->stale[f->nstale] = name;
+        f->stale_len[f->nstale++] = len;
     }
 }
 
-/* Reads the stats hash's fields (README "Statistics"): s:/l:<minute>, c:<k>:<client>,
- * fast:<k>, phantom:<k>, first; the kept anomaly:<kind> reasons of kinds no longer flagged are
- * pruned by the caller. Interval counters: the current interval's or the last one's, whichever
- * is higher (a rule judges a whole interval, and the current one has only begun). */
+/* The stats hash's fields (lib/stats_fields.c) as the anomaly rules take them; the stale ones
+ * are pruned by agg_write_swarm, as are kept anomaly:<kind> reasons of kinds no longer flagged. */
 static void agg_read_fields(const struct stats_aggregator *a, const redisReply *h, struct agg_fields *f)
 {
-    int64_t now_m = a->now_s / 60, k = a->now_s / a->cfg->interval_s;
-    int64_t since_m = (a->now_s - a->cfg->interval_s) / 60;
-    uint64_t fast[2] = { 0, 0 }, phantom[2] = { 0, 0 };
+    struct stats_fields sf;
 
-    for (size_t i = 0; i + 1 < h->elements; i += 2) {
-        const redisReply *name = h->element[i], *val = h->element[i + 1];
-        const char *n = name->str;
-        uint64_t v = agg_int(val);
-
-        if (name->type != REDIS_REPLY_STRING)
-            continue;
-        if ((n[0] == 's' || n[0] == 'l') && n[1] == ':') {
-            int64_t m = strtoll(n + 2, NULL, 10), age = now_m - m;
-            if (age >= ANOMALY_MINUTES)
-                agg_stale(f, name);
-            else if (age >= 0)
-                f->an.minute[age] += (uint32_t)v;
-            if (m >= since_m)
-                f->announces += v;
-        } else if (strncmp(n, "c:", 2) == 0) {
-            if (strtoll(n + 2, NULL, 10) < k - 1)
-                agg_stale(f, name);
-        } else if (strncmp(n, "fast:", 5) == 0 || strncmp(n, "phantom:", 8) == 0) {
-            bool is_fast = n[0] == 'f';
-            int64_t b = strtoll(n + (is_fast ? 5 : 8), NULL, 10);
-            uint64_t *slot = is_fast ? fast : phantom;
-            if (b < k - 1)
-                agg_stale(f, name);
-            else if (b <= k)
-                slot[k - b] = v;
-        } else if (strcmp(n, "first") == 0) {
-            f->an.first_seen_s = (int64_t)v;
-        }
-    }
-    f->an.fast_announces = (unsigned)(fast[0] > fast[1] ? fast[0] : fast[1]);
-    f->an.phantom_uploads = (unsigned)(phantom[0] > phantom[1] ? phantom[0] : phantom[1]);
+    stats_fields_parse(h, a->now_s, a->cfg->interval_s, &sf, agg_stale, f);
+    memcpy(f->an.minute, sf.minute, sizeof(f->an.minute));
+    f->an.first_seen_s = sf.first_s;
+    f->an.fast_announces = (unsigned)sf.fast;
+    f->an.phantom_uploads = (unsigned)sf.phantom;
+    f->announces = sf.announces_interval;
 }
 
 /* Writes what the pass learnt back into the swarm's stats hash (so `tyto swarm` and
