@@ -40,6 +40,34 @@ def socket_fds(pid):
     return n
 
 
+def accepted_client_ports(pid, port):
+    """Client-side ports of the TCP connections to port that process pid holds open (accepted),
+    from its socket inodes and /proc/net/tcp{,6}: connections still in the listen backlog have no
+    owner yet (inode 0), so they are not among them."""
+    inodes = set()
+    d = '/proc/%d/fd' % pid
+    for fd in os.listdir(d):
+        try:
+            m = re.match(r'socket:\[(\d+)\]', os.readlink(os.path.join(d, fd)))
+        except OSError:
+            continue
+        if m:
+            inodes.add(m.group(1))
+    ports = set()
+    for table in ('/proc/net/tcp', '/proc/net/tcp6'):
+        try:
+            with open(table) as f:
+                lines = f.readlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            col = line.split()
+            local_port = int(col[1].rsplit(':', 1)[1], 16)
+            if local_port == port and col[3] != '0A' and col[9] in inodes:   # 0A: the listener
+                ports.add(int(col[2].rsplit(':', 1)[1], 16))
+    return ports
+
+
 def listen_backlog(port):
     """The listener's line from `ss -ltn` (its Send-Q column is the backlog), for messages."""
     try:
@@ -337,8 +365,16 @@ class AbuseTest(unittest.TestCase):
                 time.sleep(0.05)
             self.assertEqual(peak, maxc, 'open connections in the worker')
             rss_peak = vm_rss_kb(wpid)
+            # Which connections the worker took is the kernel's choice, not the order of connect()
+            # (TCP_DEFER_ACCEPT hands over idle connections as their deferral runs out), so the
+            # test asks the worker's socket table rather than assuming the first maxc.
+            accepted = accepted_client_ports(wpid, t.port)
+            self.assertEqual(len(accepted), maxc, 'connections the worker holds')
+            taken = [s for s in conns if s.getsockname()[1] in accepted]
+            backlog = [s for s in conns if s.getsockname()[1] not in accepted]
+            self.assertEqual(len(taken), maxc, 'accepted connections are ours')
             # Requests on connections still in the backlog wait ...
-            waiting = conns[maxc:maxc + 10]
+            waiting = backlog[:10]
             for s in waiting:
                 s.sendall(('GET %s HTTP/1.1\r\nHost: t\r\n\r\n' % announce_query()).encode())
             r, _, _ = select.select(waiting, [], [], 0.3)
@@ -346,13 +382,13 @@ class AbuseTest(unittest.TestCase):
             # ... and are served once earlier connections close. The worker refills its
             # max_connections from the backlog ...
             t0 = time.monotonic()
-            for s in conns[:maxc]:
+            for s in taken:
                 s.close()
             wait_for(lambda: socket_fds(wpid) - base == maxc, 5, 'the next connections to be accepted')
             # ... in the kernel's order, which is not the order of connect() (TCP_DEFER_ACCEPT
             # queues the idle connections whose deferral ran out last-first): once every other
             # connection has closed, the waiting requests must be served.
-            for s in conns[maxc + 10:]:
+            for s in backlog[10:]:
                 s.close()
             served_ms = []
             for s in waiting:
