@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -250,6 +251,43 @@ static void test_redis_keys_compact_v4_matches_writer(void **state)
     assert_true(accepted > 1000);          /* the generator reaches the valid forms */
 }
 
+/* The hand-written writers against printf's: every port and address byte, and the edges of int64. */
+static void test_redis_keys_writers_match_printf(void **state)
+{
+    static const int64_t edges[] = { 0, 1, -1, 9, 10, -10, 99, 100, 1733480000, -1733480000, INT64_MAX,
+                                     INT64_MIN, INT64_MAX - 1, INT64_MIN + 1, 4294967295LL, 4294967296LL };
+    char got[32], want[32];
+    unsigned long long x = 88172645463325252ULL;
+    struct peer_addr p;
+    (void)state;
+
+    for (size_t i = 0; i < sizeof(edges) / sizeof(edges[0]); i++) {
+        snprintf(want, sizeof(want), "%lld", (long long)edges[i]);
+        assert_int_equal(redis_keys_i64(got, edges[i]), strlen(want));
+        assert_string_equal(got, want);
+    }
+    memset(&p, 0, sizeof(p));
+    p.family = AF_INET;
+    for (unsigned port = 0; port <= 65535; port++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        memcpy(p.addr, &x, 4);
+        p.addr[port % 4] = (uint8_t)(port % 256);      /* every byte value in every place */
+        p.port = (uint16_t)port;
+        snprintf(want, sizeof(want), "%u.%u.%u.%u:%u", p.addr[0], p.addr[1], p.addr[2], p.addr[3], port);
+        assert_int_equal(redis_keys_member(got, sizeof(got), &p), (int)strlen(want));
+        assert_string_equal(got, want);
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        snprintf(want, sizeof(want), "%lld", (long long)x);
+        redis_keys_i64(got, (int64_t)x);
+        assert_string_equal(got, want);
+    }
+    /* room for "255.255.255.255:65535" and its NUL, not one byte less */
+    memset(p.addr, 255, 4);
+    p.port = 65535;
+    assert_int_equal(redis_keys_member(got, 22, &p), 21);
+    assert_int_equal(redis_keys_member(got, 21, &p), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -263,6 +301,7 @@ int main(void)
         cmocka_unit_test(test_redis_keys_compact_bytes),
         cmocka_unit_test(test_redis_keys_compact_rejects_garbage),
         cmocka_unit_test(test_redis_keys_compact_v4_matches_writer),
+        cmocka_unit_test(test_redis_keys_writers_match_printf),
     };
 
     return cmocka_run_group_tests_name("redis_keys", tests, NULL, NULL);
