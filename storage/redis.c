@@ -1072,11 +1072,7 @@ static int redis_sendv(struct redis_storage *rs, struct redis_req *r, enum redis
 static int redis_keys3(const struct redis_storage *rs, const uint8_t *info_hash, char *seeders,
                        char *leechers, char *info)
 {
-    if (redis_keys_swarm(seeders, REDIS_KEY_MAX, rs->prefix, info_hash, REDIS_KEYS_SEEDERS) < 0 ||
-        redis_keys_swarm(leechers, REDIS_KEY_MAX, rs->prefix, info_hash, REDIS_KEYS_LEECHERS) < 0 ||
-        redis_keys_swarm(info, REDIS_KEY_MAX, rs->prefix, info_hash, REDIS_KEYS_INFO) < 0)
-        return -1;
-    return 0;
+    return redis_keys_swarm3(seeders, leechers, info, REDIS_KEY_MAX, rs->prefix, info_hash);
 }
 
 /* The request's time on Redis's clock: req->now_s is the worker's loop time, and the offset the

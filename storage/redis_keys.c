@@ -48,6 +48,23 @@ int redis_keys_swarm(char *dst, size_t cap, const char *prefix,
     return (int)len;
 }
 
+int redis_keys_swarm3(char *seeders, char *leechers, char *info, size_t cap, const char *prefix,
+                      const uint8_t info_hash[ANNOUNCE_HASH_LEN])
+{
+    int n = redis_keys_swarm(leechers, cap, prefix, info_hash, REDIS_KEYS_LEECHERS);
+    size_t base;                           /* through "}:", shared by the three */
+
+    if (n < 0)
+        return -1;
+    base = (size_t)n - strlen(redis_keys_suffix[REDIS_KEYS_LEECHERS]);
+    /* "leechers" is the longest suffix: the other two fit where it did */
+    memcpy(seeders, leechers, base);
+    memcpy(seeders + base, redis_keys_suffix[REDIS_KEYS_SEEDERS], sizeof("seeders"));
+    memcpy(info, leechers, base);
+    memcpy(info + base, redis_keys_suffix[REDIS_KEYS_INFO], sizeof("info"));
+    return 0;
+}
+
 /* True for ::ffff:a.b.c.d (RFC 4291 2.5.5.2). */
 static int redis_keys_v4_mapped(const uint8_t addr[16])
 {

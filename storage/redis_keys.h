@@ -27,6 +27,12 @@ enum redis_keys_kind {
 int redis_keys_swarm(char *dst, size_t cap, const char *prefix,
                      const uint8_t info_hash[ANNOUNCE_HASH_LEN], enum redis_keys_kind kind);
 
+/* The seeders', leechers' and info keys of one swarm at once, each in cap bytes: the same text
+ * as three redis_keys_swarm calls, with the hex written once (a scrape of ten hashes builds 30
+ * keys). Returns 0, or -1 if one does not fit. */
+int redis_keys_swarm3(char *seeders, char *leechers, char *info, size_t cap, const char *prefix,
+                      const uint8_t info_hash[ANNOUNCE_HASH_LEN]);
+
 /* Writes v in decimal ("-12", "1733480000") into dst, NUL-terminated; dst has room for 21 bytes.
  * Returns the length. snprintf did this for every command argument at 3-9 % of a worker's
  * instructions (bench/RESULTS.md). */

@@ -251,6 +251,33 @@ static void test_redis_keys_compact_v4_matches_writer(void **state)
     assert_true(accepted > 1000);          /* the generator reaches the valid forms */
 }
 
+/* The three keys at once are the three keys one at a time, for any prefix; no room, no keys. */
+static void test_redis_keys_swarm3_matches_swarm(void **state)
+{
+    static const char *const prefixes[] = { "", "tyto:", "a-much-longer-prefix-of-32-chars:" };
+    uint8_t h[ANNOUNCE_HASH_LEN];
+    char s[128], l[128], i3[128], want[128];
+    (void)state;
+
+    for (size_t p = 0; p < sizeof(prefixes) / sizeof(prefixes[0]); p++) {
+        for (int k = 0; k < 50; k++) {
+            for (size_t b = 0; b < sizeof(h); b++)
+                h[b] = (uint8_t)(k * 37 + b * 11 + p);
+            assert_int_equal(redis_keys_swarm3(s, l, i3, sizeof(s), prefixes[p], h), 0);
+            redis_keys_swarm(want, sizeof(want), prefixes[p], h, REDIS_KEYS_SEEDERS);
+            assert_string_equal(s, want);
+            redis_keys_swarm(want, sizeof(want), prefixes[p], h, REDIS_KEYS_LEECHERS);
+            assert_string_equal(l, want);
+            redis_keys_swarm(want, sizeof(want), prefixes[p], h, REDIS_KEYS_INFO);
+            assert_string_equal(i3, want);
+        }
+        /* exactly the leechers key's room, and one byte less */
+        size_t need = strlen(l) + 1;
+        assert_int_equal(redis_keys_swarm3(s, l, i3, need, prefixes[p], h), 0);
+        assert_int_equal(redis_keys_swarm3(s, l, i3, need - 1, prefixes[p], h), -1);
+    }
+}
+
 /* The hand-written writers against printf's: every port and address byte, and the edges of int64. */
 static void test_redis_keys_writers_match_printf(void **state)
 {
@@ -302,6 +329,7 @@ int main(void)
         cmocka_unit_test(test_redis_keys_compact_rejects_garbage),
         cmocka_unit_test(test_redis_keys_compact_v4_matches_writer),
         cmocka_unit_test(test_redis_keys_writers_match_printf),
+        cmocka_unit_test(test_redis_keys_swarm3_matches_swarm),
     };
 
     return cmocka_run_group_tests_name("redis_keys", tests, NULL, NULL);
