@@ -58,6 +58,7 @@ enum redis_kind { REDIS_REQ_ANNOUNCE, REDIS_REQ_SCRAPE, REDIS_REQ_HEALTH, REDIS_
 #define REDIS_COUNTS 32768                 /* distinct (swarm, field) counts a worker holds ... */
 #define REDIS_COUNT_FIELD_MAX 47           /* ... each of a field this long at most ... */
 #define REDIS_COUNT_FLUSH_MS 1000          /* ... for this long, or until 3/4 full */
+#define REDIS_COUNT_INFLIGHT 256           /* a flush's HINCRBYs unanswered at a time, at most */
 #define REDIS_PKEY_MAX 320                 /* prefix + "{private}:peer:" + name + 2 x 40 hex */
 
 /* What one announce command's reply feeds. */
@@ -210,6 +211,9 @@ struct redis_storage {
     } *counts;
     unsigned counts_used;
     struct event *count_ev;                /* periodic flush */
+    bool counts_round;                     /* a flush is walking the table ... */
+    unsigned counts_cursor;                /* ... and goes on from here */
+    unsigned counts_unacked;               /* its HINCRBYs on the connection, not yet answered */
 };
 
 static uint64_t redis_now_ms(void)
@@ -1365,31 +1369,55 @@ static void redis_count_add(struct redis_storage *rs, const uint8_t *info_hash, 
     }
 }
 
-static void redis_stats_send(struct redis_storage *rs, int argc, const char **argv, const char *what);
+static bool redis_stats_send(struct redis_storage *rs, int argc, const char **argv, const char *what);
+
+static const char redis_count_what[] = "HINCRBY count";
 
 /* One HINCRBY per swarm and field counted since the last flush, fire and forget; kept while
- * there is no connection (the table is bounded: counts beyond it are lost). */
-static void redis_count_flush(struct redis_storage *rs)
+ * there is no connection (the table is bounded: counts beyond it are lost). At most
+ * REDIS_COUNT_INFLIGHT of them wait for Redis at a time, on the announces' connection: a whole
+ * table at once (up to 24,576 commands) would queue ahead of the announces sent after it, and
+ * while Redis is behind, what waits for it must stay bounded by http.max_pending announces and
+ * this (tests/e2e/test_overload.py). The walk goes on as the answers come (redis_stats_cb). */
+static void redis_count_flush_upto(struct redis_storage *rs, unsigned inflight)
 {
     char kstats[REDIS_KEY_MAX], field[REDIS_COUNT_FIELD_MAX + 1], n[16];
 
-    if (!rs->counts || rs->counts_used == 0 || !rs->ac || !rs->connected)
+    if (!rs->counts || !rs->ac || !rs->connected)
         return;
-    for (unsigned i = 0; i < REDIS_COUNTS; i++) {
-        struct redis_count *c = &rs->counts[i];
+    if (!rs->counts_round) {
+        if (rs->counts_used == 0)
+            return;
+        rs->counts_round = true;
+        rs->counts_cursor = 0;
+    }
+    while (rs->counts_cursor < REDIS_COUNTS && rs->counts_unacked < inflight) {
+        struct redis_count *c = &rs->counts[rs->counts_cursor];
 
-        if (c->len == 0)
-            continue;
-        if (redis_keys_swarm(kstats, sizeof(kstats), rs->prefix, c->info_hash, REDIS_KEYS_STATS) >= 0) {
+        if (c->len > 0 &&
+            redis_keys_swarm(kstats, sizeof(kstats), rs->prefix, c->info_hash, REDIS_KEYS_STATS) >= 0) {
             memcpy(field, c->field, c->len);
             field[c->len] = '\0';
             redis_u32_text(n, c->n);
             const char *argv[] = { "HINCRBY", kstats, field, n };
-            redis_stats_send(rs, 4, argv, "HINCRBY count");
+            if (!redis_stats_send(rs, 4, argv, redis_count_what))
+                return;                    /* hiredis refused it: the count waits for a retry */
+            rs->counts_unacked++;
         }
+        /* Emptying a slot can cut a probe chain: a later count of a field further down that
+         * chain then takes a second slot, and both are added in Redis. Nothing is lost. */
+        if (c->len > 0)
+            rs->counts_used--;
         c->len = 0;
+        rs->counts_cursor++;
     }
-    rs->counts_used = 0;
+    if (rs->counts_cursor >= REDIS_COUNTS)
+        rs->counts_round = false;
+}
+
+static void redis_count_flush(struct redis_storage *rs)
+{
+    redis_count_flush_upto(rs, REDIS_COUNT_INFLIGHT);
 }
 
 static void redis_count_tick(evutil_socket_t fd, short what, void *arg)
@@ -1424,11 +1452,17 @@ static void redis_stats_cb(redisAsyncContext *ac, void *reply_ptr, void *privdat
 
     if (rs && reply && reply->type == REDIS_REPLY_ERROR)
         log_warn("redis %s: %s failed: %s", rs->where, (const char *)privdata, reply->str);
+    if (rs && privdata == redis_count_what && rs->counts_unacked > 0) {
+        rs->counts_unacked--;
+        /* a reply (not a connection going away): room again for the flush's next part */
+        if (reply && rs->counts_round && rs->counts_unacked <= REDIS_COUNT_INFLIGHT / 2)
+            redis_count_flush(rs);
+    }
 }
 
 /* Fire and forget, formatted by tyto like the announce's commands (hiredis's own formatter was
  * 17 % of a worker's instructions with the statistics on: bench/RESULTS.md). */
-static void redis_stats_send(struct redis_storage *rs, int argc, const char **argv, const char *what)
+static bool redis_stats_send(struct redis_storage *rs, int argc, const char **argv, const char *what)
 {
     char cmd[1024];
     size_t lens[12], len;
@@ -1439,8 +1473,10 @@ static void redis_stats_send(struct redis_storage *rs, int argc, const char **ar
     len = redis_format(cmd, sizeof(cmd), argc, argv, lens);
     rc = len > 0 ? redisAsyncFormattedCommand(rs->ac, redis_stats_cb, (void *)what, cmd, len)
                  : redisAsyncCommandArgv(rs->ac, redis_stats_cb, (void *)what, argc, argv, lens);
-    if (rc == REDIS_OK)
-        rs->base.counters.commands++;
+    if (rc != REDIS_OK)
+        return false;
+    rs->base.counters.commands++;
+    return true;
 }
 
 /* After the reply, from the peer's last expiry (0: it was not in its set):
@@ -1744,6 +1780,7 @@ static void redis_drop(struct redis_storage *rs)
     rs->ac = NULL;
     rs->connected = false;
     rs->drop_requested = false;
+    rs->counts_unacked = 0;                /* their callbacks find no storage (data is NULL) */
     evtimer_del(rs->connect_ev);
     redis_schedule_retry(rs);
     ac->data = NULL;
@@ -1832,6 +1869,7 @@ static void redis_on_disconnect(const redisAsyncContext *ac, int status)
         return;
     rs->ac = NULL;
     rs->connected = false;
+    rs->counts_unacked = 0;
     evtimer_del(rs->connect_ev);
     log_warn("redis %s: connection lost: %s", rs->where, status == REDIS_OK ? "closed" : ac->errstr);
     redis_schedule_retry(rs);
@@ -2165,7 +2203,8 @@ static void redis_free(struct storage *st)
 
     /* The counters of the last second leave with the connection: written out now, since
      * redisAsyncFree drops what hiredis has not sent yet (a drain loses no counts). */
-    redis_count_flush(rs);
+    rs->counts_round = false;              /* the whole table, from the start, all at once */
+    redis_count_flush_upto(rs, UINT_MAX);
     if (ac && rs->connected)
         redisAsyncHandleWrite(ac);
     rs->freeing = true;

@@ -1724,14 +1724,12 @@ static void test_storage_redis_sample_pool(void **state)
 }
 
 /* Sums the fields of the swarm's stats hash whose names start with what ("l:", "fast:", "c:"). */
-static long long stats_sum(struct fx *f, int hash, const char *what)
+static long long stats_sum_of(struct fx *f, const uint8_t ih[ANNOUNCE_HASH_LEN], const char *what)
 {
-    uint8_t ih[ANNOUNCE_HASH_LEN];
     char key[200];
     long long sum = 0;
     redisReply *r;
 
-    hash_of(ih, hash);
     assert_true(redis_keys_swarm(key, sizeof(key), f->prefix, ih, REDIS_KEYS_STATS) > 0);
     r = side_cmd(f, "HGETALL %s", key);
     assert_int_equal(r->type, REDIS_REPLY_ARRAY);
@@ -1740,6 +1738,14 @@ static long long stats_sum(struct fx *f, int hash, const char *what)
             sum += strtoll(r->element[i + 1]->str, NULL, 10);
     freeReplyObject(r);
     return sum;
+}
+
+static long long stats_sum(struct fx *f, int hash, const char *what)
+{
+    uint8_t ih[ANNOUNCE_HASH_LEN];
+
+    hash_of(ih, hash);
+    return stats_sum_of(f, ih, what);
 }
 
 /* The statistics' counters of a hot swarm are added up in the worker and written once a second:
@@ -1784,6 +1790,47 @@ static void test_storage_redis_stats_counts_batched(void **state)
     assert_int_equal(stats_sum(f, 12, "fast:"), 54);
     f->st = storage_new(&f->cfg, f->base, err, sizeof(err));   /* for teardown */
     assert_non_null(f->st);
+}
+
+/* More counted fields than a flush sends at once (REDIS_COUNT_INFLIGHT, 256): 300 swarms with
+ * one announce each are 600 fields (l: and c:), written in parts as Redis answers, every one. */
+static void test_storage_redis_stats_counts_flushed_in_parts(void **state)
+{
+    struct fx *f = *state;
+    struct ann_result res;
+    bool never = false;
+    char err[256];
+    long long hincr0;
+    int i;
+
+    storage_free(f->st);
+    f->cfg.stats_enabled = true;
+    f->st = storage_new(&f->cfg, f->base, err, sizeof(err));
+    assert_non_null(f->st);
+    assert_int_equal(health_wait(f->st, f->base), 0);
+    hincr0 = cmd_calls(f, "hincrby");
+    for (i = 0; i < 300; i++) {
+        struct announce_req req = req_of(0, "10.8.0.1", 6881, 1, ANNOUNCE_EVENT_STARTED, 10, f->now);
+
+        req.info_hash[1] = (uint8_t)(i >> 8);       /* 300 swarms of their own */
+        req.info_hash[2] = (uint8_t)i;
+        req.info_hash[3] = 0x5e;
+        announce(f, &req, &res);
+        assert_int_equal(res.status, STORAGE_OK);
+    }
+    run_until(f->base, &never, 1300);                   /* the flush, and its parts */
+    assert_int_equal(health_of(f->st, f->base), STORAGE_OK);
+    for (i = 0; i < 300; i++) {
+        uint8_t ih[ANNOUNCE_HASH_LEN];
+
+        hash_of(ih, 0);
+        ih[1] = (uint8_t)(i >> 8);
+        ih[2] = (uint8_t)i;
+        ih[3] = 0x5e;
+        assert_int_equal(stats_sum_of(f, ih, "l:"), 1);
+        assert_int_equal(stats_sum_of(f, ih, "c:"), 1);
+    }
+    assert_true(cmd_calls(f, "hincrby") - hincr0 >= 600);
 }
 
 /* numwant 200 (libtorrent's default) from a swarm just big enough for the rank windows (220
@@ -1890,6 +1937,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_storage_redis_big_swarm_sample_is_fair, setup_redis, teardown),
         cmocka_unit_test_setup_teardown(test_storage_redis_sample_pool, setup_redis, teardown),
         cmocka_unit_test_setup_teardown(test_storage_redis_stats_counts_batched, setup_redis, teardown),
+        cmocka_unit_test_setup_teardown(test_storage_redis_stats_counts_flushed_in_parts, setup_redis, teardown),
         cmocka_unit_test_setup_teardown(test_storage_redis_seeders_fill_numwant, setup_redis, teardown),
         cmocka_unit_test_setup_teardown(test_storage_redis_windows_numwant_200, setup_redis, teardown),
         cmocka_unit_test_setup_teardown(test_storage_redis_set_ttl_covers_members, setup_redis, teardown),
