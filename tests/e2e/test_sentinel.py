@@ -4,9 +4,12 @@ free loopback ports; tyto (2 workers) finds the primary through the sentinels
 (SIGKILL); the sentinels promote the replica, and tyto must follow it without a restart: the
 same master and worker pids, every request answered (failures quickly, with a storage failure
 reason), announces succeeding again, a swarm announced afterwards stored on the new primary, and
-`tyto swarm` (the CLI's synchronous path) reading it there.
+`tyto swarm` (the CLI's synchronous path) reading it there. A second case demotes the primary by
+hand instead (REPLICAOF while tyto is connected): READONLY replies and ROLE checks, not a closed
+connection, must make tyto move.
 
-Prints "SENTINEL failover: failed=N of M, recovered after X.X s" (the README quotes it).
+Prints "SENTINEL failover: failed=N of M, recovered after X.X s" (the README quotes it), and the
+same for "SENTINEL demoted master".
 Run alone: TYTO_BIN=build/tyto /usr/bin/python3 tests/e2e/test_sentinel.py"""
 
 import os
@@ -128,12 +131,15 @@ class SentinelTest(unittest.TestCase):
             return server
         raise AssertionError('could not start redis-server %s' % name)
 
-    def test_failover_under_load(self):
+    def topology(self):
+        """A primary, its replica and three sentinels ready for a failover, and tyto (2 workers)
+        on them: (primary, replica, tyto, its master pid, its worker pids)."""
         primary = self.start_redis('primary')
         replica = self.start_redis('replica')
         rep = Redis(replica.path)
         rep.cmd('REPLICAOF', '127.0.0.1', primary.tcp_port)
         wait_for(lambda: b'master_link_status:up' in rep.cmd('INFO', 'replication'), 20, 'the replica in sync')
+        rep.close()
         for _ in range(3):
             self.sentinels.append(Sentinel(self.dir, free_port(), primary.tcp_port))
         # Ready for a failover: each sentinel knows the master, the replica, and the other two
@@ -154,18 +160,21 @@ class SentinelTest(unittest.TestCase):
 
         t = Tyto(config={
             'workers': 2,
-            'redis': {'url': 'redis://127.0.0.1:1',   # host and port unused: the sentinels say
-                      'sentinels': ['127.0.0.1:%d' % s.port for s in self.sentinels],
+            'redis': {'sentinels': ['127.0.0.1:%d' % s.port for s in self.sentinels],
                       'master_name': MASTER_NAME},
-        }, redis_url='redis://127.0.0.1:1')
+        }, redis_url='redis://127.0.0.1:1')   # host and port unused: the sentinels say
         self.tytos.append(t)
         t.start()
         self.assertIn("master '%s' is at 127.0.0.1:%d" % (MASTER_NAME, primary.tcp_port), t.log())
         master_pid = t.proc.pid
         workers = wait_for(lambda: len(children(master_pid)) == 2 and children(master_pid), 10, 'two workers')
         t.announce(rand_hash(), Peer(), left=0)
+        return primary, replica, t, master_pid, workers
 
-        # The load: two threads, each announcing in one swarm of its own, until told to stop.
+    def run_fault(self, t, fault, name):
+        """Runs the announce load (two threads, each in one swarm of its own, paced), applies
+        fault() once 20 announces succeeded, waits until announces succeed again, keeps the load
+        to LOAD_S, checks every outcome and prints the summary line. Returns the fault's time."""
         results, lock, stop = [], threading.Lock(), threading.Event()
 
         def load():
@@ -183,72 +192,105 @@ class SentinelTest(unittest.TestCase):
         load_t0 = time.monotonic()
         for th in threads:
             th.start()
-        wait_for(lambda: sum(1 for o in list(results) if o[2] == 'ok') >= 20, 10, 'announces before the kill')
+        try:
+            wait_for(lambda: sum(1 for o in list(results) if o[2] == 'ok') >= 20, 10, 'announces before the fault')
+            fault_at = time.monotonic()
+            fault()
 
-        primary.proc.kill()            # SIGKILL, our own child
-        primary.proc.wait(5)
-        killed_at = time.monotonic()
-
-        def recovered():
-            with lock:
-                after = [o for o in results if o[0] > killed_at]
-            fails = [o for o in after if o[2] != 'ok']
-            if not fails:
-                return None
-            oks = [o for o in after if o[2] == 'ok' and o[0] > fails[-1][1]]
-            return oks[0] if len(oks) >= 10 else None
-        wait_for(recovered, 40, 'announces to succeed again after the failover')
-        while time.monotonic() < load_t0 + LOAD_S:
-            time.sleep(0.1)
-        stop.set()
-        for th in threads:
-            th.join(30 * SLOW)
+            def recovered():
+                with lock:
+                    after = [o for o in results if o[0] > fault_at]
+                fails = [o for o in after if o[2] != 'ok']
+                if not fails:
+                    return None
+                oks = [o for o in after if o[2] == 'ok' and o[0] > fails[-1][1]]
+                return oks[0] if len(oks) >= 10 else None
+            wait_for(recovered, 40, 'announces to succeed again after the failover')
+            while time.monotonic() < load_t0 + LOAD_S:
+                time.sleep(0.1)
+        finally:
+            stop.set()
+            for th in threads:
+                th.join(30 * SLOW)
         self.assertFalse(any(th.is_alive() for th in threads), 'the load threads did not finish')
 
         # Figures: the first ok after the last failure marks the recovery.
-        after = [o for o in results if o[0] > killed_at]
+        after = [o for o in results if o[0] > fault_at]
         fails = [o for o in results if o[2] != 'ok']
         last_fail = max(o[1] for o in fails)
         first_ok = min(o[1] for o in after if o[2] == 'ok' and o[0] > last_fail)
         max_fail_ms = max((o[1] - o[0]) * 1000 for o in fails)
-        summary('SENTINEL failover: failed=%d of %d, recovered after %.1f s '
-                '(primary SIGKILLed under 2 announce threads of <= %d/s, 2 workers, down-after-milliseconds 1000; '
+        summary('SENTINEL %s: failed=%d of %d, recovered after %.1f s '
+                '(2 announce threads of <= %d/s, 2 workers, down-after-milliseconds 1000; '
                 'slowest failure %.0f ms; reasons %s)'
-                % (len(fails), len(results), first_ok - killed_at, LOAD_RATE, max_fail_ms,
+                % (name, len(fails), len(results), first_ok - fault_at, LOAD_RATE, max_fail_ms,
                    sorted(set(o[3].decode(errors='replace') for o in fails))))
         self.assertEqual([o for o in results if o[2] in ('invalid', 'unanswered')], [],
                          'every request must get a 200 with bencode')
         for o in fails:
             self.assertIn(o[3], STORAGE_REASONS, 'failures must say the storage failed: %r' % (o,))
             self.assertLess(o[1] - o[0], 3.0 * SLOW, 'a failure took long (a hang?): %r' % (o,))
-        self.assertGreater(len(fails), 0, 'the failover cost nothing? (was the primary really killed?)')
+        self.assertGreater(len(fails), 0, 'the fault cost nothing? (did it happen?)')
+        return fault_at
 
-        # No restart: the same master, the same workers.
+    def check_follows(self, t, master_pid, workers, old, new):
+        """No restart, the switch logged, and a new swarm stored on the new primary and read by
+        the CLI (tyto swarm: the sentinels, ROLE, then the read)."""
         self.assertTrue(t.running())
-        self.assertEqual(children(master_pid), workers, 'a worker was replaced')
         self.assertEqual(t.proc.pid, master_pid)
-        # The sentinels promoted the replica (and closed its clients: CLIENT KILL TYPE normal is
-        # part of the promotion), and tyto says so.
-        rep.close()
-        rep = Redis(replica.path)
-        self.assertEqual(rep.cmd('ROLE')[0], b'master')
-        self.assertIn("is now at 127.0.0.1:%d (was 127.0.0.1:%d)" % (replica.tcp_port, primary.tcp_port),
-                      t.log())
-
-        # A swarm announced now lives on the new primary.
-        info_hash, peer = rand_hash(), Peer()
-        for _ in range(4):             # both workers, whichever takes the connection
-            t.announce(info_hash, peer, left=0)
-        key = '%s{%s}:seeders' % (t.prefix, info_hash.hex())
-        members = rep.zscores(key)
-        self.assertEqual(list(members), [b'127.0.0.1:%d' % peer.port])
-
-        # The CLI finds it too: tyto swarm asks the sentinels, checks ROLE, reads the new primary.
+        self.assertEqual(children(master_pid), workers, 'a worker was replaced')
+        # The sentinels promoted the replica (and closed its clients on the way: CLIENT KILL
+        # TYPE normal is part of a promotion, hence a connection opened only now).
+        rep = Redis(new.path)
+        try:
+            self.assertEqual(rep.cmd('ROLE')[0], b'master')
+            self.assertIn("is now at 127.0.0.1:%d (was 127.0.0.1:%d)" % (new.tcp_port, old.tcp_port), t.log())
+            info_hash, peer = rand_hash(), Peer()
+            for _ in range(4):         # both workers, whichever takes the connection
+                t.announce(info_hash, peer, left=0)
+            key = '%s{%s}:seeders' % (t.prefix, info_hash.hex())
+            self.assertEqual(list(rep.zscores(key)), [b'127.0.0.1:%d' % peer.port])
+        finally:
+            rep.close()
         out = subprocess.run([tytotest.TYTO_BIN, '-c', t.config_path, 'swarm', info_hash.hex()],
                              capture_output=True, timeout=30 * SLOW, env=t.env)
         self.assertEqual(out.returncode, 0, out.stderr.decode(errors='replace'))
         self.assertIn(b'127.0.0.1:%d' % peer.port, out.stdout)
-        rep.close()
+
+    def test_failover_under_load(self):
+        """The primary dies (SIGKILL): connections close, the sentinels promote the replica."""
+        primary, replica, t, master_pid, workers = self.topology()
+
+        def kill():
+            primary.proc.kill()        # SIGKILL, our own child
+            primary.proc.wait(5)
+        self.run_fault(t, kill, 'failover')
+        self.check_follows(t, master_pid, workers, primary, replica)
+        t.stop()
+
+    def test_demoted_master(self):
+        """The primary turns replica while tyto stays connected to it (REPLICAOF by hand, as a
+        partitioned old master is turned around): writes get READONLY, the workers drop the
+        connection, the sentinels still name it for a while and ROLE refuses it, until they call
+        it down (a master that reports itself as a replica) and promote the replica."""
+        primary, replica, t, master_pid, workers = self.topology()
+        other = self.start_redis('other')
+        # Sentinel judges a master reporting "slave" after down-after + 2 INFO periods (10 s
+        # each by default): 1 s INFO periods for a short test (SENTINEL DEBUG, Redis 7).
+        for s in self.sentinels:
+            self.assertEqual(ask(s.port, 'SENTINEL', 'DEBUG', 'INFO-PERIOD', 1000), b'OK')
+
+        def demote():
+            r = Redis(primary.path)
+            try:
+                r.cmd('REPLICAOF', '127.0.0.1', other.tcp_port)
+            finally:
+                r.close()
+        self.run_fault(t, demote, 'demoted master')
+        log = t.log()
+        self.assertIn('READONLY', log)
+        self.assertIn('asking the sentinels again', log)
+        self.check_follows(t, master_pid, workers, primary, replica)
         t.stop()
 
 
