@@ -138,8 +138,10 @@ static void admin_on_reply(redisAsyncContext *ac, void *r, void *privdata)
     struct admin_call *c = privdata;
     redisReply *reply = r;
 
-    if (reply && c->api)
+    if (reply && c->api) {
         admin_check_library(c->api, ac, reply);
+        redis_conn_check_failover(ac, reply);
+    }
     c->outstanding--;
     if (c->err_status == 0) {
         if (reply == NULL) {

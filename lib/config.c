@@ -22,6 +22,7 @@
 
 #include "lib/announce.h"
 #include "lib/clientip.h"
+#include "storage/redis_sentinel.h"
 
 #define CONFIG_FILE_MAX (1024 * 1024)   /* a configuration file larger than this is a mistake */
 #define CONFIG_SHOW_MAX 64              /* bytes of a bad value quoted back in a message */
@@ -54,7 +55,8 @@ struct config_key {
 };
 
 static config_check_fn config_check_ipv4, config_check_ipv6, config_check_prefix,
-    config_check_redis_url, config_check_cidr, config_check_hostport, config_check_client_prefix;
+    config_check_redis_url, config_check_cidr, config_check_hostport, config_check_client_prefix,
+    config_check_sentinel, config_check_master_name;
 
 static const char *const config_storage_words[] = { "redis", "memory", NULL };
 static const char *const config_level_words[] = { "error", "warn", "info", "debug", NULL };
@@ -87,6 +89,10 @@ static const struct config_key keys[] = {
       .check = config_check_prefix },
     { "redis.timeout_ms",         CONFIG_INT,  CONFIG_FIELD(redis_timeout_ms), 10, 60000, "1000" },
     { "redis.sample_cache_ms",    CONFIG_INT,  CONFIG_FIELD(storage_sample_cache_ms), 0, 1000, "1000" },
+    { "redis.sentinels",          CONFIG_LIST, CONFIG_FIELD(redis_sentinels[0]), 0, CONFIG_MAX_SENTINELS, "",
+      .check = config_check_sentinel, .count_off = offsetof(struct config, redis_sentinels_count) },
+    { "redis.master_name",        CONFIG_STR,  CONFIG_FIELD(redis_master_name), 0, 0, "",
+      .check = config_check_master_name },
     { "announce.interval_s",      CONFIG_INT,  CONFIG_FIELD(interval_s), 60, 86400, "1800" },
     { "announce.min_interval_s",  CONFIG_INT,  CONFIG_FIELD(min_interval_s), 1, 86400, "900" },
     { "announce.peer_ttl_s",      CONFIG_INT,  CONFIG_FIELD(peer_ttl_s), 60, 172800, "0",
@@ -306,6 +312,27 @@ static int config_check_hostport(const char *val, const char *subject, char *err
     if (val[0] == '\0' || config_parse_hostport(val, host, sizeof(host), &port, msg, sizeof(msg)) == 0)
         return 0;
     return config_fail(err, errlen, subject, " ", "must be ADDRESS:PORT, [IPV6]:PORT or empty: %s", msg);
+}
+
+/* One redis.sentinels entry: HOST:PORT or [IPV6]:PORT (storage/redis_sentinel.c parses it). */
+static int config_check_sentinel(const char *val, const char *subject, char *err, size_t errlen)
+{
+    char host[CONFIG_SENTINEL_ADDR_MAX], msg[256];
+    int port;
+
+    if (redis_sentinel_parse_addr(val, host, sizeof(host), &port, msg, sizeof(msg)) == 0)
+        return 0;
+    return config_fail(err, errlen, subject, " ", "entries must be HOST:PORT or [IPV6]:PORT: %s", msg);
+}
+
+/* Sentinel takes a master name as one word: no spaces or control characters. */
+static int config_check_master_name(const char *val, const char *subject, char *err, size_t errlen)
+{
+    for (const char *p = val; *p != '\0'; p++)
+        if ((unsigned char)*p <= ' ' || *p == 0x7f)
+            return config_fail(err, errlen, subject, " ", "must be one word (no spaces or control "
+                               "characters), got '%.*s'", config_show_len(strlen(val)), val);
+    return 0;
 }
 
 static int config_check_prefix(const char *val, const char *subject, char *err, size_t errlen)
@@ -648,6 +675,11 @@ int config_validate(struct config *cfg, char *err, size_t errlen)
         return config_fail(err, errlen, NULL, "",
                            "private.clients_mode %s needs at least one prefix in private.clients",
                            config_clients_words[cfg->clients_mode]);
+    if ((cfg->redis_sentinels_count > 0) != (cfg->redis_master_name[0] != '\0'))
+        return config_fail(err, errlen, NULL, "", "%s is set but %s is not: Sentinel mode needs both "
+                           "(the sentinels to ask, and the name of the master they watch)",
+                           cfg->redis_sentinels_count > 0 ? "redis.sentinels" : "redis.master_name",
+                           cfg->redis_sentinels_count > 0 ? "redis.master_name" : "redis.sentinels");
     if (cfg->storage == CONFIG_STORAGE_MEMORY && cfg->workers != 1)
         return config_fail(err, errlen, NULL, "",
                            "storage.backend memory needs workers: 1 (swarms would be split between "

@@ -10,6 +10,8 @@
 #define CONFIG_STR_MAX 256
 #define CONFIG_MAX_TRUSTED 32
 #define CONFIG_MAX_CLIENTS 64
+#define CONFIG_MAX_SENTINELS 16
+#define CONFIG_SENTINEL_ADDR_MAX 80    /* "host:port", "[v6]:port" of one sentinel, with the NUL */
 #define CONFIG_CLIENT_PREFIX_MAX 8     /* a peer_id prefix such as "-qB", "-TR2" or "M7-" */
 
 enum config_storage { CONFIG_STORAGE_REDIS, CONFIG_STORAGE_MEMORY };
@@ -37,6 +39,10 @@ struct config {
     int redis_timeout_ms;              /* redis.timeout_ms: deadline of one request's commands */
     int storage_sample_cache_ms;       /* redis.sample_cache_ms: how long a worker draws a hot
                                         * swarm's samples from members it read; 0 off */
+    int redis_sentinels_count;         /* redis.sentinels: seed addresses of Redis Sentinels ... */
+    char redis_sentinels[CONFIG_MAX_SENTINELS][CONFIG_SENTINEL_ADDR_MAX];
+    char redis_master_name[64];        /* redis.master_name: ... asked for this master; both set =
+                                        * Sentinel mode (redis.url gives password and db only) */
 
     /* announce */
     int interval_s;                    /* announce.interval_s */

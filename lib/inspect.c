@@ -12,12 +12,14 @@
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <hiredis/hiredis.h>
 
 #include "lib/anomaly.h"
 #include "lib/peer_client.h"
 #include "lib/stats_fields.h"
+#include "storage/redis_sentinel.h"
 
 #define INSPECT_HEX_LEN 40
 #define INSPECT_KEY_MAX 160
@@ -49,7 +51,9 @@ static redisReply *inspect_command(redisContext *c, FILE *errout, int argc, cons
     return r;
 }
 
-redisContext *inspect_connect(const struct config *cfg, FILE *errout)
+/* One try of inspect_connect. *again is set when the node the sentinels named is not a master
+ * (a failover in progress): worth asking them again. */
+static redisContext *inspect_connect_once(const struct config *cfg, FILE *errout, bool *again)
 {
     struct config_redis_target t;
     char err[256];
@@ -59,6 +63,10 @@ redisContext *inspect_connect(const struct config *cfg, FILE *errout)
 
     if (config_parse_redis_url(cfg->redis_url, &t, err, sizeof(err)) < 0) {
         fprintf(errout, "tyto: redis.url: %s\n", err);
+        return NULL;
+    }
+    if (redis_sentinel_resolve(cfg, &t, err, sizeof(err)) < 0) {
+        fprintf(errout, "tyto: redis sentinel: %s\n", err);
         return NULL;
     }
     if (t.unix_socket)
@@ -90,10 +98,41 @@ redisContext *inspect_connect(const struct config *cfg, FILE *errout)
             goto fail;
         freeReplyObject(r);
     }
+    if (redis_sentinel_enabled(cfg)) {
+        const char *argv[] = { "ROLE" };
+        redisReply *r = inspect_command(c, errout, 1, argv);
+        int role;
+
+        if (r == NULL)
+            goto fail;
+        role = redis_sentinel_parse_role(r);
+        freeReplyObject(r);
+        if (role != 1) {
+            fprintf(errout, "tyto: redis %s:%d is not a master (yet?): asking the sentinels again\n",
+                    t.host, t.port);
+            *again = true;
+            goto fail;
+        }
+    }
     return c;
 fail:
     if (c != NULL)
         redisFree(c);
+    return NULL;
+}
+
+redisContext *inspect_connect(const struct config *cfg, FILE *errout)
+{
+    /* A failover names the new master before it has finished becoming one: a few tries, a
+     * second apart, cover Sentinel's promotion. */
+    for (int tries = 0; tries < 5; tries++) {
+        bool again = false;
+        redisContext *c = inspect_connect_once(cfg, errout, &again);
+
+        if (c != NULL || !again)
+            return c;
+        sleep(1);
+    }
     return NULL;
 }
 

@@ -7,7 +7,21 @@
 #include <hiredis/adapters/libevent.h>
 
 #include "lib/config.h"
+#include "lib/log.h"
 #include "storage/redis_functions.h"
+#include "storage/redis_sentinel.h"
+
+/* ROLE's reply on a Sentinel-mode connection: a node that is not a master (the sentinels'
+ * answer went stale) is let go; the owner's disconnect callback clears it and the next use
+ * asks the sentinels again. */
+static void redis_conn_role_cb(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)privdata;
+    if (reply != NULL && redis_sentinel_parse_role(reply) != 1) {
+        log_warn("redis: the node the sentinels named is not a master (ROLE): reconnecting");
+        redisAsyncDisconnect(ac);
+    }
+}
 
 redisAsyncContext *redis_conn_open(const struct config *cfg, struct event_base *base, void *data,
                                    redisConnectCallback *on_connect, redisDisconnectCallback *on_disconnect)
@@ -18,6 +32,10 @@ redisAsyncContext *redis_conn_open(const struct config *cfg, struct event_base *
 
     if (config_parse_redis_url(cfg->redis_url, &t, err, sizeof(err)) < 0)
         return NULL;
+    if (redis_sentinel_resolve(cfg, &t, err, sizeof(err)) < 0) {
+        log_warn("redis sentinel: %s", err);
+        return NULL;
+    }
     ac = t.unix_socket ? redisAsyncConnectUnix(t.path) : redisAsyncConnect(t.host, t.port);
     if (ac == NULL)
         return NULL;
@@ -38,6 +56,8 @@ redisAsyncContext *redis_conn_open(const struct config *cfg, struct event_base *
     }
     if (t.db != 0)
         redisAsyncCommand(ac, NULL, NULL, "SELECT %d", t.db);
+    if (redis_sentinel_enabled(cfg))
+        redisAsyncCommand(ac, redis_conn_role_cb, NULL, "ROLE");
     redis_conn_load_library(ac);
     return ac;
 }
@@ -48,6 +68,14 @@ bool redis_conn_library_missing(const redisReply *reply)
 
     return reply->type == REDIS_REPLY_ERROR && reply->str &&
            strncmp(reply->str, missing, sizeof(missing) - 1) == 0;
+}
+
+void redis_conn_check_failover(redisAsyncContext *ac, const redisReply *reply)
+{
+    if (!redis_sentinel_failover_error(reply) || (ac->c.flags & REDIS_DISCONNECTING))
+        return;
+    log_warn("redis: %s: reconnecting", reply->str);
+    redisAsyncDisconnect(ac);
 }
 
 void redis_conn_load_library(redisAsyncContext *ac)

@@ -20,6 +20,12 @@ redisAsyncContext *redis_conn_open(const struct config *cfg, struct event_base *
  * (FUNCTION FLUSH, a restore) since the connection loaded it. */
 bool redis_conn_library_missing(const redisReply *reply);
 
+/* Lets ac go (redisAsyncDisconnect: once its pending replies are in) when reply says its node
+ * is no longer a usable master: READONLY, LOADING, MASTERDOWN (storage/redis_sentinel.h). The
+ * owner's next use opens a new connection, through the sentinels in Sentinel mode. Reply
+ * callbacks call it with every non-NULL reply. */
+void redis_conn_check_failover(redisAsyncContext *ac, const redisReply *reply);
+
 /* FUNCTION LOAD REPLACE of the library on ac (its reply is not waited for). */
 void redis_conn_load_library(redisAsyncContext *ac);
 

@@ -456,8 +456,10 @@ static void stats_call_send(struct stats *s, struct stats_call *c, redisCallback
 static bool stats_call_reply(struct stats_call *c, const redisReply *reply)
 {
     c->replied_by_redis = true;
-    if (reply && c->s->ac)
+    if (reply && c->s->ac) {
         stats_check_library(c->s, reply);
+        redis_conn_check_failover(c->s->ac, reply);
+    }
     if (!c->req) {
         stats_call_free(c);
         return false;

@@ -18,6 +18,7 @@
 #include "lib/anomaly.h"
 #include "lib/config.h"
 #include "lib/log.h"
+#include "lib/redis_conn.h"
 
 #define AGG_SCAN_COUNT "200"
 #define AGG_CENSUS_MAX "10000"         /* members of one set a census counts (README) */
@@ -167,9 +168,10 @@ static struct agg_call *agg_call_new(struct stats_aggregator *a, const char *hex
 static void agg_write_cb(redisAsyncContext *ac, void *reply_ptr, void *privdata)
 {
     redisReply *reply = reply_ptr;
-    (void)ac;
-    if (reply && reply->type == REDIS_REPLY_ERROR)
+    if (reply && reply->type == REDIS_REPLY_ERROR) {
         log_warn("stats: aggregator write %s failed: %s", (const char *)privdata, reply->str);
+        redis_conn_check_failover(ac, reply);
+    }
 }
 
 static void agg_send(struct stats_aggregator *a, int argc, const char **argv, const size_t *lens, const char *what)

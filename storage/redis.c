@@ -25,12 +25,16 @@
 #include "lib/log.h"
 #include "lib/peer_client.h"
 #include "storage/redis_keys.h"
+#include "storage/redis_sentinel.h"
 #include "storage/swarm_policy.h"
 
 #include "storage/redis_functions.h"    /* redis/tyto.lua, loaded at connect in private mode */
 
 #define REDIS_BACKOFF_MIN_MS 100
 #define REDIS_BACKOFF_MAX_MS 5000
+/* With Sentinel a failed connect is usually a failover in progress: the sentinels are asked again
+ * at least once a second (a lookup is one round trip to a sentinel), not after 5 s. */
+#define REDIS_SENTINEL_BACKOFF_MAX_MS 1000
 #define REDIS_CONNECT_TIMEOUT_MIN_MS 1000  /* one lost SYN costs a 1 s retransmit */
 #define REDIS_ANNOUNCE_MAX_CMDS 30     /* 14 + the account call + rank windows: (REDIS_WINDOWS + 1) a set,
                                         * two sets + 2 of the swarm statistics */
@@ -143,6 +147,7 @@ struct redis_storage {
     struct storage base;                   /* first: the interface */
     struct event_base *evbase;
     struct config_redis_target target;
+    struct config *sentinel_cfg;           /* a copy of the configuration in Sentinel mode, else NULL */
     char where[CONFIG_STR_MAX + 16];       /* for log lines: host:port or the socket path */
     char prefix[64];
     int timeout_ms;
@@ -497,6 +502,29 @@ static void redis_req_timeout(evutil_socket_t fd, short what, void *arg)
 }
 
 /* ---- replies ----------------------------------------------------------------------------- */
+
+/* Sentinel mode: the node stopped being a usable master (why: its error, or ROLE's answer). The
+ * connection is dropped from the loop's top level, failing its requests at once, and the next
+ * connect asks the sentinels where the master is now. */
+static void redis_request_drop(struct redis_storage *rs, const char *why)
+{
+    if (rs->drop_requested)
+        return;
+    log_warn("redis %s: %s: asking the sentinels again", rs->where, why);
+    rs->drop_requested = true;
+    event_active(rs->reset_ev, EV_TIMEOUT, 1);
+}
+
+/* ROLE, queued first on every connection in Sentinel mode (the clients' guidelines: the address a
+ * sentinel gave may already be stale). Anything but "master" reopens the connection. */
+static void redis_role_cb(redisAsyncContext *ac, void *reply_ptr, void *privdata)
+{
+    struct redis_storage *rs = ac->data;
+    (void)privdata;
+
+    if (rs && rs->ac == ac && reply_ptr && redis_sentinel_parse_role(reply_ptr) != 1)
+        redis_request_drop(rs, "not a master (ROLE)");
+}
 
 static int redis_reply_status(const redisReply *reply)
 {
@@ -957,6 +985,8 @@ static void redis_reply_cb(redisAsyncContext *ac, void *reply_ptr, void *privdat
             rs->backoff_ms = REDIS_BACKOFF_MIN_MS;
         redis_check_snatch(rs, r, idx, reply);
         redis_check_library(rs, ac, reply);
+        if (rs->sentinel_cfg && rs->ac == ac && redis_sentinel_failover_error(reply))
+            redis_request_drop(rs, reply->str);
     }
     if (!r->done) {
         if (!reply)
@@ -1765,9 +1795,10 @@ static int redis_lookup(struct storage *st, const struct storage_lookup_req *req
 static void redis_schedule_retry(struct redis_storage *rs)
 {
     struct timeval tv = redis_tv(rs->backoff_ms);
+    int max_ms = rs->sentinel_cfg ? REDIS_SENTINEL_BACKOFF_MAX_MS : REDIS_BACKOFF_MAX_MS;
 
     evtimer_add(rs->retry_ev, &tv);
-    rs->backoff_ms = rs->backoff_ms * 2 > REDIS_BACKOFF_MAX_MS ? REDIS_BACKOFF_MAX_MS : rs->backoff_ms * 2;
+    rs->backoff_ms = rs->backoff_ms * 2 > max_ms ? max_ms : rs->backoff_ms * 2;
 }
 
 /* Abandons the connection: every request on it gets a NULL reply (UNAVAILABLE) and the next
@@ -2137,11 +2168,34 @@ static redisReplyObjectFunctions redis_reply_fns = {
     redis_reply_string, redis_reply_array, redis_reply_integer, redis_reply_nil, redis_reply_free,
 };
 
+/* "host:port", "[v6]:port" or the socket path, for log lines. */
+static void redis_set_where(struct redis_storage *rs)
+{
+    if (rs->target.unix_socket)
+        snprintf(rs->where, sizeof(rs->where), "%s", rs->target.path);
+    else if (strchr(rs->target.host, ':'))
+        snprintf(rs->where, sizeof(rs->where), "[%s]:%d", rs->target.host, rs->target.port);
+    else
+        snprintf(rs->where, sizeof(rs->where), "%s:%d", rs->target.host, rs->target.port);
+}
+
 static void redis_connect(struct redis_storage *rs)
 {
     redisAsyncContext *ac;
     struct timeval tv;
+    char msg[512];
 
+    /* Sentinel mode: synchronous on purpose, and bounded: one round trip to the first sentinel
+     * that answers (each has redis.timeout_ms to connect and to reply), only when there is no
+     * connection, i.e. while every request fails fast anyway, and at most once a back-off. */
+    if (rs->sentinel_cfg) {
+        if (redis_sentinel_resolve(rs->sentinel_cfg, &rs->target, msg, sizeof(msg)) < 0) {
+            log_warn("redis sentinel: %s", msg);
+            redis_schedule_retry(rs);
+            return;
+        }
+        redis_set_where(rs);
+    }
     if (rs->target.unix_socket)
         ac = redisAsyncConnectUnix(rs->target.path);
     else
@@ -2183,6 +2237,11 @@ static void redis_connect(struct redis_storage *rs)
 
         snprintf(db, sizeof(db), "%d", rs->target.db);
         redisAsyncCommandArgv(ac, redis_setup_cb, (void *)"SELECT", 2, argv, NULL);
+    }
+    if (rs->sentinel_cfg) {
+        const char *argv[] = { "ROLE" };
+
+        redisAsyncCommandArgv(ac, redis_role_cb, NULL, 1, argv, NULL);
     }
     /* Before TIME: a request is sent only after TIME answered, so after the library loaded. */
     if (rs->private_enabled) {
@@ -2233,6 +2292,7 @@ static void redis_free(struct storage *st)
         event_free(rs->count_ev);
     free(rs->counts);
     free(rs->pools);
+    free(rs->sentinel_cfg);
     free(rs);
     if (--redis_storages == 0)
         redis_small_drain();
@@ -2301,12 +2361,15 @@ struct storage *storage_redis_new(const struct config *cfg, struct event_base *b
                    (uint64_t)(uintptr_t)rs) | 1;
     }
     rs->backoff_ms = REDIS_BACKOFF_MIN_MS;
-    if (rs->target.unix_socket)
-        snprintf(rs->where, sizeof(rs->where), "%s", rs->target.path);
-    else if (strchr(rs->target.host, ':'))
-        snprintf(rs->where, sizeof(rs->where), "[%s]:%d", rs->target.host, rs->target.port);
-    else
-        snprintf(rs->where, sizeof(rs->where), "%s:%d", rs->target.host, rs->target.port);
+    redis_set_where(rs);
+    if (redis_sentinel_enabled(cfg)) {
+        if (!(rs->sentinel_cfg = malloc(sizeof(*rs->sentinel_cfg)))) {
+            snprintf(err, errlen, "redis storage: out of memory");
+            goto fail_rs;
+        }
+        *rs->sentinel_cfg = *cfg;
+        snprintf(rs->where, sizeof(rs->where), "sentinel master '%s'", cfg->redis_master_name);
+    }
     rs->retry_ev = evtimer_new(base, redis_retry_cb, rs);
     rs->connect_ev = evtimer_new(base, redis_connect_timeout_cb, rs);
     rs->reset_ev = event_new(base, -1, 0, redis_reset_cb, rs);
@@ -2340,6 +2403,7 @@ fail_events:
     if (rs->count_ev)
         event_free(rs->count_ev);
 fail_rs:
+    free(rs->sentinel_cfg);
     free(rs->counts);
     free(rs->pools);
     free(rs);

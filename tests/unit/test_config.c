@@ -943,6 +943,71 @@ static void test_config_garbage_input(void **state)
     }
 }
 
+/* redis.sentinels and redis.master_name (issue 12, Sentinel): entries checked with their line, the
+ * pair required together, and the environment's comma-separated form. */
+static void test_config_sentinel_keys(void **state)
+{
+    struct config c;
+    char err[512];
+    (void)state;
+
+    assert_int_equal(parse("redis:\n  master_name: mymaster\n  sentinels:\n    - 127.0.0.1:26379\n"
+                           "    - \"[::1]:26380\"\n    - sentinel-3.example:26381\n", &c, err, sizeof(err)), 0);
+    assert_int_equal(c.redis_sentinels_count, 3);
+    assert_string_equal(c.redis_sentinels[0], "127.0.0.1:26379");
+    assert_string_equal(c.redis_sentinels[1], "[::1]:26380");
+    assert_string_equal(c.redis_sentinels[2], "sentinel-3.example:26381");
+    assert_string_equal(c.redis_master_name, "mymaster");
+    assert_int_equal(parse("redis:\n  sentinels: [127.0.0.1:26379]\n  master_name: m\n", &c, err, sizeof(err)), 0);
+    assert_int_equal(c.redis_sentinels_count, 1);
+    /* Off by default. */
+    validated_defaults(&c);
+    assert_int_equal(c.redis_sentinels_count, 0);
+    assert_string_equal(c.redis_master_name, "");
+
+    expect_error("redis:\n  master_name: m\n  sentinels:\n    - 127.0.0.1:26379\n    - 127.0.0.1\n",
+                 "t.yaml:5: redis.sentinels entries must be HOST:PORT or [IPV6]:PORT: '127.0.0.1' has no :PORT");
+    expect_error("redis:\n  sentinels:\n    - 127.0.0.1:0\n",
+                 "t.yaml:3: redis.sentinels entries must be HOST:PORT or [IPV6]:PORT: the port in "
+                 "'127.0.0.1:0' must be 1 to 65535");
+    expect_error("redis:\n  sentinels:\n    - ::1:26379\n",
+                 "t.yaml:3: redis.sentinels entries must be HOST:PORT or [IPV6]:PORT: '::1:26379': the "
+                 "host must be a name or an IPv4 address (IPv6 in brackets)");
+    expect_error("redis:\n  sentinels:\n    - \"[::1:26379\"\n",
+                 "t.yaml:3: redis.sentinels entries must be HOST:PORT or [IPV6]:PORT: '[::1:26379' is not "
+                 "[IPV6]:PORT");
+    expect_error("redis:\n  sentinels: 127.0.0.1:26379\n",
+                 "t.yaml:2: redis.sentinels must be a sequence of addresses or CIDR blocks (- item lines or [a, b])");
+    expect_error("redis:\n  url: redis://127.0.0.1\n  master_name: my master\n",
+                 "t.yaml:3: redis.master_name must be one word (no spaces or control characters), got 'my master'");
+    expect_error("redis:\n  master_name: [a]\n", "t.yaml:2: redis.master_name must be a string, got a sequence");
+    /* One without the other: a cross-key rule, so no line (an environment variable may supply
+     * the other half). */
+    expect_error("redis:\n  sentinels: [127.0.0.1:26379]\n",
+                 "t.yaml: redis.sentinels is set but redis.master_name is not: Sentinel mode needs both "
+                 "(the sentinels to ask, and the name of the master they watch)");
+    expect_error("redis:\n  master_name: mymaster\n",
+                 "t.yaml: redis.master_name is set but redis.sentinels is not: Sentinel mode needs both "
+                 "(the sentinels to ask, and the name of the master they watch)");
+    {
+        char *const envp[] = { "TYTO_REDIS_SENTINELS=127.0.0.1:1, [::1]:2", "TYTO_REDIS_MASTER_NAME=m", NULL };
+
+        validated_defaults(&c);
+        assert_int_equal(config_apply_env(&c, envp, err, sizeof(err)), 0);
+        assert_int_equal(c.redis_sentinels_count, 2);
+        assert_string_equal(c.redis_sentinels[1], "[::1]:2");
+        assert_int_equal(config_validate(&c, err, sizeof(err)), 0);
+    }
+    {
+        char *const envp[] = { "TYTO_REDIS_SENTINELS=127.0.0.1", NULL };
+
+        validated_defaults(&c);
+        assert_int_equal(config_apply_env(&c, envp, err, sizeof(err)), -1);
+        assert_string_equal(err, "TYTO_REDIS_SENTINELS: entries must be HOST:PORT or [IPV6]:PORT: "
+                                 "'127.0.0.1' has no :PORT");
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -973,6 +1038,7 @@ int main(void)
         cmocka_unit_test(test_config_private_keys),
         cmocka_unit_test(test_config_log_level_name),
         cmocka_unit_test(test_config_garbage_input),
+        cmocka_unit_test(test_config_sentinel_keys),
     };
 
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
