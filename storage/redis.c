@@ -59,7 +59,7 @@
 
 enum redis_kind { REDIS_REQ_ANNOUNCE, REDIS_REQ_SCRAPE, REDIS_REQ_HEALTH, REDIS_REQ_LOOKUP };
 
-#define REDIS_COUNTS 32768                 /* distinct (swarm, field) counts a worker holds ... */
+#define REDIS_COUNTS 16384                 /* distinct (swarm, field) counts a half of the table holds ... */
 #define REDIS_COUNT_FIELD_MAX 47           /* ... each of a field this long at most ... */
 #define REDIS_COUNT_FLUSH_MS 1000          /* ... for this long, or until 3/4 full */
 #define REDIS_COUNT_INFLIGHT 256           /* a flush's HINCRBYs unanswered at a time, at most */
@@ -207,16 +207,19 @@ struct redis_storage {
     /* The statistics' counters (s:/l: minutes, c: clients, fast:) added up here and written as
      * one HINCRBY per swarm and field each REDIS_COUNT_FLUSH_MS: a hot swarm's hundred announces
      * a second cost Redis one command a field, not a hundred. Counting decides nothing, so a
-     * count lost to a crash or an outage costs a figure, never a peer. NULL with stats off. */
+     * count lost to a crash or an outage costs a figure, never a peer. NULL with stats off.
+     * Two halves of REDIS_COUNTS entries: one counts (an open-addressing table, only ever
+     * filled, then emptied whole) while the other is written out a part at a time. */
     struct redis_count {
         uint8_t info_hash[ANNOUNCE_HASH_LEN];
         uint8_t len;                       /* of field; 0 = empty */
         char field[REDIS_COUNT_FIELD_MAX];
         uint32_t n;
     } *counts;
-    unsigned counts_used;
+    unsigned counts_active;                /* the half counted into: 0 or 1 */
+    unsigned counts_used;                  /* its entries in use */
     struct event *count_ev;                /* periodic flush */
-    bool counts_round;                     /* a flush is walking the table ... */
+    bool counts_draining;                  /* the other half is being written out ... */
     unsigned counts_cursor;                /* ... and goes on from here */
     unsigned counts_unacked;               /* its HINCRBYs on the connection, not yet answered */
 };
@@ -1379,9 +1382,9 @@ static void redis_count_add(struct redis_storage *rs, const uint8_t *info_hash, 
     if (rs->counts_used >= REDIS_COUNTS / 4 * 3)
         redis_count_flush(rs);             /* early: linear probing stays short */
     if (rs->counts_used >= REDIS_COUNTS / 4 * 3)
-        return;                            /* no connection to flush to: the count is lost */
+        return;                            /* no connection, or Redis behind: the count is lost */
     for (i = redis_count_index(info_hash, field, len);; i = (i + 1) & (REDIS_COUNTS - 1)) {
-        struct redis_count *c = &rs->counts[i];
+        struct redis_count *c = &rs->counts[rs->counts_active * REDIS_COUNTS + i];
 
         if (c->len == 0) {
             memcpy(c->info_hash, info_hash, ANNOUNCE_HASH_LEN);
@@ -1404,25 +1407,33 @@ static bool redis_stats_send(struct redis_storage *rs, int argc, const char **ar
 static const char redis_count_what[] = "HINCRBY count";
 
 /* One HINCRBY per swarm and field counted since the last flush, fire and forget; kept while
- * there is no connection (the table is bounded: counts beyond it are lost). At most
- * REDIS_COUNT_INFLIGHT of them wait for Redis at a time, on the announces' connection: a whole
- * table at once (up to 24,576 commands) would queue ahead of the announces sent after it, and
- * while Redis is behind, what waits for it must stay bounded by http.max_pending announces and
- * this (tests/e2e/test_overload.py). The walk goes on as the answers come (redis_stats_cb). */
+ * there is no connection (the table is bounded: counts beyond it are lost). A flush turns the
+ * counting half over to writing and counts on in the other; at most inflight of its HINCRBYs wait
+ * for Redis at a time, on the announces' connection: a whole half at once (up to 12,288
+ * commands) would queue ahead of the announces sent after it, and while Redis is behind, what
+ * waits for it must stay bounded by http.max_pending announces and this
+ * (tests/e2e/test_overload.py). The writing goes on as the answers come (redis_stats_cb).
+ * (Emptying the counting half a part at a time instead cut its probe chains: the half not yet
+ * emptied filled up and every count probed through it, 74 % of a worker's time at 60 k UDP
+ * announces a second over 100 k swarms.) */
 static void redis_count_flush_upto(struct redis_storage *rs, unsigned inflight)
 {
     char kstats[REDIS_KEY_MAX], field[REDIS_COUNT_FIELD_MAX + 1], n[16];
 
     if (!rs->counts || !rs->ac || !rs->connected)
         return;
-    if (!rs->counts_round) {
+    if (!rs->counts_draining) {
         if (rs->counts_used == 0)
             return;
-        rs->counts_round = true;
+        rs->counts_active ^= 1;            /* the other half was emptied by its last writing */
+        rs->counts_used = 0;
+        rs->counts_draining = true;
         rs->counts_cursor = 0;
     }
+    struct redis_count *half = &rs->counts[(rs->counts_active ^ 1) * REDIS_COUNTS];
+
     while (rs->counts_cursor < REDIS_COUNTS && rs->counts_unacked < inflight) {
-        struct redis_count *c = &rs->counts[rs->counts_cursor];
+        struct redis_count *c = &half[rs->counts_cursor];
 
         if (c->len > 0 &&
             redis_keys_swarm(kstats, sizeof(kstats), rs->prefix, c->info_hash, REDIS_KEYS_STATS) >= 0) {
@@ -1434,15 +1445,11 @@ static void redis_count_flush_upto(struct redis_storage *rs, unsigned inflight)
                 return;                    /* hiredis refused it: the count waits for a retry */
             rs->counts_unacked++;
         }
-        /* Emptying a slot can cut a probe chain: a later count of a field further down that
-         * chain then takes a second slot, and both are added in Redis. Nothing is lost. */
-        if (c->len > 0)
-            rs->counts_used--;
         c->len = 0;
         rs->counts_cursor++;
     }
     if (rs->counts_cursor >= REDIS_COUNTS)
-        rs->counts_round = false;
+        rs->counts_draining = false;
 }
 
 static void redis_count_flush(struct redis_storage *rs)
@@ -1485,7 +1492,7 @@ static void redis_stats_cb(redisAsyncContext *ac, void *reply_ptr, void *privdat
     if (rs && privdata == redis_count_what && rs->counts_unacked > 0) {
         rs->counts_unacked--;
         /* a reply (not a connection going away): room again for the flush's next part */
-        if (reply && rs->counts_round && rs->counts_unacked <= REDIS_COUNT_INFLIGHT / 2)
+        if (reply && rs->counts_draining && rs->counts_unacked <= REDIS_COUNT_INFLIGHT / 2)
             redis_count_flush(rs);
     }
 }
@@ -2262,8 +2269,8 @@ static void redis_free(struct storage *st)
 
     /* The counters of the last second leave with the connection: written out now, since
      * redisAsyncFree drops what hiredis has not sent yet (a drain loses no counts). */
-    rs->counts_round = false;              /* the whole table, from the start, all at once */
-    redis_count_flush_upto(rs, UINT_MAX);
+    redis_count_flush_upto(rs, UINT_MAX);  /* the half being written, all at once ... */
+    redis_count_flush_upto(rs, UINT_MAX);  /* ... and the half counted into */
     if (ac && rs->connected)
         redisAsyncHandleWrite(ac);
     rs->freeing = true;
@@ -2343,7 +2350,7 @@ struct storage *storage_redis_new(const struct config *cfg, struct event_base *b
         snprintf(err, errlen, "redis storage: out of memory");
         goto fail_rs;
     }
-    if (rs->stats_enabled && !(rs->counts = calloc(REDIS_COUNTS, sizeof(*rs->counts)))) {
+    if (rs->stats_enabled && !(rs->counts = calloc(2 * REDIS_COUNTS, sizeof(*rs->counts)))) {
         snprintf(err, errlen, "redis storage: out of memory");
         goto fail_rs;
     }
