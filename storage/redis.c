@@ -1213,23 +1213,6 @@ static uint64_t redis_rand(struct redis_storage *rs)
     return rs->rng * 0x2545F4914F6CDD1DULL;
 }
 
-/* Writes v in decimal at dst (at least 11 bytes), NUL-terminated; returns the length. The rank
- * windows format up to ten numbers an announce, where snprintf's machinery shows in callgrind. */
-static size_t redis_u32_text(char *dst, uint32_t v)
-{
-    char digits[10];
-    size_t d = 0, n = 0;
-
-    do {
-        digits[d++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v > 0);
-    while (d > 0)
-        dst[n++] = digits[--d];
-    dst[n] = '\0';
-    return n;
-}
-
 /* Sends the sample of one set: fetch members, from a set that held size members at the last
  * announce (0: not known). ZRANDMEMBER's cost grows with the set (a dictionary to keep the sample
  * unique, a fair random pick per member: 87 us for 51 of 300 k members), while ZRANGE by rank is
@@ -1244,7 +1227,7 @@ static size_t redis_u32_text(char *dst, uint32_t v)
 static void redis_send_sample(struct redis_storage *rs, struct redis_req *r, const char *key, unsigned fetch,
                               uint32_t size, enum redis_slot slot, enum redis_slot last)
 {
-    char start[16], stop[16], count[16];
+    char start[24], stop[24], count[24];
     const char *zrange[] = { "ZRANGE", key, start, stop };
     const char *zrand[] = { "ZRANDMEMBER", key, count };
     size_t lens[4] = { 6, strlen(key), 0, 0 };
@@ -1253,7 +1236,7 @@ static void redis_send_sample(struct redis_storage *rs, struct redis_req *r, con
     w = (fetch + REDIS_WINDOWS - 1) / REDIS_WINDOWS;
     if (size < REDIS_HINT_MIN || size < REDIS_WINDOWS * (w + 1)) {
         lens[0] = 11;
-        lens[2] = redis_u32_text(count, fetch);
+        lens[2] = redis_keys_i64(count, fetch);
         redis_send(rs, r, last, 3, zrand, lens);
         return;
     }
@@ -1264,12 +1247,12 @@ static void redis_send_sample(struct redis_storage *rs, struct redis_req *r, con
 
         bool wraps = b >= size;
 
-        lens[2] = redis_u32_text(start, a);
-        lens[3] = redis_u32_text(stop, b < size ? b : size - 1);
+        lens[2] = redis_keys_i64(start, a);
+        lens[3] = redis_keys_i64(stop, b < size ? b : size - 1);
         redis_send(rs, r, j == REDIS_WINDOWS - 1 && !wraps ? last : slot, 4, zrange, lens);
         if (wraps) {
-            lens[2] = redis_u32_text(start, 0);
-            lens[3] = redis_u32_text(stop, b - size);
+            lens[2] = redis_keys_i64(start, 0);
+            lens[3] = redis_keys_i64(stop, b - size);
             redis_send(rs, r, j == REDIS_WINDOWS - 1 ? last : slot, 4, zrange, lens);
         }
     }
@@ -1317,9 +1300,9 @@ static void redis_sample(struct redis_storage *rs, struct redis_req *r, const ch
     enum redis_slot slot = set ? REDIS_SLOT_POOL_L : REDIS_SLOT_POOL_S;
     enum redis_slot last = set ? REDIS_SLOT_POOL_L_LAST : REDIS_SLOT_POOL_S_LAST;
     if (size <= REDIS_WINDOWS * (REDIS_POOL_MEMBERS / REDIS_WINDOWS + 1)) {
-        char stop[16];
+        char stop[24];
         const char *zrange[] = { "ZRANGE", key, "0", stop };
-        redis_u32_text(stop, REDIS_POOL_MEMBERS - 1);
+        redis_keys_i64(stop, REDIS_POOL_MEMBERS - 1);
         redis_sendv(rs, r, last, 4, zrange);
         return;
     }
@@ -1418,7 +1401,7 @@ static const char redis_count_what[] = "HINCRBY count";
  * announces a second over 100 k swarms.) */
 static void redis_count_flush_upto(struct redis_storage *rs, unsigned inflight)
 {
-    char kstats[REDIS_KEY_MAX], field[REDIS_COUNT_FIELD_MAX + 1], n[16];
+    char kstats[REDIS_KEY_MAX], field[REDIS_COUNT_FIELD_MAX + 1], n[24];
 
     if (!rs->counts || !rs->ac || !rs->connected)
         return;
@@ -1439,7 +1422,7 @@ static void redis_count_flush_upto(struct redis_storage *rs, unsigned inflight)
             redis_keys_swarm(kstats, sizeof(kstats), rs->prefix, c->info_hash, REDIS_KEYS_STATS) >= 0) {
             memcpy(field, c->field, c->len);
             field[c->len] = '\0';
-            redis_u32_text(n, c->n);
+            redis_keys_i64(n, c->n);
             const char *argv[] = { "HINCRBY", kstats, field, n };
             if (!redis_stats_send(rs, 4, argv, redis_count_what))
                 return;                    /* hiredis refused it: the count waits for a retry */
