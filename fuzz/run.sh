@@ -26,7 +26,7 @@ target_sources() {
     query) echo "lib/query.c" ;;
     announce) echo "lib/announce.c lib/query.c lib/bencode.c" ;;
     bencode) echo "lib/bencode.c" ;;
-    config) echo "lib/config.c lib/clientip.c" ;;
+    config) echo "lib/config.c lib/clientip.c storage/redis_sentinel.c lib/log.c" ;;
     redis_member) echo "storage/redis_keys.c" ;;
     peer_client) echo "lib/peer_client.c" ;;
     clientip) echo "lib/clientip.c" ;;
