@@ -93,6 +93,9 @@ static const struct config_key keys[] = {
       .check = config_check_sentinel, .count_off = offsetof(struct config, redis_sentinels_count) },
     { "redis.master_name",        CONFIG_STR,  CONFIG_FIELD(redis_master_name), 0, 0, "",
       .check = config_check_master_name },
+    { "redis.cluster",            CONFIG_BOOL, CONFIG_FIELD(redis_cluster), 0, 0, "false" },
+    { "redis.nodes",              CONFIG_LIST, CONFIG_FIELD(redis_nodes[0]), 0, CONFIG_MAX_CLUSTER_NODES, "",
+      .check = config_check_sentinel, .count_off = offsetof(struct config, redis_nodes_count) },
     { "announce.interval_s",      CONFIG_INT,  CONFIG_FIELD(interval_s), 60, 86400, "1800" },
     { "announce.min_interval_s",  CONFIG_INT,  CONFIG_FIELD(min_interval_s), 1, 86400, "900" },
     { "announce.peer_ttl_s",      CONFIG_INT,  CONFIG_FIELD(peer_ttl_s), 60, 172800, "0",
@@ -314,7 +317,8 @@ static int config_check_hostport(const char *val, const char *subject, char *err
     return config_fail(err, errlen, subject, " ", "must be ADDRESS:PORT, [IPV6]:PORT or empty: %s", msg);
 }
 
-/* One redis.sentinels entry: HOST:PORT or [IPV6]:PORT (storage/redis_sentinel.c parses it). */
+/* One redis.sentinels or redis.nodes entry: HOST:PORT or [IPV6]:PORT (storage/redis_sentinel.c
+ * parses it). */
 static int config_check_sentinel(const char *val, const char *subject, char *err, size_t errlen)
 {
     char host[CONFIG_SENTINEL_ADDR_MAX], msg[256];
@@ -680,6 +684,26 @@ int config_validate(struct config *cfg, char *err, size_t errlen)
                            "(the sentinels to ask, and the name of the master they watch)",
                            cfg->redis_sentinels_count > 0 ? "redis.sentinels" : "redis.master_name",
                            cfg->redis_sentinels_count > 0 ? "redis.master_name" : "redis.sentinels");
+    if (cfg->redis_cluster != (cfg->redis_nodes_count > 0))
+        return config_fail(err, errlen, NULL, "", "%s: Redis Cluster mode needs both redis.cluster: true "
+                           "and redis.nodes (at least one node to read the slot map from)",
+                           cfg->redis_cluster ? "redis.cluster is true but redis.nodes is empty"
+                                              : "redis.nodes is set but redis.cluster is not true");
+    if (cfg->redis_cluster && cfg->redis_sentinels_count > 0)
+        return config_fail(err, errlen, NULL, "", "redis.cluster and redis.sentinels are both set: a "
+                           "cluster fails over by itself (choose one)");
+    if (cfg->redis_cluster) {
+        struct config_redis_target t;
+        char msg[256];
+
+        if (config_parse_redis_url(cfg->redis_url, &t, msg, sizeof(msg)) == 0 && t.db != 0)
+            return config_fail(err, errlen, NULL, "", "redis.url selects database %d, but a Redis Cluster has "
+                               "database 0 only (with redis.cluster, redis.url gives the password)", t.db);
+    }
+    if (cfg->redis_cluster && cfg->private_enabled)
+        return config_fail(err, errlen, NULL, "", "private.enabled is not supported with redis.cluster yet "
+                           "(the {private} users' keys live in one slot that the announce pipeline does "
+                           "not route); run private mode on one Redis or on Sentinel");
     if (cfg->storage == CONFIG_STORAGE_MEMORY && cfg->workers != 1)
         return config_fail(err, errlen, NULL, "",
                            "storage.backend memory needs workers: 1 (swarms would be split between "

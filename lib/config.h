@@ -12,6 +12,7 @@
 #define CONFIG_MAX_CLIENTS 64
 #define CONFIG_MAX_SENTINELS 16
 #define CONFIG_SENTINEL_ADDR_MAX 80    /* "host:port", "[v6]:port" of one sentinel, with the NUL */
+#define CONFIG_MAX_CLUSTER_NODES 16
 #define CONFIG_CLIENT_PREFIX_MAX 8     /* a peer_id prefix such as "-qB", "-TR2" or "M7-" */
 
 enum config_storage { CONFIG_STORAGE_REDIS, CONFIG_STORAGE_MEMORY };
@@ -43,6 +44,9 @@ struct config {
     char redis_sentinels[CONFIG_MAX_SENTINELS][CONFIG_SENTINEL_ADDR_MAX];
     char redis_master_name[64];        /* redis.master_name: ... asked for this master; both set =
                                         * Sentinel mode (redis.url gives password and db only) */
+    bool redis_cluster;                /* redis.cluster: Redis Cluster mode, routed by key slot */
+    int redis_nodes_count;             /* redis.nodes: seed addresses of cluster nodes (the slot */
+    char redis_nodes[CONFIG_MAX_CLUSTER_NODES][CONFIG_SENTINEL_ADDR_MAX]; /* map is read from one) */
 
     /* announce */
     int interval_s;                    /* announce.interval_s */
