@@ -57,7 +57,7 @@ static int redis_cluster_ask(const struct config *cfg, const char *host, int por
     const char *argv[] = { "CLUSTER", "SLOTS" };
     redisContext *c = redis_cluster_connect(cfg, host, port, err, errlen);
     redisReply *r;
-    char msg[256];
+    char msg[160];
     int rc = -1;
 
     if (!c)
