@@ -27,10 +27,12 @@ port_busy() {
 
 # A port P with P and its cluster bus port P+10000 both free. Random, not sequential, so that two
 # clusters started at once rarely pick the same; a race that loses is caught by the PING wait.
+# Both below the kernel's ephemeral range (32768 and up here): an outgoing connection's local
+# port there cannot be seen by a connect test, yet makes the node's bind fail.
 free_port() {
     local p i
     for i in $(seq 100); do
-        p=$((20000 + RANDOM % 30000))
+        p=$((10000 + RANDOM % 12000))
         if ! port_busy "$p" && ! port_busy $((p + 10000)); then
             echo "$p"
             return 0
