@@ -52,7 +52,7 @@ cli() {
 # recycled PID is never signalled.
 ours() {
     local pid=$1 port=$2 cmd
-    cmd=$(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null) || return 1
+    cmd=$({ tr '\0' ' ' < "/proc/$pid/cmdline"; } 2>/dev/null) || return 1
     case "$cmd" in *redis-server*":$port"*) return 0 ;; esac
     return 1
 }
