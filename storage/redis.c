@@ -1008,6 +1008,21 @@ static bool redis_note_redirect(struct redis_req *r, const redisReply *reply)
     return true;
 }
 
+/* A cluster node's answer that is not an error came from a command whose keys were on that node
+ * (MULTI has none; a +QUEUED passed the same check): during a migration the router resends a
+ * request to the ASK target only if none of its keys answered here (storage/redis_router.c). */
+static void redis_note_served(struct redis_req *r, unsigned idx, const redisReply *reply)
+{
+    bool announce = r->kind == REDIS_REQ_ANNOUNCE && idx < REDIS_ANNOUNCE_MAX_CMDS;
+
+    if (reply->type == REDIS_REPLY_ERROR || r->kind == REDIS_REQ_HEALTH ||
+        (announce && r->slots[idx] == REDIS_SLOT_MULTI))
+        return;
+    r->redirect.served++;
+    if (announce && r->slots[idx] == REDIS_SLOT_EXEC && reply->type == REDIS_REPLY_ARRAY)
+        r->exec_applied = true;
+}
+
 /* Every command's reply callback. reply is NULL when the connection goes away. */
 static void redis_reply_cb(redisAsyncContext *ac, void *reply_ptr, void *privdata)
 {
@@ -1026,9 +1041,8 @@ static void redis_reply_cb(redisAsyncContext *ac, void *reply_ptr, void *privdat
             rs->backoff_ms = REDIS_BACKOFF_MIN_MS;
         redis_check_snatch(rs, r, idx, reply);
         redis_check_library(rs, ac, reply);
-        if (r->cluster && r->kind == REDIS_REQ_ANNOUNCE && idx < REDIS_ANNOUNCE_MAX_CMDS &&
-            r->slots[idx] == REDIS_SLOT_EXEC && reply->type == REDIS_REPLY_ARRAY)
-            r->exec_applied = true;
+        if (r->cluster)
+            redis_note_served(r, idx, reply);
         if (rs->sentinel_cfg && rs->ac == ac && redis_sentinel_failover_error(reply))
             redis_request_drop(rs, reply->str);
     }

@@ -16,6 +16,8 @@ struct redis_node_redirect {
     struct redis_cluster_redirect at;      /* MOVED/ASK: slot and address */
     bool exec_applied;                     /* an announce's MULTI ... EXEC ran (before the
                                             * redirection of a later command) */
+    unsigned served;                       /* replies of commands with keys that ran on the node
+                                            * (its keys were there): 0 = none of them was */
 };
 
 /* A node storage at host:port (redis.url gives only the password; database 0). */

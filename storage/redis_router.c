@@ -39,8 +39,9 @@
 #include "storage/redis_node.h"
 
 #define ROUTER_REFRESH_MS 1000         /* the map is read again at most this often */
-#define ROUTER_MAX_SENDS 6             /* a request's sends (first and resends) before it fails */
-#define ROUTER_TRYAGAIN_MS 25          /* a TRYAGAIN's resend waits this long */
+#define ROUTER_MAX_SENDS 16            /* a request's sends (first and resends) at most ... */
+                                       /* ... within redis.timeout_ms of its arrival */
+#define ROUTER_BACKOFF_MAX_MS 200      /* a resend that waits for a migration waits at most this */
 #define ROUTER_RETIRED_MAX 64
 
 enum router_kind { ROUTER_ANNOUNCE, ROUTER_SCRAPE, ROUTER_HEALTH };
@@ -52,7 +53,8 @@ struct router_req {
     struct router_req *prev, *next;        /* rt->reqs */
     struct redis_router *rt;
     enum router_kind kind;
-    unsigned sends;                        /* sends so far, all parts together */
+    unsigned sends;                        /* sends so far (a scrape: rounds of parts) */
+    uint64_t deadline_ms;                  /* monotonic: no resend after this */
     unsigned parts;                        /* scrape and health: parts not answered yet */
     int status;                            /* first failure wins */
     struct event *ev;                      /* deferred delivery or a delayed resend */
@@ -61,8 +63,7 @@ struct router_req {
     storage_announce_cb *announce_cb;
     struct announce_req areq;
     struct storage *sent_to;
-    bool asking;
-    struct storage *ask_to;
+    struct storage *ask_to;                /* the next send goes here with ASKING; NULL: the owner */
     /* scrape */
     storage_scrape_cb *scrape_cb;
     struct scrape_req *sreq;
@@ -76,6 +77,7 @@ struct router_part {
     struct router_req *q;
     struct storage *sent_to;
     bool asking;
+    struct event *ev;                      /* a delayed resend */
     unsigned count;
     uint16_t idx[SCRAPE_MAX_HASHES];
 };
@@ -305,20 +307,27 @@ static void router_watch_cb(evutil_socket_t fd, short what, void *arg)
     router_sum(rt);                        /* the counters, also while no request passes */
 }
 
-/* The node storage that owns the swarm of info_hash, or NULL (no map, an unowned slot). */
-static struct storage *router_owner(struct redis_router *rt, const uint8_t *info_hash)
+/* The slot of a swarm's keys: their hash tag is the info-hash in lowercase hex. */
+static uint16_t router_slot(const uint8_t *info_hash)
 {
     static const char digits[] = "0123456789abcdef";
     char hex[2 * ANNOUNCE_HASH_LEN];
+
+    for (int i = 0; i < ANNOUNCE_HASH_LEN; i++) {
+        hex[2 * i] = digits[info_hash[i] >> 4];
+        hex[2 * i + 1] = digits[info_hash[i] & 15];
+    }
+    return redis_cluster_keyslot(hex, sizeof(hex));
+}
+
+/* The node storage that owns the swarm of info_hash, or NULL (no map, an unowned slot). */
+static struct storage *router_owner(struct redis_router *rt, const uint8_t *info_hash)
+{
     int i;
 
     if (!rt->map)
         return NULL;
-    for (i = 0; i < ANNOUNCE_HASH_LEN; i++) {
-        hex[2 * i] = digits[info_hash[i] >> 4];
-        hex[2 * i + 1] = digits[info_hash[i] & 15];
-    }
-    i = redis_cluster_node_for_slot(rt->map, redis_cluster_keyslot(hex, sizeof(hex)));
+    i = redis_cluster_node_for_slot(rt->map, router_slot(info_hash));
     return i < 0 ? NULL : rt->node[i];
 }
 
@@ -372,6 +381,7 @@ static struct router_req *router_req_new(struct redis_router *rt, enum router_ki
         return NULL;
     }
     q->rt = rt;
+    q->deadline_ms = router_now_ms() + (uint64_t)(rt->cfg->redis_timeout_ms > 0 ? rt->cfg->redis_timeout_ms : 1000);
     q->kind = kind;
     q->arg = arg;
     q->next = rt->reqs;
@@ -461,17 +471,39 @@ static void router_suspect(struct redis_router *rt, int status)
         router_refresh_soon(rt);
 }
 
-/* What a redirection asks of the request's next send. Returns the delay before it in ms, or -1
- * if it is not to be resent (CLUSTERDOWN: fail fast). */
-static int router_redirected(struct redis_router *rt, struct storage *from, const struct redis_node_redirect *rd,
-                             bool *asking, struct storage **ask_to)
+/* What a request does after a node did not run it. */
+enum router_next {
+    ROUTER_FAIL,                           /* deliver the failure (CLUSTERDOWN, out of budget) */
+    ROUTER_NOW,                            /* resend at once (MOVED: to the new owner; ASK: to *ask_to) */
+    ROUTER_LATER,                          /* resend to the owner after a back-off: a migration
+                                            * has the request's keys split between two nodes */
+};
+
+/* A resend is allowed while the request is young (redis.timeout_ms since it came) and has not
+ * been sent ROUTER_MAX_SENDS times. */
+static bool router_may_resend(const struct router_req *q)
 {
-    *asking = false;
+    return !q->rt->freeing && q->sends < ROUTER_MAX_SENDS && router_now_ms() < q->deadline_ms;
+}
+
+/* 5, 10, 20, ... ms, at most ROUTER_BACKOFF_MAX_MS: a migration moves a slot's keys in batches. */
+static int router_backoff_ms(unsigned sends)
+{
+    return sends >= 6 ? ROUTER_BACKOFF_MAX_MS : (5 << sends) > ROUTER_BACKOFF_MAX_MS ? ROUTER_BACKOFF_MAX_MS : 5 << sends;
+}
+
+/* The next step after rd, what node `from` said. ASK sends a request to the importing node only
+ * when none of its keys answered on the migrating one (rd->served == 0): the importing node runs
+ * a command after ASKING on whatever it has, so a swarm whose seeders were still on the old node
+ * would read as empty there. Keys split between the two wait for the migration instead. */
+static enum router_next router_redirected(struct redis_router *rt, struct storage *from,
+                                          const struct redis_node_redirect *rd, struct storage **ask_to)
+{
     *ask_to = NULL;
     switch (rd->kind) {
     case REDIS_CLUSTER_ERR_MOVED:
         router_moved(rt, &rd->at, from);
-        return 0;
+        return ROUTER_NOW;
     case REDIS_CLUSTER_ERR_ASK: {
         char host[REDIS_CLUSTER_HOST_MAX + 1];
 
@@ -480,21 +512,18 @@ static int router_redirected(struct redis_router *rt, struct storage *from, cons
             if (rt->node[k] == from)
                 snprintf(host, sizeof(host), "%s", rt->map->node[k].host);
         *ask_to = router_node_at(rt, host, rd->at.port);
-        if (!*ask_to) {                    /* a target not in the map: learn it as MOVED would */
+        if (!*ask_to)                      /* a target the map does not know yet */
             router_refresh_soon(rt);
-            return ROUTER_TRYAGAIN_MS;
-        }
-        *asking = true;
-        return 0;
+        return *ask_to && rd->served == 0 ? ROUTER_NOW : ROUTER_LATER;
     }
     case REDIS_CLUSTER_ERR_TRYAGAIN:
-        return ROUTER_TRYAGAIN_MS;
-    case REDIS_CLUSTER_ERR_READONLY:
+        return ROUTER_LATER;
+    case REDIS_CLUSTER_ERR_READONLY:       /* a demoted primary: the map is stale */
         router_refresh_soon(rt);
-        return ROUTER_TRYAGAIN_MS;
-    default:                               /* CLUSTERDOWN */
+        return ROUTER_LATER;
+    default:                               /* CLUSTERDOWN: heals only with a failover */
         router_refresh_soon(rt);
-        return -1;
+        return ROUTER_FAIL;
     }
 }
 
@@ -504,22 +533,25 @@ static void router_announce_cb(const struct announce_reply *rep, int status, voi
 {
     struct router_req *q = arg;
     struct redis_router *rt = q->rt;
-    struct redis_node_redirect rd;
-    int delay;
 
-    if (status == STORAGE_ERR_REDIRECT && !rt->freeing && q->sends < ROUTER_MAX_SENDS) {
+    if (status == STORAGE_ERR_REDIRECT && router_may_resend(q)) {
+        struct redis_node_redirect rd;
+        struct storage *ask_to;
+        enum router_next next;
+
         storage_redis_node_redirect(q->sent_to, &rd);
         /* The EXEC ran (its completion counted) before a later command was redirected: the
          * resend writes the same sets without the event, so nothing is counted twice. */
         if (rd.exec_applied && q->areq.event == ANNOUNCE_EVENT_COMPLETED)
             q->areq.event = ANNOUNCE_EVENT_NONE;
-        delay = router_redirected(rt, q->sent_to, &rd, &q->asking, &q->ask_to);
-        if (delay == 0) {
+        next = router_redirected(rt, q->sent_to, &rd, &ask_to);
+        q->ask_to = next == ROUTER_NOW ? ask_to : NULL;
+        if (next == ROUTER_NOW) {
             router_announce_send(q);
             return;
         }
-        if (delay > 0) {
-            router_req_later(q, delay);
+        if (next == ROUTER_LATER) {
+            router_req_later(q, router_backoff_ms(q->sends));
             return;
         }
     }
@@ -531,7 +563,7 @@ static void router_announce_cb(const struct announce_reply *rep, int status, voi
 static void router_announce_send(struct router_req *q)
 {
     struct redis_router *rt = q->rt;
-    struct storage *st = q->asking ? q->ask_to : router_owner(rt, q->areq.info_hash);
+    struct storage *st = q->ask_to ? q->ask_to : router_owner(rt, q->areq.info_hash);
     int rc;
 
     q->sends++;
@@ -542,7 +574,7 @@ static void router_announce_send(struct router_req *q)
         return;
     }
     q->sent_to = st;
-    rc = q->asking ? storage_redis_node_announce_asking(st, &q->areq, router_announce_cb, q)
+    rc = q->ask_to ? storage_redis_node_announce_asking(st, &q->areq, router_announce_cb, q)
                    : storage_announce(st, &q->areq, router_announce_cb, q);
     if (rc < 0) {
         router_fail(q, STORAGE_ERR_UNAVAILABLE);
@@ -565,96 +597,19 @@ static int router_announce(struct storage *st, const struct announce_req *req, s
 
 /* ---- scrape: one part per node, joined ----------------------------------------------------- */
 
-static void router_part_send(struct router_part *p);
+/* How router_scrape_split places the hashes of a migrating slot (the others go to their owner). */
+enum router_split {
+    ROUTER_SPLIT_OWNER,                    /* to the owner too */
+    ROUTER_SPLIT_ASK,                      /* to the importing node, with ASKING */
+    ROUTER_SPLIT_SINGLES,                  /* to the owner, one hash a part: each learns on its own
+                                            * whether its keys moved (a part's keys answered by
+                                            * one hash say nothing of another's) */
+};
 
-/* A part's hashes that a redirection sends elsewhere go out again as new parts, split by the
- * (updated) map; with ASK, the hashes of the migrating slot go to its target with ASKING. */
-static void router_scrape_split(struct router_req *q, const uint16_t *idx, unsigned count, const bool *asking_slot,
-                                uint16_t ask_slot, struct storage *ask_to)
-{
-    struct redis_router *rt = q->rt;
-    struct router_part *parts[REDIS_CLUSTER_MAX_NODES + 1] = { 0 };
-    struct storage *dest[REDIS_CLUSTER_MAX_NODES + 1] = { 0 };
-    unsigned nparts = 0;
+static void router_part_cb(const struct scrape_reply *rep, int status, void *arg);
 
-    for (unsigned i = 0; i < count; i++) {
-        const uint8_t *h = q->sreq->info_hash[idx[i]];
-        struct storage *st = router_owner(rt, h);
-        bool asking = false;
-        unsigned k;
-
-        if (asking_slot && *asking_slot && ask_to) {
-            static const char digits[] = "0123456789abcdef";
-            char hex[2 * ANNOUNCE_HASH_LEN];
-
-            for (int b = 0; b < ANNOUNCE_HASH_LEN; b++) {
-                hex[2 * b] = digits[h[b] >> 4];
-                hex[2 * b + 1] = digits[h[b] & 15];
-            }
-            if (redis_cluster_keyslot(hex, sizeof(hex)) == ask_slot) {
-                st = ask_to;
-                asking = true;
-            }
-        }
-        if (!st) {
-            router_refresh_soon(rt);
-            router_fail(q, STORAGE_ERR_UNAVAILABLE);
-            continue;
-        }
-        for (k = 0; k < nparts && !(dest[k] == st && parts[k]->asking == asking); k++)
-            ;
-        if (k == nparts) {
-            if (nparts == REDIS_CLUSTER_MAX_NODES + 1 || !(parts[k] = calloc(1, sizeof(*parts[k])))) {
-                router_fail(q, STORAGE_ERR_UNAVAILABLE);
-                continue;
-            }
-            parts[k]->q = q;
-            parts[k]->asking = asking;
-            dest[k] = st;
-            nparts++;
-        }
-        parts[k]->idx[parts[k]->count++] = idx[i];
-    }
-    q->parts += nparts;
-    for (unsigned k = 0; k < nparts; k++) {
-        parts[k]->sent_to = dest[k];
-        router_part_send(parts[k]);
-    }
-}
-
-static void router_part_cb(const struct scrape_reply *rep, int status, void *arg)
-{
-    struct router_part *p = arg;
-    struct router_req *q = p->q;
-    struct redis_router *rt = q->rt;
-
-    if (status == STORAGE_OK) {
-        for (unsigned i = 0; i < p->count && i < rep->count; i++)
-            q->stats[p->idx[i]] = rep->stats[i];
-    } else if (status == STORAGE_ERR_REDIRECT && !rt->freeing && q->sends < ROUTER_MAX_SENDS &&
-               q->status == STORAGE_OK) {
-        struct redis_node_redirect rd;
-        struct storage *ask_to;
-        bool asking;
-        int delay;
-
-        storage_redis_node_redirect(p->sent_to, &rd);
-        delay = router_redirected(rt, p->sent_to, &rd, &asking, &ask_to);
-        if (delay == 0) {                  /* scrapes are reads: every hash may go again */
-            router_scrape_split(q, p->idx, p->count, &asking, rd.at.slot, ask_to);
-            q->sends++;
-        } else {
-            router_fail(q, delay > 0 ? STORAGE_ERR_TIMEOUT : STORAGE_ERR_UNAVAILABLE);
-        }
-    } else {
-        router_suspect(rt, status);
-        router_fail(q, status == STORAGE_ERR_REDIRECT ? STORAGE_ERR_UNAVAILABLE : status);
-    }
-    free(p);
-    if (--q->parts == 0)                   /* this part held q while its resends went out */
-        router_deliver(q, NULL);
-}
-
+/* Sends part p (its hashes copied into a request of their own). A part that cannot go out is
+ * counted done at once; the caller holds q (q->parts), so it is never the last. */
 static void router_part_send(struct router_part *p)
 {
     struct scrape_req *part = malloc(sizeof(*part));
@@ -670,12 +625,139 @@ static void router_part_send(struct router_part *p)
                        : storage_scrape(p->sent_to, part, router_part_cb, p);
         free(part);
     }
-    if (rc < 0) {                          /* nothing will call back: count the part done (the
-                                            * caller holds q, so this is never the last) */
+    if (rc < 0) {
         router_fail(q, STORAGE_ERR_UNAVAILABLE);
         q->parts--;
         free(p);
     }
+}
+
+static struct router_part *router_part_new(struct router_req *q, struct storage *to, bool asking)
+{
+    struct router_part *p = calloc(1, sizeof(*p));
+
+    if (!p) {
+        router_fail(q, STORAGE_ERR_UNAVAILABLE);
+        return NULL;
+    }
+    p->q = q;
+    p->sent_to = to;
+    p->asking = asking;
+    q->parts++;
+    return p;
+}
+
+/* Sends the hashes idx[0..count) of q as parts, one per node (see enum router_split for the
+ * hashes of slot `slot`). The caller holds q. */
+static void router_scrape_split(struct router_req *q, const uint16_t *idx, unsigned count, enum router_split how,
+                                uint16_t slot, struct storage *ask_to)
+{
+    struct redis_router *rt = q->rt;
+    struct router_part *group[REDIS_CLUSTER_MAX_NODES + 1];
+    unsigned ngroups = 0;
+
+    q->sends++;
+    for (unsigned i = 0; i < count; i++) {
+        const uint8_t *h = q->sreq->info_hash[idx[i]];
+        bool migrating = how != ROUTER_SPLIT_OWNER && router_slot(h) == slot;
+        bool asking = migrating && how == ROUTER_SPLIT_ASK && ask_to;
+        struct storage *st = asking ? ask_to : router_owner(rt, h);
+        struct router_part *p = NULL;
+        unsigned k;
+
+        if (!st) {
+            router_refresh_soon(rt);
+            router_fail(q, STORAGE_ERR_UNAVAILABLE);
+            continue;
+        }
+        if (migrating && how == ROUTER_SPLIT_SINGLES) {
+            if ((p = router_part_new(q, st, false))) {
+                p->idx[p->count++] = idx[i];
+                router_part_send(p);
+            }
+            continue;
+        }
+        for (k = 0; k < ngroups && !(group[k]->sent_to == st && group[k]->asking == asking); k++)
+            ;
+        if (k == ngroups) {
+            if (ngroups == REDIS_CLUSTER_MAX_NODES + 1 || !(group[k] = router_part_new(q, st, asking))) {
+                router_fail(q, STORAGE_ERR_UNAVAILABLE);
+                continue;
+            }
+            ngroups++;
+        }
+        group[k]->idx[group[k]->count++] = idx[i];
+    }
+    for (unsigned k = 0; k < ngroups; k++)
+        router_part_send(group[k]);
+}
+
+/* A part's delayed resend: its hashes go out again by the map as it is now. */
+static void router_part_later_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct router_part *p = arg;
+    struct router_req *q = p->q;
+    (void)fd;
+    (void)what;
+
+    if (!q->rt->freeing)
+        router_scrape_split(q, p->idx, p->count, ROUTER_SPLIT_OWNER, 0, NULL);
+    else
+        router_fail(q, STORAGE_ERR_UNAVAILABLE);
+    event_free(p->ev);
+    free(p);
+    if (--q->parts == 0)
+        router_deliver(q, NULL);
+}
+
+/* Resends p after ms, or fails it (no event). Returns true if p was kept for that. */
+static bool router_part_later(struct router_part *p, int ms)
+{
+    struct timeval tv = router_tv(ms);
+
+    if (!(p->ev = evtimer_new(p->q->rt->evbase, router_part_later_cb, p)) || evtimer_add(p->ev, &tv) < 0) {
+        if (p->ev)
+            event_free(p->ev);
+        p->ev = NULL;
+        return false;
+    }
+    return true;
+}
+
+static void router_part_cb(const struct scrape_reply *rep, int status, void *arg)
+{
+    struct router_part *p = arg;
+    struct router_req *q = p->q;
+    struct redis_router *rt = q->rt;
+
+    if (status == STORAGE_OK) {
+        for (unsigned i = 0; i < p->count && i < rep->count; i++)
+            q->stats[p->idx[i]] = rep->stats[i];
+    } else if (status == STORAGE_ERR_REDIRECT && q->status == STORAGE_OK && router_may_resend(q)) {
+        /* Scrapes are reads: any of their hashes may be asked again. */
+        struct redis_node_redirect rd;
+        struct storage *ask_to;
+        enum router_next next;
+
+        storage_redis_node_redirect(p->sent_to, &rd);
+        next = router_redirected(rt, p->sent_to, &rd, &ask_to);
+        if (next == ROUTER_NOW && rd.kind == REDIS_CLUSTER_ERR_ASK)
+            router_scrape_split(q, p->idx, p->count, ROUTER_SPLIT_ASK, rd.at.slot, ask_to);
+        else if (next == ROUTER_LATER && rd.kind == REDIS_CLUSTER_ERR_ASK && p->count > 1)
+            router_scrape_split(q, p->idx, p->count, ROUTER_SPLIT_SINGLES, rd.at.slot, NULL);
+        else if (next == ROUTER_NOW)
+            router_scrape_split(q, p->idx, p->count, ROUTER_SPLIT_OWNER, 0, NULL);
+        else if (next == ROUTER_LATER && router_part_later(p, router_backoff_ms(q->sends)))
+            return;                        /* p still counts in q->parts */
+        else
+            router_fail(q, STORAGE_ERR_UNAVAILABLE);
+    } else {
+        router_suspect(rt, status);
+        router_fail(q, status == STORAGE_ERR_REDIRECT ? STORAGE_ERR_UNAVAILABLE : status);
+    }
+    free(p);
+    if (--q->parts == 0)                   /* this part held q while its resends went out */
+        router_deliver(q, NULL);
 }
 
 static int router_scrape(struct storage *st, const struct scrape_req *req, storage_scrape_cb *cb, void *arg)
@@ -699,9 +781,8 @@ static int router_scrape(struct storage *st, const struct scrape_req *req, stora
     q->sreq->count = count;
     for (unsigned i = 0; i < count; i++)
         idx[i] = (uint16_t)i;
-    q->sends = 1;
     q->parts = 1;                          /* held while the parts go out: none finishes q early */
-    router_scrape_split(q, idx, count, NULL, 0, NULL);
+    router_scrape_split(q, idx, count, ROUTER_SPLIT_OWNER, 0, NULL);
     if (--q->parts == 0)
         router_req_later(q, 0);            /* nothing went out (no hashes, no map) */
     return 0;
