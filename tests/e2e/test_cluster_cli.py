@@ -44,10 +44,15 @@ class TcpRedis(Redis):
 
 
 def start_cluster():
-    r = subprocess.run(['bash', CLUSTER_SH, 'start'], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       timeout=90)
-    if r.returncode != 0:
-        raise AssertionError('tests/cluster.sh start failed:\n' + r.stderr.decode(errors='replace')[-3000:])
+    """Starts a cluster: three tries, as a port cluster.sh found free can be taken before its node
+    binds it (other tests on the machine start servers too)."""
+    for attempt in range(3):
+        r = subprocess.run(['bash', CLUSTER_SH, 'start'], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           timeout=90)
+        if r.returncode == 0:
+            break
+        if attempt == 2 or b'Failed listening' not in r.stderr:
+            raise AssertionError('tests/cluster.sh start failed:\n' + r.stderr.decode(errors='replace')[-3000:])
     env = dict(line.split('=', 1) for line in r.stdout.decode().split() if '=' in line)
     return env['TYTO_CLUSTER_DIR'], env['TYTO_CLUSTER_NODES'].split(','), env['TYTO_CLUSTER_PRIMARIES'].split(',')
 
@@ -57,7 +62,8 @@ def stop_cluster(d):
                    timeout=30)
 
 
-class ClusterCli(unittest.TestCase):
+class ClusterBase(unittest.TestCase):
+    """A cluster of its own per class, with the swarms written into it and the single Redis."""
 
     @classmethod
     def setUpClass(cls):
@@ -77,16 +83,25 @@ class ClusterCli(unittest.TestCase):
         stop_cluster(cls.cluster_dir)
 
     @classmethod
-    def setup_data(cls, primaries):
-        # The slot map as the cluster reports it: (start, end, 'host:port' of the primary).
-        first = TcpRedis(*cls.addr(primaries[0]))
+    def read_map(cls, node):
+        """The slot map as node reports it: cls.slots (start, end, primary 'host:port'), cls.replica
+        (primary -> its first replica), cls.conns (primary -> connection)."""
+        r = TcpRedis(*cls.addr(node))
         try:
-            cls.slots = [(s[0], s[1], '%s:%d' % (s[2][0].decode() or '127.0.0.1', s[2][1]))
-                         for s in first.cmd('CLUSTER', 'SLOTS')]
-            cls.stats_slot = first.cmd('CLUSTER', 'KEYSLOT', '{stats}')
+            reply = r.cmd('CLUSTER', 'SLOTS')
+            cls.stats_slot = r.cmd('CLUSTER', 'KEYSLOT', '{stats}')
         finally:
-            first.close()
-        cls.conns = {a: TcpRedis(*cls.addr(a)) for a in sorted({s[2] for s in cls.slots})}
+            r.close()
+        name = (lambda n: '%s:%d' % (n[0].decode() or '127.0.0.1', n[1]))
+        cls.slots = [(e[0], e[1], name(e[2])) for e in reply]
+        cls.replica = {name(e[2]): name(e[3]) for e in reply if len(e) > 3}
+        for c in getattr(cls, 'conns', {}).values():
+            c.close()
+        cls.conns = {a: TcpRedis(*cls.addr(a)) for a in sorted({e[2] for e in cls.slots})}
+
+    @classmethod
+    def setup_data(cls, primaries):
+        cls.read_map(primaries[0])
         assert len(cls.conns) == 3, cls.slots
         cls.single = Redis(tt.redis_socket())
 
@@ -97,7 +112,7 @@ class ClusterCli(unittest.TestCase):
         cls.plain.cfg['listen']['port'] = 6969
         cls.plain.write_config()
         cls.clus = tt.Tyto(backend='redis', config={'redis': {
-            'url': 'redis://' + cls.primaries[0], 'cluster': True, 'nodes': [cls.nodes[0]], 'prefix': cls.prefix}})
+            'url': 'redis://' + cls.primaries[0], 'cluster': True, 'nodes': cls.nodes, 'prefix': cls.prefix}})
         cls.clus.cfg['listen']['port'] = 6969
         cls.clus.write_config()
 
@@ -165,6 +180,26 @@ class ClusterCli(unittest.TestCase):
         self.assertEqual(b, a)
         return b[1]
 
+    def start_tyto(self):
+        """tyto (one worker, an aggregator pass a second), the map read from a replica."""
+        t = tt.Tyto(config={'workers': 1, 'redis': {
+            'url': 'redis://' + self.primaries[0], 'cluster': True, 'nodes': [self.nodes[-1]], 'prefix': self.prefix},
+            'stats': {'pass_s': 1, 'lease_ms': 1500}})
+        t.start()
+        return t
+
+    def wait_pass(self, t, after, timeout=20):
+        """The first snapshot written after `after` (unix s) that counts every live swarm."""
+        want = sum(1 for v in self.expect.values() if v[0] + v[1] > 0)
+        return wait_for(lambda: (lambda s: s if s.get('snapshot') and s['time'] > after and s['swarms'] == want
+                                 else None)(tt.stats(t)['tracker']), timeout, 'an aggregator pass after %d' % after)
+
+    def stats_owner(self):
+        return next(a for lo, hi, a in self.slots if lo <= self.stats_slot <= hi)
+
+
+class ClusterCli(ClusterBase):
+
     # -- the CLI --------------------------------------------------------------------------------
 
     def test_swarm_reads_the_owner_of_its_slot(self):
@@ -193,14 +228,9 @@ class ClusterCli(unittest.TestCase):
     # -- tyto running: the aggregator and /stats --------------------------------------------------
 
     def test_aggregator_covers_every_primary(self):
-        t = tt.Tyto(config={'workers': 1, 'redis': {
-            'url': 'redis://' + self.primaries[0], 'cluster': True, 'nodes': [self.nodes[-1]], 'prefix': self.prefix},
-            'stats': {'pass_s': 1, 'lease_ms': 1500}})
-        t.start()
+        t = self.start_tyto()
         try:
-            after = time.time() + 1
-            snap = wait_for(lambda: (lambda s: s if s.get('snapshot') and s['time'] > after else None)(
-                tt.stats(t)['tracker']), 20, 'an aggregator pass')
+            snap = self.wait_pass(t, time.time() + 1)
             live = [v for v in self.expect.values() if v[0] + v[1] > 0]
             self.assertEqual(snap['swarms'], len(live))
             self.assertEqual(snap['seeders'], sum(v[0] for v in live))
@@ -212,7 +242,7 @@ class ClusterCli(unittest.TestCase):
                 checked = self.conns[owner].cmd('HGET', self.key(h, 'stats'), 'checked')
                 self.assertIsNotNone(checked, 'swarm %s on %s: no census' % (h, owner))
             # The {stats} keys on the owner of their one slot.
-            stats_owner = next(a for lo, hi, a in self.slots if lo <= self.stats_slot <= hi)
+            stats_owner = self.stats_owner()
             self.assertIsNotNone(self.conns[stats_owner].cmd('HGET', self.prefix + '{stats}:snapshot', 'time'))
             self.assertIsNotNone(self.conns[stats_owner].cmd('GET', self.prefix + '{stats}:lease'))
             # /stats?info_hash for a swarm of every primary.
@@ -235,6 +265,50 @@ class ClusterCli(unittest.TestCase):
         log = t.log()
         self.assertNotIn('MOVED', log)
         self.assertNotIn('CROSSSLOT', log)
+
+
+class ClusterFailover(ClusterBase):
+
+    def test_aggregator_follows_a_failover(self):
+        """CLUSTER FAILOVER promotes the replica of the {stats} slot's primary while tyto runs: the
+        old primary, still connected, answers MOVED to the census and the {stats} writes; tyto
+        reads the map again and its next passes cover every swarm, writing to the new primary."""
+        t = self.start_tyto()
+        try:
+            self.wait_pass(t, time.time() + 1)
+            old = self.stats_owner()
+            # CLUSTER SLOTS lists a replica once the primary has seen it attach.
+            wait_for(lambda: self.read_map(old) or old in self.replica, 20, 'a replica of %s' % old)
+            new = self.replica[old]
+            r = TcpRedis(*self.addr(new))
+            try:
+                r.cmd('CLUSTER', 'FAILOVER')
+            finally:
+                r.close()
+
+            def promoted():
+                try:
+                    self.read_map(new)
+                except (OSError, tt.RedisError):
+                    return False
+                return self.stats_owner() == new
+            wait_for(promoted, 20, 'the replica %s promoted' % new)
+            t_failover = time.time()
+            snap = self.wait_pass(t, t_failover + 1)
+            for h in self.swarms:
+                owner = next(a for lo, hi, a in self.slots if lo <= self.slot(self.key(h, 'info')) <= hi)
+                checked = self.conns[owner].cmd('HGET', self.key(h, 'stats'), 'checked')
+                self.assertGreaterEqual(int(checked), int(t_failover), 'swarm %s on %s' % (h, owner))
+            self.assertEqual(self.conns[new].cmd('HGET', self.prefix + '{stats}:snapshot', 'time'),
+                             str(snap['time']).encode())
+            rc, out, err = self.run_tyto(self.clus, 'swarms', '1000')
+            self.assertEqual(rc, 0, err)
+            self.assertIn('%d swarms under prefix' % len(self.swarms), out)
+            print('CLUSTER failover: {stats} slot moved %s -> %s; a full pass %.1f s after the promotion'
+                  % (old, new, snap['time'] - t_failover))
+        finally:
+            t.stop()
+        self.assertIn('reading the slot map again', t.log())
 
 
 if __name__ == '__main__':
