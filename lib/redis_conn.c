@@ -180,11 +180,25 @@ void redis_conns_free(struct redis_conns *c)
     free(c);
 }
 
+static bool redis_conns_same_map(const struct redis_cluster_map *a, const struct redis_cluster_map *b)
+{
+    if (a->nnodes != b->nnodes || memcmp(a->owner, b->owner, sizeof(a->owner)) != 0)
+        return false;
+    for (unsigned i = 0; i < a->nnodes; i++)
+        if (a->node[i].port != b->node[i].port || strcmp(a->node[i].host, b->node[i].host) != 0)
+            return false;
+    return true;
+}
+
 /* Puts *m in use: the connections of primaries still in it move to their new index, the others
- * are let go (redisAsyncDisconnect: once their pending replies are in). */
+ * are let go (redisAsyncDisconnect: once their pending replies are in). The same map again (a
+ * refresh after a lost connection, before any failover) changes nothing. */
 static void redis_conns_apply(struct redis_conns *c, const struct redis_cluster_map *m)
 {
     redisAsyncContext *keep[REDIS_CLUSTER_MAX_NODES] = { 0 };
+
+    if (c->map && redis_conns_same_map(c->map, m))
+        return;
 
     for (unsigned i = 0; c->map && i < c->map->nnodes; i++) {
         redisAsyncContext *ac = c->ac[i];
@@ -238,8 +252,11 @@ static void redis_conns_slots_cb(redisAsyncContext *ac, void *reply_ptr, void *p
     char err[160];
 
     c->refreshing = false;
-    if (!reply)
-        return;                        /* gone with its connection (c may be freeing) */
+    if (!reply) {                      /* gone with its connection: ask another node */
+        c->stale = true;
+        c->refresh_failed++;
+        return;
+    }
     if (!(m = malloc(sizeof(*m))))
         return;
     if (redis_cluster_map_parse(reply, ac->c.tcp.host ? ac->c.tcp.host : "", m, err, sizeof(err)) == 0 &&

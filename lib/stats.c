@@ -192,7 +192,6 @@ static void stats_snapshot_cb(redisAsyncContext *ac, void *reply_ptr, void *priv
 {
     struct stats *s = privdata;
     redisReply *reply = reply_ptr;
-    (void)ac;
 
     if (!reply)
         return;                        /* gone with the connection: s may be freeing */
@@ -548,7 +547,6 @@ static void stats_swarm_cb(redisAsyncContext *ac, void *reply_ptr, void *privdat
 {
     struct stats_call *c = privdata;
     redisReply *r = reply_ptr;
-    (void)ac;
 
     if (!stats_call_reply(c, ac, r))
         return;
@@ -657,7 +655,6 @@ static void stats_page_cb(redisAsyncContext *ac, void *reply_ptr, void *privdata
     struct stats_call *c = privdata;
     struct stats *s = c->s;
     redisReply *r = reply_ptr;
-    (void)ac;
 
     if (!stats_call_reply(c, ac, r))
         return;
@@ -748,7 +745,6 @@ static void stats_full_scrape_cb(redisAsyncContext *ac, void *reply_ptr, void *p
     struct stats_call *c = privdata;
     redisReply *r = reply_ptr;
     struct evbuffer *b;
-    (void)ac;
 
     if (!stats_call_reply(c, ac, r))
         return;

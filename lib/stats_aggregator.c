@@ -570,7 +570,6 @@ static void agg_batch_done(struct stats_aggregator *a)
 static void agg_census_cb(redisAsyncContext *ac, void *reply_ptr, void *privdata)
 {
     struct agg_call *c = privdata;
-    (void)ac;
     if (agg_batch_reply(c, ac, reply_ptr)) {
         agg_census(c->a, c->hex, reply_ptr);
         agg_batch_done(c->a);
@@ -582,7 +581,6 @@ static void agg_downloaded_cb(redisAsyncContext *ac, void *reply_ptr, void *priv
 {
     struct agg_call *c = privdata;
     redisReply *reply = reply_ptr;
-    (void)ac;
     if (agg_batch_reply(c, ac, reply)) {
         c->a->downloaded += agg_int(reply);
         agg_batch_done(c->a);
@@ -594,7 +592,6 @@ static void agg_counts_cb(redisAsyncContext *ac, void *reply_ptr, void *privdata
 {
     struct agg_call *c = privdata;
     redisReply *reply = reply_ptr;
-    (void)ac;
     if (agg_batch_reply(c, ac, reply)) {
         if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2) {
             c->a->scrapes_min = agg_int(reply->element[0]);
@@ -648,7 +645,6 @@ static void agg_scan_cb(redisAsyncContext *ac, void *reply_ptr, void *privdata)
     struct agg_call *c = privdata;
     struct stats_aggregator *a = c->a;
     redisReply *reply = reply_ptr;
-    (void)ac;
 
     if (!agg_batch_reply(c, ac, reply)) {
         free(c);
