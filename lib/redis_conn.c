@@ -214,8 +214,14 @@ static void redis_conns_apply(struct redis_conns *c, const struct redis_cluster_
     if (!c->map)
         c->map = malloc(sizeof(*c->map));
     if (c->map) {
+        char list[512] = "";
+
         memcpy(c->map, m, sizeof(*m));
         c->generation++;
+        for (unsigned i = 0; i < m->nnodes; i++)
+            snprintf(list + strlen(list), sizeof(list) - strlen(list), " %s:%u", m->node[i].host,
+                     (unsigned)m->node[i].port);
+        log_info("redis cluster: slot map %u: primaries%s", c->generation, list);
     }
 }
 

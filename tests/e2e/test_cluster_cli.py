@@ -191,8 +191,19 @@ class ClusterBase(unittest.TestCase):
     def wait_pass(self, t, after, timeout=20):
         """The first snapshot written after `after` (unix s) that counts every live swarm."""
         want = sum(1 for v in self.expect.values() if v[0] + v[1] > 0)
-        return wait_for(lambda: (lambda s: s if s.get('snapshot') and s['time'] > after and s['swarms'] == want
-                                 else None)(tt.stats(t)['tracker']), timeout, 'an aggregator pass after %d' % after)
+        last = []
+
+        def done():
+            last[:] = [tt.stats(t)['tracker']]
+            s = last[0]
+            return s if s.get('snapshot') and s['time'] > after and s['swarms'] == want else None
+        try:
+            return wait_for(done, timeout, 'an aggregator pass after %d counting %d swarms' % (after, want))
+        except AssertionError as e:
+            log = t.log()
+            maps = '\n'.join(line for line in log.splitlines() if 'slot map' in line or 'lease' in line)
+            raise AssertionError('%s; last snapshot %r; slot maps and lease:\n%s\nlog:\n%s'
+                                 % (e, last, maps[-3000:], log[-3000:]))
 
     def stats_owner(self):
         return next(a for lo, hi, a in self.slots if lo <= self.stats_slot <= hi)
