@@ -166,6 +166,26 @@ static redisContext *inspect_connect_key(const struct config *cfg, const struct 
     return inspect_connect_node(cfg, m, node, errout);
 }
 
+redisContext *inspect_connect_for(const struct config *cfg, const char *key, FILE *errout)
+{
+    struct redis_cluster_map *m;
+    redisContext *c = NULL;
+    char err[320];
+
+    if (!cfg->redis_cluster)
+        return inspect_connect(cfg, errout);
+    if (!(m = malloc(sizeof(*m)))) {
+        fprintf(errout, "tyto: out of memory\n");
+        return NULL;
+    }
+    if (redis_cluster_fetch_map(cfg, NULL, m, err, sizeof(err)) < 0)
+        fprintf(errout, "tyto: redis cluster: %s\n", err);
+    else
+        c = inspect_connect_key(cfg, m, key, errout);
+    free(m);
+    return c;
+}
+
 /* ---- helpers ----------------------------------------------------------------------------- */
 
 /* Copies a 40-digit hex info_hash in lowercase (the form keys use). 0 or -1. */
