@@ -1,0 +1,604 @@
+"""Redis Cluster (issue 12): tyto (2 workers, redis.cluster: true) on a real cluster of three
+primaries and three replicas (tests/cluster.sh, a cluster of its own per case), its workers routing
+each swarm's pipeline to the primary that owns the swarm's hash slot.
+
+  a) routing: announces to ~200 random swarms (every primary gets some) succeed, each swarm's keys
+     are on the primary owning its slot and on no other node, peers come back, and scrapes of many
+     hashes (fanned out over the three primaries) give each hash its own counts;
+  b) failover: under a paced announce load to swarms of all three primaries, one primary is killed
+     (SIGKILL); its replica is promoted and tyto follows without a restart (same master and worker
+     pids); announces to the other primaries' swarms never fail, those to the dead primary's slots
+     fail quickly (a storage failure reason) and then succeed again;
+  c) reshard: under a paced load, slots holding active swarms are moved by hand from one primary to
+     another (CLUSTER SETSLOT IMPORTING/MIGRATING, each key MIGRATEd on its own with pauses, so that
+     announces meet ASK for moved keys and TRYAGAIN for swarms split between the nodes, then
+     SETSLOT NODE: MOVED); no request fails, and event=completed sent once for each of K leechers of
+     the moving swarms during the move counts exactly once (:info downloaded on the new owner).
+
+Prints "CLUSTER failover: failed=N of M (all on the killed primary's slots), recovered after X.X s"
+and "CLUSTER reshard: N slots moved under load, failed=F of M, downloaded exact for K completions".
+Run alone: TYTO_BIN=build/tyto /usr/bin/python3 tests/e2e/test_cluster.py"""
+
+import atexit
+import os
+import random
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tytotest                                                      # noqa: E402
+from tytotest import (Peer, Redis, RedisError, SLOW, Tyto, children, make_tmpdir,  # noqa: E402
+                      parse_peers4, rand_hash, summary, wait_for)
+
+CLUSTER_SH = os.path.join(tytotest.ROOT, 'tests', 'cluster.sh')
+STORAGE_REASONS = (b'tracker storage is unavailable, retry later', b'tracker storage timed out, retry later',
+                   b'tracker storage failed, retry later')
+LOAD_RATE = 40                 # announces a second per load thread, at most
+FAILOVER_LOAD_S = 25.0         # the failover load's length, if tyto recovered by then
+SWARM_KEYS = re.compile(rb'\{([0-9a-f]{40})\}:(seeders|leechers|info|stats)\Z')
+
+# ---------------------------------------------------------------------------------------------
+# Slots: CRC16/XMODEM of the hash tag, mod 16384 (checked against CLUSTER KEYSLOT below).
+
+_CRC_TABLE = []
+for _i in range(256):
+    _c = _i << 8
+    for _ in range(8):
+        _c = ((_c << 1) ^ 0x1021) if _c & 0x8000 else (_c << 1)
+    _CRC_TABLE.append(_c & 0xffff)
+
+
+def crc16(data):
+    crc = 0
+    for b in data:
+        crc = ((crc << 8) & 0xffff) ^ _CRC_TABLE[((crc >> 8) ^ b) & 0xff]
+    return crc
+
+
+def keyslot(key):
+    if isinstance(key, str):
+        key = key.encode()
+    s = key.find(b'{')
+    if s >= 0:
+        e = key.find(b'}', s + 1)
+        if e > s + 1:
+            key = key[s + 1:e]
+    return crc16(key) % 16384
+
+
+def hash_slot(info_hash):
+    """The slot of every key of the swarm info_hash (its tag is the 40 lowercase hex digits)."""
+    return crc16(info_hash.hex().encode()) % 16384
+
+
+def hash_in_slot(slot):
+    """A random info-hash whose swarm lives in slot (about 16384 tries)."""
+    while True:
+        h = rand_hash()
+        if hash_slot(h) == slot:
+            return h
+
+
+# ---------------------------------------------------------------------------------------------
+# Plain RESP over TCP to one node (no redirections followed: a MOVED is an error here)
+
+class TcpRedis(Redis):
+    """The tests' RESP client (tytotest.Redis) over TCP: cluster nodes listen on no unix socket."""
+
+    def __init__(self, port, timeout=5.0):   # noqa: super().__init__ connects a unix socket
+        self.path = '127.0.0.1:%d' % port
+        self.port = port
+        self.sock = socket.create_connection(('127.0.0.1', port), timeout=timeout)
+        self.rf = self.sock.makefile('rb')
+
+
+def ask(port, *args):
+    """One command on a fresh TCP connection; None if the node does not answer."""
+    try:
+        r = TcpRedis(port, timeout=2)
+    except OSError:
+        return None
+    try:
+        return r.cmd(*args)
+    except (OSError, RedisError):
+        return None
+    finally:
+        r.close()
+
+
+def port_of(addr):
+    return int(addr.rsplit(':', 1)[1])
+
+
+class Cluster:
+    """tests/cluster.sh start in a directory of our own; stop() stops exactly its nodes (by their
+    pid files). Registered for exit too, in case a signal skips tearDown."""
+
+    def __init__(self):
+        self.dir = os.path.join(make_tmpdir('cluster'), 'nodes')
+        out = subprocess.run([CLUSTER_SH, 'start', self.dir], capture_output=True, timeout=90)
+        if out.returncode != 0:
+            raise AssertionError('tests/cluster.sh start failed:\n%s' % out.stderr.decode(errors='replace')[-4000:])
+        env = dict(line.split('=', 1) for line in out.stdout.decode().split() if '=' in line)
+        self.nodes = env['TYTO_CLUSTER_NODES'].split(',')
+        self.primaries = env['TYTO_CLUSTER_PRIMARIES'].split(',')
+        self.stopped = False
+        _clusters.append(self)
+
+    def stop(self):
+        if self.stopped:
+            return
+        self.stopped = True
+        subprocess.run([CLUSTER_SH, 'stop', self.dir], capture_output=True, timeout=60)
+        shutil.rmtree(os.path.dirname(self.dir), True)
+
+    def pid(self, port):
+        """The pid of the node on port, checked to be that redis-server (not a recycled pid)."""
+        with open(os.path.join(self.dir, 'redis-%d.pid' % port)) as f:
+            pid = int(f.read())
+        with open('/proc/%d/cmdline' % pid, 'rb') as f:
+            cmd = f.read().replace(b'\0', b' ')
+        assert b'redis-server' in cmd and b':%d' % port in cmd, 'pid %d is not our node on %d' % (pid, port)
+        return pid
+
+    def node_info(self, port):
+        """CLUSTER NODES of the node on port -> [{id, port, flags, master, slots}]."""
+        text = ask(port, 'CLUSTER', 'NODES')
+        if text is None:
+            return None
+        out = []
+        for line in text.decode().splitlines():
+            f = line.split()
+            if len(f) < 8:
+                continue
+            out.append({'id': f[0], 'port': int(f[1].split('@')[0].rsplit(':', 1)[1]),
+                        'flags': f[2].split(','), 'master': f[3], 'slots': f[8:]})
+        return out
+
+    def slot_owners(self, port):
+        """{slot: primary port} from CLUSTER SLOTS of the node on port."""
+        reply = ask(port, 'CLUSTER', 'SLOTS')
+        if not isinstance(reply, list):
+            return None
+        owner = {}
+        for r in reply:
+            for s in range(r[0], r[1] + 1):
+                owner[s] = r[2][1]
+        return owner
+
+
+_clusters = []
+
+
+@atexit.register
+def _stop_clusters():
+    for c in _clusters:
+        c.stop()
+
+
+def announce_once(t, info_hash, peer, left, **kw):
+    """One announce on a fresh connection -> (t0, t1, kind, reason, reply): kind is 'ok',
+    'failure', 'invalid' (not a 200 with canonical bencode) or 'unanswered' (no HTTP reply)."""
+    t0 = time.monotonic()
+    try:
+        d = t.announce(info_hash, peer, left=left, expect_ok=False, **kw)
+    except AssertionError as e:
+        return (t0, time.monotonic(), 'invalid', str(e)[:200].encode(), None)
+    except Exception as e:  # noqa: BLE001 (socket errors, timeouts)
+        return (t0, time.monotonic(), 'unanswered', repr(e).encode(), None)
+    if b'failure reason' in d:
+        return (t0, time.monotonic(), 'failure', d[b'failure reason'], d)
+    return (t0, time.monotonic(), 'ok', None, d)
+
+
+class Load:
+    """Paced announce threads: each re-announces its own swarms (one peer a swarm, leecher) in
+    turn, LOAD_RATE a second at most; every outcome is kept with the thread's group name."""
+
+    def __init__(self, t, groups):
+        self.t = t
+        self.results = []              # (group, info_hash, outcome)
+        self.lock = threading.Lock()
+        self.stop_ev = threading.Event()
+        self.threads = []
+        for group, hashes in groups:
+            for part in (hashes[0::2], hashes[1::2]):      # two threads a group
+                if part:
+                    self.threads.append(threading.Thread(target=self.run, args=(group, part), daemon=True))
+
+    def run(self, group, hashes):
+        peers = {h: Peer() for h in hashes}
+        next_at = time.monotonic()
+        i = 0
+        while not self.stop_ev.is_set():
+            h = hashes[i % len(hashes)]
+            i += 1
+            o = announce_once(self.t, h, peers[h], 1)
+            with self.lock:
+                self.results.append((group, h, o))
+            next_at += 1.0 / LOAD_RATE
+            time.sleep(max(0.0, next_at - time.monotonic()))
+
+    def start(self):
+        for th in self.threads:
+            th.start()
+        return self
+
+    def stop(self):
+        self.stop_ev.set()
+        for th in self.threads:
+            th.join(30 * SLOW)
+        if any(th.is_alive() for th in self.threads):
+            raise AssertionError('the load threads did not finish')
+
+    def snapshot(self):
+        with self.lock:
+            return list(self.results)
+
+    def oks(self):
+        return sum(1 for r in self.snapshot() if r[2][2] == 'ok')
+
+
+@unittest.skipIf(shutil.which('redis-server') is None or shutil.which('redis-cli') is None,
+                 'redis-server and redis-cli are needed for a Redis Cluster')
+class ClusterTest(unittest.TestCase):
+
+    def setUp(self):
+        self.cluster = None
+        self.tytos = []
+
+    def tearDown(self):
+        for t in self.tytos:
+            t.kill()
+        if self.cluster is not None:
+            self.cluster.stop()
+
+    def start(self, nodes='all'):
+        """A cluster and tyto (2 workers) on it -> (tyto, master pid, worker pids)."""
+        self.cluster = c = Cluster()
+        seeds = c.nodes if nodes == 'all' else c.primaries
+        t = Tyto(config={
+            'workers': 2,
+            'redis': {'cluster': True, 'nodes': seeds},
+            'scrape': {'max_hashes': 64},
+        }, redis_url='redis://%s' % c.primaries[0])   # with redis.cluster: the password only
+        self.tytos.append(t)
+        t.start()
+        master_pid = t.proc.pid
+        workers = wait_for(lambda: len(children(master_pid)) == 2 and children(master_pid), 10, 'two workers')
+        return t, master_pid, workers
+
+    def key(self, t, info_hash, kind):
+        return '%s{%s}:%s' % (t.prefix, info_hash.hex(), kind)
+
+    def swarms_by_primary(self, owners, n_each):
+        """{primary port: [n_each random info-hashes whose slot it owns]}."""
+        out = {p: [] for p in set(owners.values())}
+        while any(len(v) < n_each for v in out.values()):
+            h = rand_hash()
+            lst = out[owners[hash_slot(h)]]
+            if len(lst) < n_each:
+                lst.append(h)
+        return out
+
+    def check_no_restart(self, t, master_pid, workers):
+        self.assertTrue(t.running(), 'tyto exited')
+        self.assertEqual(t.proc.pid, master_pid)
+        self.assertEqual(children(master_pid), workers, 'a worker was replaced')
+
+    # -- a) routing ------------------------------------------------------------------------------
+
+    def test_routing_keys_on_slot_owner_and_scrape_fanout(self):
+        """~200 swarms over all primaries: announces succeed, keys on the slot's owner only,
+        peers returned, scrapes of 64 hashes over all primaries exact."""
+        t, master_pid, workers = self.start(nodes='all')
+        c = self.cluster
+        owners = c.slot_owners(port_of(c.primaries[0]))
+        self.assertEqual(len(owners), 16384, 'the cluster does not cover every slot')
+        # Our CRC16 agrees with the cluster's own.
+        for _ in range(20):
+            k = self.key(t, rand_hash(), 'seeders')
+            self.assertEqual(ask(port_of(c.primaries[0]), 'CLUSTER', 'KEYSLOT', k), keyslot(k))
+
+        hashes = [rand_hash() for _ in range(200)]
+        by_primary = {}
+        for h in hashes:
+            by_primary.setdefault(owners[hash_slot(h)], []).append(h)
+        self.assertEqual(set(by_primary), {port_of(p) for p in c.primaries},
+                         'every primary should own some of 200 random swarms')
+
+        leech, seed = {}, {}
+        expect = {}                    # info_hash -> (complete, incomplete, downloaded)
+        for i, h in enumerate(hashes):
+            leech[h] = Peer()
+            d = t.announce(h, leech[h], left=100)
+            self.assertEqual(d.get(b'incomplete'), 1, 'swarm %s: %r' % (h.hex(), d))
+            if i % 2 == 0:             # half the swarms get a seeder, who sees the leecher
+                seed[h] = Peer()
+                d = t.announce(h, seed[h], left=0, compact=1)
+                self.assertIn(('127.0.0.1', leech[h].port), parse_peers4(d[b'peers']),
+                              'swarm %s: the seeder did not get the leecher: %r' % (h.hex(), d))
+                self.assertEqual((d[b'complete'], d[b'incomplete']), (1, 1))
+            if i % 4 == 1:             # a quarter: the leecher completes (downloaded 1)
+                d = t.announce(h, leech[h], left=0, event='completed')
+                self.assertEqual((d[b'complete'], d[b'incomplete']), (1, 0))
+                self.assertEqual(d.get(b'downloaded', 1), 1)
+            if i % 4 == 0:
+                expect[h] = (1, 1, 0)
+            elif i % 4 == 1:
+                expect[h] = (1, 0, 1)
+            elif i % 4 == 2:
+                expect[h] = (1, 1, 0)
+            else:
+                expect[h] = (0, 1, 0)
+
+        # Every swarm's keys on its slot's owner (EXISTS on a plain connection: a MOVED would be
+        # an error), and a SCAN of each node finds only keys of slots it owns.
+        conns = {port_of(p): TcpRedis(port_of(p)) for p in c.primaries}
+        try:
+            for h in hashes:
+                owner = conns[owners[hash_slot(h)]]
+                cmp_, inc, down = expect[h]
+                for kind, want in (('seeders', cmp_), ('leechers', inc), ('info', down)):
+                    self.assertEqual(owner.cmd('EXISTS', self.key(t, h, kind)), 1 if want else 0,
+                                     '%s of swarm %s (slot %d) on its owner %d'
+                                     % (kind, h.hex(), hash_slot(h), owner.port))
+                if down:
+                    self.assertEqual(owner.cmd('HGET', self.key(t, h, 'info'), 'downloaded'), b'1')
+            found = set()
+            for port, r in conns.items():
+                for k in r.keys(t.prefix + '*'):
+                    m = SWARM_KEYS.search(k)
+                    if not m:
+                        continue
+                    self.assertEqual(owners[keyslot(k)], port, 'key %r on %d, not on its slot owner' % (k, port))
+                    found.add(bytes.fromhex(m.group(1).decode()))
+            self.assertEqual(found, set(hashes), 'the swarms found on the primaries')
+        finally:
+            for r in conns.values():
+                r.close()
+
+        # Scrapes of 64 hashes (about a third on each primary), plus unknown hashes.
+        unknown = [rand_hash() for _ in range(8)]
+        todo = hashes + unknown
+        random.shuffle(todo)
+        for i in range(0, len(todo), 64):
+            part = todo[i:i + 64]
+            self.assertGreater(len({owners[hash_slot(h)] for h in part}), 1 if len(part) < 10 else 2)
+            d = t.scrape(part)
+            self.assertNotIn(b'failure reason', d, d)
+            files = d[b'files']
+            self.assertEqual(set(files), set(part), 'the scrape must answer each requested hash')
+            for h in part:
+                cmp_, inc, down = expect.get(h, (0, 0, 0))
+                self.assertEqual(files[h], {b'complete': cmp_, b'downloaded': down, b'incomplete': inc},
+                                 'scrape of %s (slot %d on %d)' % (h.hex(), hash_slot(h), owners[hash_slot(h)]))
+        self.check_no_restart(t, master_pid, workers)
+        t.stop()
+
+    # -- b) failover -----------------------------------------------------------------------------
+
+    def test_failover_under_load(self):
+        """A primary dies (SIGKILL) under load; its replica is promoted; only its slots fail."""
+        t, master_pid, workers = self.start(nodes='primaries')
+        c = self.cluster
+        # A tracker wants the rest of the key space served while one primary's slots are down:
+        # with the default (yes) every node answers CLUSTERDOWN from the moment the dead primary
+        # is flagged FAIL until its replica is promoted, whatever the router does.
+        for addr in c.nodes:
+            self.assertEqual(ask(port_of(addr), 'CONFIG', 'SET', 'cluster-require-full-coverage', 'no'), b'OK')
+        first = port_of(c.primaries[0])
+        owners = c.slot_owners(first)
+        groups = self.swarms_by_primary(owners, 6)
+        victim = random.choice(sorted(groups))
+        nodes = c.node_info(victim)
+        victim_id = [n['id'] for n in nodes if n['port'] == victim][0]
+        replica = [n for n in nodes if n['master'] == victim_id]
+        self.assertEqual(len(replica), 1, 'the victim has one replica: %r' % nodes)
+        replica_port = replica[0]['port']
+        victim_pid = c.pid(victim)
+        survivors = [port_of(a) for a in c.nodes if port_of(a) != victim]
+
+        load = Load(t, [(p, groups[p]) for p in sorted(groups)])
+        load_t0 = time.monotonic()
+        load.start()
+        try:
+            wait_for(lambda: load.oks() >= 60, 10, 'announces before the fault')
+            fault_at = time.monotonic()
+            os.kill(victim_pid, 9)
+
+            def promoted():
+                for port in survivors:
+                    info = ask(port, 'CLUSTER', 'INFO')
+                    if info is None or b'cluster_state:ok' not in info:
+                        return False
+                n = c.node_info(replica_port)
+                return n is not None and any(x['port'] == replica_port and 'master' in x['flags'] for x in n)
+            wait_for(promoted, 40, 'the replica promoted, cluster_state:ok on every surviving node')
+            promoted_at = time.monotonic()
+
+            def recovered():
+                res = [r[2] for r in load.snapshot() if r[0] == victim and r[2][0] > fault_at]
+                fails = [o for o in res if o[2] != 'ok']
+                last_fail = fails[-1][1] if fails else fault_at
+                return sum(1 for o in res if o[2] == 'ok' and o[0] > last_fail) >= 10
+            wait_for(recovered, 30, "announces to the dead primary's slots to succeed again")
+            while time.monotonic() < load_t0 + FAILOVER_LOAD_S:
+                time.sleep(0.1)
+        finally:
+            load.stop()
+
+        results = load.snapshot()
+        fails = [r for r in results if r[2][2] != 'ok']
+        others = [r for r in fails if r[0] != victim]
+        victim_fails = [r[2] for r in fails if r[0] == victim]
+        after = [r[2] for r in results if r[0] == victim and r[2][0] > fault_at]
+        last_fail = max((o[1] for o in victim_fails), default=fault_at)
+        first_ok = min(o[1] for o in after if o[2] == 'ok' and o[0] > last_fail)
+        max_fail_ms = max(((o[1] - o[0]) * 1000 for o in victim_fails), default=0)
+        summary("CLUSTER failover: failed=%d of %d (all on the killed primary's slots), recovered after "
+                "%.1f s (%d announce threads of <= %d/s over 3 primaries, 2 workers, cluster-node-timeout "
+                "5000, replica promoted after %.1f s; failures elsewhere %d; slowest failure %.0f ms; "
+                "reasons %s)"
+                % (len(fails), len(results), first_ok - fault_at, len(load.threads), LOAD_RATE,
+                   promoted_at - fault_at, len(others), max_fail_ms,
+                   sorted(set(o[3].decode(errors='replace') for o in victim_fails))))
+        self.assertEqual(others, [], "announces to the other primaries' swarms failed: %r"
+                         % [(r[0], r[1].hex(), r[2][2], r[2][3]) for r in others[:10]])
+        for o in victim_fails:
+            self.assertEqual(o[2], 'failure', 'every request must get a 200 with bencode: %r' % (o[:4],))
+            self.assertIn(o[3], STORAGE_REASONS, 'failures must say the storage failed: %r' % (o[:4],))
+            self.assertLess(o[1] - o[0], 3.0 * SLOW, 'a failure took long (a hang?): %r' % (o[:4],))
+        self.check_no_restart(t, master_pid, workers)
+
+        # A new swarm in the dead primary's slots is stored on the promoted replica; every worker
+        # knows the new map (several announces, whichever worker takes each).
+        owners = c.slot_owners(replica_port)
+        self.assertTrue(owners and all(owners[s] == replica_port for s in range(16384)
+                                        if owners.get(s) in (victim, replica_port)))
+        h, peer = rand_hash(), Peer()
+        while owners[hash_slot(h)] != replica_port:
+            h = rand_hash()
+        for _ in range(6):
+            t.announce(h, peer, left=0)
+        r = TcpRedis(replica_port)
+        try:
+            self.assertEqual(list(r.zscores(self.key(t, h, 'seeders'))), [b'127.0.0.1:%d' % peer.port])
+        finally:
+            r.close()
+        t.stop()
+
+    # -- c) reshard ------------------------------------------------------------------------------
+
+    def test_reshard_under_load_ask_tryagain_no_double_count(self):
+        """Slots holding active swarms move from one primary to another by hand, key by key,
+        while announces and completions run: no failure, each completion counted once."""
+        t, master_pid, workers = self.start(nodes='all')
+        c = self.cluster
+        first = port_of(c.primaries[0])
+        owners = c.slot_owners(first)
+        ids = {n['port']: n['id'] for n in c.node_info(first)}
+        prim = sorted({port_of(p) for p in c.primaries})
+        src, dst = random.sample(prim, 2)
+        n_slots, per_slot, leechers_each = 4, 3, 4
+        slots = random.sample([s for s, p in owners.items() if p == src], n_slots)
+        moving = {s: [hash_in_slot(s) for _ in range(per_slot)] for s in slots}
+        moving_hashes = [h for s in slots for h in moving[s]]
+        # Load on the moving swarms, and on swarms of every primary that stay where they are.
+        staying = self.swarms_by_primary(owners, 4)
+        # K leechers per moving swarm, each announced before the move, each to complete once.
+        completers = []
+        for h in moving_hashes:
+            for _ in range(leechers_each):
+                p = Peer()
+                t.announce(h, p, left=100)
+                completers.append((h, p))
+        random.shuffle(completers)
+
+        load = Load(t, [('moving', moving_hashes)] + [('staying-%d' % p, staying[p]) for p in sorted(staying)])
+        completions = []               # (info_hash, outcome)
+        migrating = threading.Event()
+        done = threading.Event()
+
+        def complete():
+            # Spread over the move: one completion every 0.2 s from when the first slot is set
+            # MIGRATING; whatever remains after the move is sent at the same pace afterwards.
+            migrating.wait(60)
+            for h, p in completers:
+                o = announce_once(t, h, p, 0, event='completed')
+                completions.append((h, o))
+                time.sleep(0.2)
+            done.set()
+        cth = threading.Thread(target=complete, daemon=True)
+
+        s_conn, d_conn = TcpRedis(src, timeout=10), TcpRedis(dst, timeout=10)
+        phases = []
+        load.start()
+        cth.start()
+        try:
+            wait_for(lambda: load.oks() >= 40, 10, 'announces before the move')
+            move_t0 = time.monotonic()
+            for s in slots:
+                self.assertEqual(d_conn.cmd('CLUSTER', 'SETSLOT', s, 'IMPORTING', ids[src]), b'OK')
+                self.assertEqual(s_conn.cmd('CLUSTER', 'SETSLOT', s, 'MIGRATING', ids[dst]), b'OK')
+                migrating.set()
+                # Held MIGRATING with every key still on the source: the old owner serves.
+                time.sleep(0.5)
+                moved = 0
+                while True:
+                    keys = s_conn.cmd('CLUSTER', 'GETKEYSINSLOT', s, 100)
+                    if not keys:
+                        break
+                    for k in keys:
+                        # One key at a time, with a pause: a swarm split between the nodes
+                        # (TRYAGAIN for its multi-key commands), moved keys answered with ASK.
+                        reply = s_conn.cmd('MIGRATE', '127.0.0.1', dst, k, 0, 5000)
+                        self.assertIn(reply, (b'OK', b'NOKEY'))
+                        moved += 1
+                        time.sleep(0.15)
+                # Everything moved, slot still MIGRATING: new keys of the slot go by ASK.
+                time.sleep(0.5)
+                for port in [dst, src] + [p for p in prim if p not in (src, dst)]:
+                    self.assertEqual(ask(port, 'CLUSTER', 'SETSLOT', s, 'NODE', ids[dst]), b'OK')
+                phases.append((s, moved))
+            move_s = time.monotonic() - move_t0
+            self.assertTrue(done.wait(60 * SLOW), 'the completions did not finish')
+            time.sleep(1.0)            # announces after the move: MOVED, then the new map
+        finally:
+            migrating.set()
+            load.stop()
+            cth.join(30 * SLOW)
+            s_conn.close()
+            d_conn.close()
+
+        results = load.snapshot()
+        fails = [r for r in results if r[2][2] != 'ok']
+        cfails = [(h, o) for h, o in completions if o[2] != 'ok']
+        per_swarm = {}
+        for h, o in completions:
+            if o[2] == 'ok':
+                per_swarm[h] = per_swarm.get(h, 0) + 1
+        # Counts read on the new owner, and through tyto (a scrape fans out to it).
+        r = TcpRedis(dst)
+        try:
+            downloaded = {h: int(r.cmd('HGET', self.key(t, h, 'info'), 'downloaded') or 0) for h in moving_hashes}
+            leftover = {h: r.cmd('ZCARD', self.key(t, h, 'leechers')) for h in moving_hashes}
+        finally:
+            r.close()
+        scraped = t.scrape(moving_hashes)[b'files']
+        exact = sum(1 for h in moving_hashes if downloaded[h] == per_swarm.get(h, 0))
+        summary('CLUSTER reshard: %d slots moved under load, failed=%d of %d, downloaded exact for %d '
+                'completions (%d keys moved one MIGRATE at a time in %.1f s, %d announce threads of <= %d/s, '
+                '%d completions failed, %d of %d swarms exact)'
+                % (len(phases), len(fails) + len(cfails), len(results) + len(completions),
+                   sum(per_swarm[h] for h in moving_hashes if downloaded[h] == per_swarm.get(h, 0)
+                       and h in per_swarm),
+                   sum(m for _, m in phases), move_s, len(load.threads), LOAD_RATE, len(cfails),
+                   exact, len(moving_hashes)))
+        self.assertEqual(len(phases), n_slots)
+        self.assertEqual(len(completions), len(completers), 'not every completion was sent')
+        self.assertEqual([(r[0], r[1].hex(), r[2][2], r[2][3]) for r in fails], [], 'announces failed during the move')
+        self.assertEqual([(h.hex(), o[2], o[3]) for h, o in cfails], [], 'completions failed during the move')
+        for h in moving_hashes:
+            self.assertEqual(downloaded[h], leechers_each,
+                             'swarm %s: :info downloaded %d on the new owner after %d completions'
+                             % (h.hex(), downloaded[h], per_swarm.get(h, 0)))
+            self.assertEqual(leftover[h], 0, 'swarm %s: completed leechers left in :leechers' % h.hex())
+            self.assertEqual(scraped[h][b'downloaded'], leechers_each, 'scrape of %s' % h.hex())
+        # The slots now belong to dst on every primary's map, the keys are there and not on src.
+        for port in prim:
+            o = c.slot_owners(port)
+            self.assertEqual([o[s] for s in slots], [dst] * n_slots, 'CLUSTER SLOTS of %d' % port)
+        self.assertEqual([ask(src, 'CLUSTER', 'COUNTKEYSINSLOT', s) for s in slots], [0] * n_slots)
+        self.check_no_restart(t, master_pid, workers)
+        t.stop()
+
+
+if __name__ == '__main__':
+    tytotest.main()
