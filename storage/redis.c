@@ -24,7 +24,9 @@
 #include "lib/config.h"
 #include "lib/log.h"
 #include "lib/peer_client.h"
+#include "storage/redis_cluster.h"
 #include "storage/redis_keys.h"
+#include "storage/redis_node.h"
 #include "storage/redis_sentinel.h"
 #include "storage/swarm_policy.h"
 
@@ -118,6 +120,11 @@ struct redis_req {
     bool completing;                       /* the EVAL counting a completed move is queued 2nd */
     bool snatched;                         /* ... and it counted (returned 1) */
     struct announce_req req;               /* private mode: what the snatch call needs */
+    /* Redis Cluster (a node of storage/redis_router.c): ASKING goes before each command, and a
+     * reply saying a command was not run where it was sent (MOVED, ASK, ...) is kept for the
+     * router, which resends; exec_applied: the MULTI's EXEC ran (its completion counted). */
+    bool asking, cluster, exec_applied;
+    struct redis_node_redirect redirect;
     /* swarm statistics (stats.enabled): what the anomaly checks after the reply need */
     int64_t prior_expiry_s;                /* ZSCORE's answer; 0: not in its set before */
     int64_t now_s;                         /* the announce's time on Redis's clock */
@@ -165,6 +172,9 @@ struct redis_storage {
     bool connected;                        /* ac has finished connecting */
     bool drop_requested;                   /* AUTH/SELECT failed: reopen */
     bool freeing;
+    bool cluster;                          /* a node of a cluster router: report redirections */
+    bool asking_next;                      /* the request being built goes with ASKING */
+    struct redis_node_redirect last_redirect; /* the redirection of the request finished last */
     int backoff_ms;                        /* next reconnect delay */
     uint64_t last_reply_ms;                /* monotonic: last reply, or the connect */
     struct event *retry_ev;                /* back-off before the next connect */
@@ -276,6 +286,8 @@ static struct redis_req *redis_req_new(struct redis_storage *rs, enum redis_kind
     r->kind = kind;
     r->arg = arg;
     r->rs = rs;
+    r->cluster = rs->cluster;
+    r->asking = rs->asking_next;
     r->next = rs->reqs;
     if (rs->reqs)
         rs->reqs->prev = r;
@@ -377,8 +389,13 @@ static void redis_req_finish(struct redis_req *r, int status)
     if (r->pending > 0)
         rs->base.backlog++;                /* answered, but its replies are still owed */
     evtimer_del(r->timer);
-    if (status != STORAGE_OK)
+    if (status == STORAGE_ERR_REDIRECT) {
+        rs->last_redirect = r->redirect;   /* read by the router inside the callback below */
+        rs->last_redirect.exec_applied = r->exec_applied;
+        rs->base.counters.redirects++;
+    } else if (status != STORAGE_OK) {
         rs->base.counters.errors++;
+    }
 
     switch (r->kind) {
     case REDIS_REQ_ANNOUNCE:
@@ -970,6 +987,42 @@ static void redis_check_library(struct redis_storage *rs, redisAsyncContext *ac,
     redisAsyncCommandArgv(ac, redis_reload_cb, NULL, 4, argv, NULL);
 }
 
+/* A cluster node's error reply that says the command was not run here (MOVED, ASK, TRYAGAIN,
+ * CLUSTERDOWN, READONLY: storage/redis_cluster.h): kept for the router, the first MOVED or ASK
+ * with its address (they tell where to resend). False for any other error. */
+static bool redis_note_redirect(struct redis_req *r, const redisReply *reply)
+{
+    enum redis_cluster_err kind = redis_cluster_classify(reply->str, reply->len);
+    bool addressed = kind == REDIS_CLUSTER_ERR_MOVED || kind == REDIS_CLUSTER_ERR_ASK;
+    struct redis_cluster_redirect at;
+
+    if (!redis_cluster_resend_safe(kind) ||
+        (addressed && redis_cluster_parse_redirect(reply->str, reply->len, &at) < 0))
+        return false;
+    /* The first MOVED or ASK wins (it says where to resend); another kind only until one came. */
+    if (r->redirect.kind != REDIS_CLUSTER_ERR_MOVED && r->redirect.kind != REDIS_CLUSTER_ERR_ASK) {
+        r->redirect.kind = kind;
+        if (addressed)
+            r->redirect.at = at;
+    }
+    return true;
+}
+
+/* A cluster node's answer that is not an error came from a command whose keys were on that node
+ * (MULTI has none; a +QUEUED passed the same check): during a migration the router resends a
+ * request to the ASK target only if none of its keys answered here (storage/redis_router.c). */
+static void redis_note_served(struct redis_req *r, unsigned idx, const redisReply *reply)
+{
+    bool announce = r->kind == REDIS_REQ_ANNOUNCE && idx < REDIS_ANNOUNCE_MAX_CMDS;
+
+    if (reply->type == REDIS_REPLY_ERROR || r->kind == REDIS_REQ_HEALTH ||
+        (announce && r->slots[idx] == REDIS_SLOT_MULTI))
+        return;
+    r->redirect.served++;
+    if (announce && r->slots[idx] == REDIS_SLOT_EXEC && reply->type == REDIS_REPLY_ARRAY)
+        r->exec_applied = true;
+}
+
 /* Every command's reply callback. reply is NULL when the connection goes away. */
 static void redis_reply_cb(redisAsyncContext *ac, void *reply_ptr, void *privdata)
 {
@@ -988,12 +1041,16 @@ static void redis_reply_cb(redisAsyncContext *ac, void *reply_ptr, void *privdat
             rs->backoff_ms = REDIS_BACKOFF_MIN_MS;
         redis_check_snatch(rs, r, idx, reply);
         redis_check_library(rs, ac, reply);
+        if (r->cluster)
+            redis_note_served(r, idx, reply);
         if (rs->sentinel_cfg && rs->ac == ac && redis_sentinel_failover_error(reply))
             redis_request_drop(rs, reply->str);
     }
     if (!r->done) {
         if (!reply)
             redis_req_fail(r, STORAGE_ERR_UNAVAILABLE);
+        else if (r->cluster && reply->type == REDIS_REPLY_ERROR && redis_note_redirect(r, reply))
+            redis_req_fail(r, STORAGE_ERR_REDIRECT);
         else if (redis_reply_status(reply) != STORAGE_OK)
             redis_req_fail(r, redis_reply_status(reply));
         else if (r->status == STORAGE_OK && redis_parse(r, idx, reply) < 0)
@@ -1067,10 +1124,16 @@ static int redis_send(struct redis_storage *rs, struct redis_req *r, enum redis_
      * scores and reap by this host's, announces and scrapes fail (one round trip after the first
      * connect; reconnects keep the last offset). */
     if (rs->ac && (rs->clock_known || r->kind == REDIS_REQ_HEALTH)) {
+        /* A slot being imported serves a key only to a command right after ASKING; inside
+         * MULTI the flag lasts until EXEC, and an ASKING there would be queued itself. */
+        if (r->asking && slot != REDIS_SLOT_QUEUED && slot != REDIS_SLOT_EXEC &&
+            redisAsyncFormattedCommand(rs->ac, NULL, NULL, "*1\r\n$6\r\nASKING\r\n", 16) != REDIS_OK)
+            goto refused;
         len = redis_format(cmd, sizeof(cmd), argc, argv, lens);
         rc = len > 0 ? redisAsyncFormattedCommand(rs->ac, redis_reply_cb, r, cmd, len)
                      : redisAsyncCommandArgv(rs->ac, redis_reply_cb, r, argc, argv, lens);
     }
+refused:
     if (rc != REDIS_OK) {
         /* hiredis refused a command after taking earlier ones of this request (it is out of
          * memory): the connection may be left inside the request's MULTI, where the next
@@ -1470,7 +1533,11 @@ static void redis_stats_cb(redisAsyncContext *ac, void *reply_ptr, void *privdat
     redisReply *reply = reply_ptr;
     struct redis_storage *rs = ac->data;
 
-    if (rs && reply && reply->type == REDIS_REPLY_ERROR)
+    /* A cluster's slot moving away: the count is lost, never run twice (counting decides nothing). */
+    if (rs && reply && reply->type == REDIS_REPLY_ERROR && rs->cluster &&
+        redis_cluster_resend_safe(redis_cluster_classify(reply->str, reply->len)))
+        log_debug("redis %s: %s not run: %s", rs->where, (const char *)privdata, reply->str);
+    else if (rs && reply && reply->type == REDIS_REPLY_ERROR)
         log_warn("redis %s: %s failed: %s", rs->where, (const char *)privdata, reply->str);
     if (rs && privdata == redis_count_what && rs->counts_unacked > 0) {
         rs->counts_unacked--;
@@ -2299,7 +2366,9 @@ static const struct storage_ops redis_ops = {
     .free = redis_free,
 };
 
-struct storage *storage_redis_new(const struct config *cfg, struct event_base *base, char *err, size_t errlen)
+/* node_host: a Redis Cluster node (storage/redis_node.h) at node_host:node_port, else NULL. */
+static struct storage *redis_storage_new(const struct config *cfg, struct event_base *base, const char *node_host,
+                                         int node_port, char *err, size_t errlen)
 {
     struct redis_storage *rs;
     struct timeval tv;
@@ -2317,6 +2386,16 @@ struct storage *storage_redis_new(const struct config *cfg, struct event_base *b
     if (config_parse_redis_url(cfg->redis_url, &rs->target, msg, sizeof(msg)) < 0) {
         snprintf(err, errlen, "redis.url: %s", msg);
         goto fail_rs;
+    }
+    if (node_host) {
+        rs->cluster = true;
+        rs->target.unix_socket = false;
+        rs->target.db = 0;
+        rs->target.port = node_port;
+        if (snprintf(rs->target.host, sizeof(rs->target.host), "%s", node_host) >= (int)sizeof(rs->target.host)) {
+            snprintf(err, errlen, "redis cluster node %s: the host name is too long", node_host);
+            goto fail_rs;
+        }
     }
     rs->base.ops = &redis_ops;
     rs->evbase = base;
@@ -2352,7 +2431,7 @@ struct storage *storage_redis_new(const struct config *cfg, struct event_base *b
     }
     rs->backoff_ms = REDIS_BACKOFF_MIN_MS;
     redis_set_where(rs);
-    if (redis_sentinel_enabled(cfg)) {
+    if (!node_host && redis_sentinel_enabled(cfg)) {
         if (!(rs->sentinel_cfg = malloc(sizeof(*rs->sentinel_cfg)))) {
             snprintf(err, errlen, "redis storage: out of memory");
             goto fail_rs;
@@ -2398,4 +2477,71 @@ fail_rs:
     free(rs->pools);
     free(rs);
     return NULL;
+}
+
+struct storage *storage_redis_new(const struct config *cfg, struct event_base *base, char *err, size_t errlen)
+{
+    return redis_storage_new(cfg, base, NULL, 0, err, errlen);
+}
+
+/* ---- a Redis Cluster node (storage/redis_node.h) ------------------------------------------ */
+
+struct storage *storage_redis_node_new(const struct config *cfg, struct event_base *base, const char *host,
+                                       int port, char *err, size_t errlen)
+{
+    return redis_storage_new(cfg, base, host, port, err, errlen);
+}
+
+int storage_redis_node_announce_asking(struct storage *st, const struct announce_req *req,
+                                       storage_announce_cb *cb, void *arg)
+{
+    struct redis_storage *rs = (struct redis_storage *)st;
+    int rc;
+
+    rs->asking_next = true;
+    rc = redis_announce(st, req, cb, arg);
+    rs->asking_next = false;
+    return rc;
+}
+
+int storage_redis_node_scrape_asking(struct storage *st, const struct scrape_req *req, storage_scrape_cb *cb,
+                                     void *arg)
+{
+    struct redis_storage *rs = (struct redis_storage *)st;
+    int rc;
+
+    rs->asking_next = true;
+    rc = redis_scrape(st, req, cb, arg);
+    rs->asking_next = false;
+    return rc;
+}
+
+bool storage_redis_node_connected(const struct storage *st)
+{
+    return ((const struct redis_storage *)st)->connected;
+}
+
+void storage_redis_node_redirect(const struct storage *st, struct redis_node_redirect *out)
+{
+    *out = ((const struct redis_storage *)st)->last_redirect;
+}
+
+bool storage_redis_node_clock(const struct storage *st, int64_t *offset_ms)
+{
+    const struct redis_storage *rs = (const struct redis_storage *)st;
+
+    if (!rs->clock_known)
+        return false;
+    *offset_ms = rs->clock_offset_ms;
+    return true;
+}
+
+void storage_redis_node_seed_clock(struct storage *st, int64_t offset_ms)
+{
+    struct redis_storage *rs = (struct redis_storage *)st;
+
+    if (!rs->clock_known) {
+        rs->clock_offset_ms = offset_ms;
+        rs->clock_known = true;
+    }
 }

@@ -11,7 +11,8 @@ struct storage *storage_new(const struct config *cfg, struct event_base *base, c
 {
     switch (cfg->storage) {
     case CONFIG_STORAGE_REDIS:
-        return storage_redis_new(cfg, base, err, errlen);
+        return cfg->redis_cluster ? storage_redis_cluster_new(cfg, base, err, errlen)
+                                  : storage_redis_new(cfg, base, err, errlen);
     case CONFIG_STORAGE_MEMORY:
         return storage_memory_new(cfg, base, err, errlen);
     }

@@ -18,6 +18,8 @@ enum storage_status {
     STORAGE_ERR_TIMEOUT = -2,      /* no answer within the configured deadline */
     STORAGE_ERR_FULL = -3,         /* Redis refused a write: maxmemory reached (OOM) */
     STORAGE_ERR_INTERNAL = -4,     /* unexpected reply; a bug or a foreign key of the wrong type */
+    STORAGE_ERR_REDIRECT = -5,     /* a Redis Cluster node did not run it (MOVED, ASK, ...): only
+                                    * between a node and storage/redis_router.c, which resends */
 };
 
 /* The announce_err a worker sends for a failed status. */
@@ -59,6 +61,7 @@ struct storage_counters {
     uint64_t timeouts;
     uint64_t reconnects;
     uint64_t completed;            /* completed downloads this process counted in a swarm */
+    uint64_t redirects;            /* Redis Cluster: requests a node sent elsewhere (resent) */
 };
 
 struct storage_ops {
@@ -118,6 +121,9 @@ static inline void storage_free(struct storage *st)
 /* Constructors. On failure they return NULL with a message in err. The Redis backend does not
  * fail because Redis is down: it starts disconnected and keeps reconnecting with back-off. */
 struct storage *storage_redis_new(const struct config *cfg, struct event_base *base, char *err, size_t errlen);
+/* Redis Cluster (redis.cluster: true): storage/redis_router.c. */
+struct storage *storage_redis_cluster_new(const struct config *cfg, struct event_base *base, char *err,
+                                          size_t errlen);
 struct storage *storage_memory_new(const struct config *cfg, struct event_base *base, char *err, size_t errlen);
 
 /* Picks the backend the configuration names. */

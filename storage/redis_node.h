@@ -1,0 +1,46 @@
+/* One Redis Cluster primary as the router (storage/redis_router.c) sees it: a Redis storage
+ * (storage/redis.c) connected to host:port that, instead of failing a request a node did not
+ * run (MOVED, ASK, TRYAGAIN, CLUSTERDOWN, READONLY), finishes it with STORAGE_ERR_REDIRECT and
+ * keeps what the node said for the router to read inside that callback. */
+#ifndef TYTO_REDIS_NODE_H
+#define TYTO_REDIS_NODE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "storage/redis_cluster.h"
+#include "storage/storage.h"
+
+struct redis_node_redirect {
+    enum redis_cluster_err kind;           /* the first MOVED/ASK, else the first other kind */
+    struct redis_cluster_redirect at;      /* MOVED/ASK: slot and address */
+    bool exec_applied;                     /* an announce's MULTI ... EXEC ran (before the
+                                            * redirection of a later command) */
+    unsigned served;                       /* replies of commands with keys that ran on the node
+                                            * (its keys were there): 0 = none of them was */
+};
+
+/* A node storage at host:port (redis.url gives only the password; database 0). */
+struct storage *storage_redis_node_new(const struct config *cfg, struct event_base *base, const char *host,
+                                       int port, char *err, size_t errlen);
+
+/* The operations, each command preceded by ASKING (the answer to an ASK redirection). */
+int storage_redis_node_announce_asking(struct storage *st, const struct announce_req *req,
+                                       storage_announce_cb *cb, void *arg);
+int storage_redis_node_scrape_asking(struct storage *st, const struct scrape_req *req, storage_scrape_cb *cb,
+                                     void *arg);
+
+/* True while its connection is up (connected and set up). */
+bool storage_redis_node_connected(const struct storage *st);
+
+/* Inside a callback with STORAGE_ERR_REDIRECT: what the node said. */
+void storage_redis_node_redirect(const struct storage *st, struct redis_node_redirect *out);
+
+/* Redis's clock as this node's connection measured it: true with the offset (ms to add to this
+ * host's clock) once known. A new node storage seeded with a sibling's offset serves at once
+ * instead of failing its first requests until its own TIME answered (one cluster, one clock,
+ * within the cluster's own skew). */
+bool storage_redis_node_clock(const struct storage *st, int64_t *offset_ms);
+void storage_redis_node_seed_clock(struct storage *st, int64_t offset_ms);
+
+#endif
