@@ -743,10 +743,31 @@ static int master_write_pid_file(const char *path, char *err, size_t errlen)
     return 0;
 }
 
+/* Where the storage is, for the start line: never redis.url's password. */
+static void master_storage_text(const struct config *cfg, char *buf, size_t cap)
+{
+    struct config_redis_target t;
+    char msg[256];
+
+    if (cfg->storage != CONFIG_STORAGE_REDIS)
+        snprintf(buf, cap, "memory");
+    else if (cfg->redis_cluster)
+        snprintf(buf, cap, "redis cluster (seed %s%s)", cfg->redis_nodes[0], cfg->redis_nodes_count > 1 ? ", ..." : "");
+    else if (cfg->redis_sentinels_count > 0)
+        snprintf(buf, cap, "redis sentinel master '%s'", cfg->redis_master_name);
+    else if (config_parse_redis_url(cfg->redis_url, &t, msg, sizeof(msg)) == 0 && !t.unix_socket)
+        snprintf(buf, cap, "redis %s%s%s:%d/%d", strchr(t.host, ':') ? "[" : "", t.host, strchr(t.host, ':') ? "]" : "",
+                 t.port, t.db);
+    else if (config_parse_redis_url(cfg->redis_url, &t, msg, sizeof(msg)) == 0)
+        snprintf(buf, cap, "redis unix:%s?db=%d", t.path, t.db);
+    else
+        snprintf(buf, cap, "redis");
+}
+
 int master_run(const char *config_path, const struct config *cfg)
 {
     static struct master m; /* large (slot table); one per process */
-    char err[512];
+    char err[512], storage[CONFIG_STR_MAX + 64];
     int rc = 1;
     memset(&m, 0, sizeof(m));
     m.config_path = config_path;
@@ -786,10 +807,9 @@ int master_run(const char *config_path, const struct config *cfg)
         log_error("%s", err);
         goto out_metrics;
     }
+    master_storage_text(&m.cur.cfg, storage, sizeof(storage));
     log_info("tyto master started: port %d, %d workers, storage %s, admin %s", m.cur.cfg.port,
-             config_worker_count(&m.cur.cfg),
-             m.cur.cfg.storage == CONFIG_STORAGE_REDIS ? m.cur.cfg.redis_url : "memory",
-             m.cur.cfg.admin_listen[0] ? m.cur.cfg.admin_listen : "off");
+             config_worker_count(&m.cur.cfg), storage, m.cur.cfg.admin_listen[0] ? m.cur.cfg.admin_listen : "off");
     m.cur.id = m.last_generation = 1;
     if (master_fill_gen(&m, &m.cur) < 0)
         log_error("could not start every worker; retrying");

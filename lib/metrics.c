@@ -65,6 +65,7 @@ static void metrics_total(const struct metrics *m, struct metrics_slot *t)
         t->storage_errors += s->storage_errors;
         t->storage_timeouts += s->storage_timeouts;
         t->storage_reconnects += s->storage_reconnects;
+        t->storage_redirects += s->storage_redirects;
         t->http_slow_closes += s->http_slow_closes;
         t->access_log_dropped += s->access_log_dropped;
         for (int a = 0; a < METRICS_UDP_ACTIONS; a++)
@@ -136,6 +137,9 @@ void metrics_write_prometheus(const struct metrics *m, struct evbuffer *out)
     metrics_counter(out, "tyto_storage_errors_total", "Storage requests that failed.", t.storage_errors);
     metrics_counter(out, "tyto_storage_timeouts_total", "Storage requests that timed out.", t.storage_timeouts);
     metrics_counter(out, "tyto_storage_reconnects_total", "Storage reconnections.", t.storage_reconnects);
+    metrics_counter(out, "tyto_storage_redirects_total",
+                    "Redis Cluster: sends a node did not run (MOVED, ASK, TRYAGAIN, ...), then resent.",
+                    t.storage_redirects);
     metrics_counter(out, "tyto_worker_starts_total", "Worker processes started.", t.started);
     metrics_counter(out, "tyto_http_slow_closes_total",
                     "Connections cut as slow readers (past http.max_output_bytes or http.write_timeout_ms).",

@@ -52,6 +52,7 @@ struct metrics_slot {
     uint64_t latency_sum_us;
     uint64_t latency_count;
     uint64_t storage_round_trips, storage_commands, storage_errors, storage_timeouts, storage_reconnects;
+    uint64_t storage_redirects;                       /* Redis Cluster: sends a node redirected */
     uint64_t http_slow_closes;                        /* connections cut as slow readers */
     uint64_t access_log_dropped;                      /* access-log lines dropped (log full) */
     uint64_t udp_requests[METRICS_UDP_ACTIONS];       /* UDP requests answered, by action */

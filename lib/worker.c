@@ -166,6 +166,7 @@ static void worker_copy_storage_counters(struct worker *w)
     w->slot->storage_errors = w->counted.errors + c->errors;
     w->slot->storage_timeouts = w->counted.timeouts + c->timeouts;
     w->slot->storage_reconnects = w->counted.reconnects + c->reconnects;
+    w->slot->storage_redirects = w->counted.redirects + c->redirects;
     w->slot->storage_backlog = w->st->backlog;  /* a gauge: as of this worker's last request */
 }
 
@@ -1245,6 +1246,7 @@ int worker_run(const struct config *cfg, const int *fds, int nfds, struct metric
     w.counted.errors = w.slot->storage_errors;
     w.counted.timeouts = w.slot->storage_timeouts;
     w.counted.reconnects = w.slot->storage_reconnects;
+    w.counted.redirects = w.slot->storage_redirects;
     w.counted_slow_closes = w.slot->http_slow_closes;
     w.counted_log_dropped = w.slot->access_log_dropped;
     /* Workers are forked copies: without a reseed they would all sample the same "random" peers. */
