@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # bench/cluster.sh: tyto on one Redis against tyto on a Redis Cluster (issue 12), same workload.
 #
-# Starts, on free loopback ports in a temporary directory: one redis-server (targets "single"),
-# a cluster of three primaries and three replicas (tests/cluster.sh; the replicas are kept, as in
-# production, so the primaries pay for replication; their CPU is reported on rows of their own and
+# Starts, on free loopback ports in a temporary directory: one redis-server (target "single"), one
+# with a replica (target "replicated": replication's cost without the cluster), a cluster of three
+# primaries and three replicas (target "cluster", tests/cluster.sh; the replicas are kept, as in
+# production, so the primaries pay for replication; each replica's CPU is reported per node and
 # left out of the per-announce total, which is the primaries'), and one tyto per target (WORKERS
-# workers, redis.cluster: true with the primaries as redis.nodes for "cluster"). Each tyto is
+# workers; for "cluster" redis.cluster: true with the primaries as redis.nodes). Each tyto is
 # loaded with the steady pool (PEERS peers in TORRENTS swarms, bench/load.lua: each peer announced
 # once), then gets RUNS runs of DURATION seconds of bench/steady.lua (wrk -tTHREADS -cCONNS,
 # keep-alive, every reply checked: a failure reason or a reply without peers is an error), the
@@ -14,8 +15,8 @@
 # bench/RESULTS.md: requests/s, errors, p99, tyto's CPU and Redis's CPU per announce (each node's
 # CPU delta / requests served, and the sum over the primaries).
 #
-#   bench/cluster.sh                      both targets, defaults below
-#   TARGETS=single bench/cluster.sh       one Redis only (TARGETS="single cluster" by default)
+#   bench/cluster.sh                      every target, defaults below
+#   TARGETS=single bench/cluster.sh       one Redis only (TARGETS="single replicated cluster" by default)
 #
 # Environment [defaults]: RUNS [3], DURATION [10] s, THREADS [2], CONNS [32], WORKERS [2],
 # TORRENTS [10000], PEERS [100000], LOAD_LIMIT [120] s, TYTO_BIN [build/tyto], TARGETS, KEEP=1
@@ -28,7 +29,7 @@ root=$(pwd)
 runs=${RUNS:-3} secs=${DURATION:-10} threads=${THREADS:-2} conns=${CONNS:-32} workers=${WORKERS:-2}
 torrents=${TORRENTS:-10000} peers=${PEERS:-100000} load_limit=${LOAD_LIMIT:-120}
 tyto_bin=$(realpath "${TYTO_BIN:-build/tyto}")
-targets=${TARGETS:-single cluster}
+targets=${TARGETS:-single replicated cluster}
 hz=$(getconf CLK_TCK)
 
 say() { echo "bench/cluster.sh: $*" >&2; }
@@ -109,6 +110,30 @@ for target in $targets; do
             redis_nodes[single]="redis:$rpid"
             start_tyto single "$(printf '  url: "redis://127.0.0.1:%d"\n' "$rp")"
             ;;
+        replicated)
+            # One Redis with one replica: what the cluster's primaries pay for replication,
+            # without the cluster.
+            rp=$(free_port)
+            rr=$(free_port)
+            for port in "$rp" "$rr"; do
+                mkdir -p "$tmp/replicated-$port"
+                redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$tmp/replicated-$port" \
+                    > "$tmp/redis-replicated-$port.log" 2>&1 &
+                pids+=($!)
+                eval "rpid_$port=$!"
+                for _ in $(seq 50); do
+                    [ "$(redis-cli -p "$port" ping 2> /dev/null)" = PONG ] && break
+                    sleep 0.1
+                done
+            done
+            redis-cli -p "$rr" replicaof 127.0.0.1 "$rp" > /dev/null
+            for _ in $(seq 100); do
+                redis-cli -p "$rr" info replication | grep -q 'master_link_status:up' && break
+                sleep 0.1
+            done
+            eval "redis_nodes[replicated]=\"primary:\$rpid_$rp replica:\$rpid_$rr\""
+            start_tyto replicated "$(printf '  url: "redis://127.0.0.1:%d"\n' "$rp")"
+            ;;
         cluster)
             out=$(tests/cluster.sh start "$tmp/cluster") || { say "tests/cluster.sh start failed"; exit 1; }
             cluster_dir=$tmp/cluster
@@ -126,7 +151,7 @@ for target in $targets; do
             start_tyto cluster "$(printf '  url: "redis://%s"\n  cluster: true\n  nodes: [%s]\n' \
                 "${primaries%%,*}" "$nodes_yaml")"
             ;;
-        *) say "unknown target $target (single, cluster)"; exit 1 ;;
+        *) say "unknown target $target (single, replicated, cluster)"; exit 1 ;;
     esac
 done
 
