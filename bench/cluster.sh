@@ -13,7 +13,8 @@
 # targets' order rotated each run. Around each run it reads utime+stime of every redis-server and
 # tyto process (/proc/PID/stat). Prints each run, then a Markdown table of the medians ready for
 # bench/RESULTS.md: requests/s, errors, p99, tyto's CPU and Redis's CPU per announce (each node's
-# CPU delta / requests served, and the sum over the primaries).
+# CPU delta / requests served, and the sum over the primaries), and the primaries' commands per
+# announce and time spent inside them (INFO commandstats, reset before each run).
 #
 #   bench/cluster.sh                      every target, defaults below
 #   TARGETS=single bench/cluster.sh       one Redis only (TARGETS="single replicated cluster" by default)
@@ -107,7 +108,7 @@ for target in $targets; do
                 [ "$(redis-cli -p "$rp" ping 2> /dev/null)" = PONG ] && break
                 sleep 0.1
             done
-            redis_nodes[single]="redis:$rpid"
+            redis_nodes[single]="redis:$rpid:$rp"
             start_tyto single "$(printf '  url: "redis://127.0.0.1:%d"\n' "$rp")"
             ;;
         replicated)
@@ -131,7 +132,7 @@ for target in $targets; do
                 redis-cli -p "$rr" info replication | grep -q 'master_link_status:up' && break
                 sleep 0.1
             done
-            eval "redis_nodes[replicated]=\"primary:\$rpid_$rp replica:\$rpid_$rr\""
+            eval "redis_nodes[replicated]=\"primary:\$rpid_$rp:$rp replica:\$rpid_$rr:$rr\""
             start_tyto replicated "$(printf '  url: "redis://127.0.0.1:%d"\n' "$rp")"
             ;;
         cluster)
@@ -144,7 +145,7 @@ for target in $targets; do
                 p=${addr##*:}
                 role=replica
                 case ",$primaries," in *",$addr,"*) role=primary ;; esac
-                list="$list $role-$p:$(cat "$cluster_dir/redis-$p.pid")"
+                list="$list $role-$p:$(cat "$cluster_dir/redis-$p.pid"):$p"
             done
             redis_nodes[cluster]=${list# }
             nodes_yaml=$(echo "$primaries" | sed 's/\([^,]*\)/"\1"/g; s/,/, /g')
@@ -185,17 +186,30 @@ for run in $(seq "$runs"); do
         wpids=$(cat "/proc/${tmaster[$target]}/task/${tmaster[$target]}/children")
         declare -A before=()
         for w in $wpids; do before[w$w]=$(ticks "$w"); done
-        for nd in ${redis_nodes[$target]}; do before[${nd%%:*}]=$(ticks "${nd##*:}"); done
+        for nd in ${redis_nodes[$target]}; do
+            IFS=: read -r name pid port <<< "$nd"
+            before[$name]=$(ticks "$pid")
+            redis-cli -p "$port" config resetstat > /dev/null
+        done
         out=$(wrk -t"$threads" -c"$conns" -d"${secs}s" -s bench/steady.lua "http://127.0.0.1:${tport[$target]}/" | grep '^BENCH ')
         cpu="{"
+        cmds="{"
         sep=""
         for w in $wpids; do cpu="$cpu$sep\"tyto-worker-$w\": $(( $(ticks "$w") - ${before[w$w]} ))"; sep=", "; done
+        csep=""
         for nd in ${redis_nodes[$target]}; do
-            cpu="$cpu$sep\"${nd%%:*}\": $(( $(ticks "${nd##*:}") - ${before[${nd%%:*}]} ))"
+            IFS=: read -r name pid port <<< "$nd"
+            cpu="$cpu$sep\"$name\": $(( $(ticks "$pid") - ${before[$name]} ))"
+            # Commands run and their time inside Redis (INFO commandstats: calls, usec).
+            cmds="$cmds$csep\"$name\": [$(redis-cli -p "$port" info commandstats | tr -d '\r' \
+                | awk -F'[=,]' '/^cmdstat_/ {c += $2; u += $4} END {printf "%d, %d", c, u}')]"
+            csep=", "
         done
         cpu="$cpu}"
+        cmds="$cmds}"
         unset before
-        printf '{"run": %d, "target": "%s", "bench": %s, "ticks": %s}\n' "$run" "$target" "${out#BENCH }" "$cpu" \
+        printf '{"run": %d, "target": "%s", "bench": %s, "ticks": %s, "cmds": %s}\n' "$run" "$target" "${out#BENCH }" \
+            "$cpu" "$cmds" \
             | tee -a "$tmp/rows" | python3 -c '
 import json, sys
 r = json.loads(sys.stdin.read()); b = r["bench"]; n = max(1, b["requests"]); hz = int(sys.argv[1])
@@ -220,8 +234,9 @@ print("steady keep-alive, tyto %d workers, wrk -t%d -c%d, %d runs of %d s (media
       "Redis CPU = utime+stime of each redis-server / requests served" % (workers, threads, conns, runs, secs,
                                                                           peers, torrents))
 print()
-print("| target | req/s | errors | p99 ms | tyto CPU us/announce | Redis CPU us/announce (primaries) | per node us/announce |")
-print("|---|---|---|---|---|---|---|")
+print("| target | req/s | errors | p99 ms | tyto CPU us/announce | Redis CPU us/announce (primaries) | "
+      "Redis commands/announce (primaries) | us in commands/announce (primaries) | per node CPU us/announce |")
+print("|---|---|---|---|---|---|---|---|---|")
 for target in dict.fromkeys(r["target"] for r in rows):
     rs = [r for r in rows if r["target"] == target]
     def us(r, k):
@@ -233,6 +248,9 @@ for target in dict.fromkeys(r["target"] for r in rows):
     rps = med([r["bench"]["requests"] / r["bench"]["duration_us"] * 1e6 for r in rs])
     p99 = med([r["bench"]["p99_us"] / 1000 for r in rs])
     errors = sum(r["bench"]["errors"] for r in rs)
-    print("| %s | %.0f | %d | %.2f | %.1f | %.1f | %s |" % (
-        target, rps, errors, p99, tyto, total, ", ".join("%s %.1f" % (k, per[k]) for k in nodes)))
+    prim = [k for k in nodes if not k.startswith("replica")]
+    calls = med([sum(r["cmds"][k][0] for k in prim) / max(1, r["bench"]["requests"]) for r in rs])
+    cmd_us = med([sum(r["cmds"][k][1] for k in prim) / max(1, r["bench"]["requests"]) for r in rs])
+    print("| %s | %.0f | %d | %.2f | %.1f | %.1f | %.1f | %.1f | %s |" % (
+        target, rps, errors, p99, tyto, total, calls, cmd_us, ", ".join("%s %.1f" % (k, per[k]) for k in nodes)))
 PY
