@@ -24,7 +24,8 @@ each swarm's pipeline to the primary that owns the swarm's hash slot.
 
 Prints "CLUSTER failover: failed=N of M (all on the killed primary's slots), recovered after X.X s",
 "CLUSTER reshard: N slots moved under load, failed=F of M, downloaded exact for K completions" and
-"CLUSTER slow migration: ...".
+"CLUSTER reshard (redis-cli): ..." (the same with redis-cli --cluster reshard moving 300 slots)
+and "CLUSTER slow migration: ...".
 Run alone: TYTO_BIN=build/tyto /usr/bin/python3 tests/e2e/test_cluster.py"""
 
 import atexit
@@ -731,6 +732,103 @@ class ClusterTest(unittest.TestCase):
             by_hash.setdefault(h, []).append(o)
         for h, (a, b) in by_hash.items():
             self.assertEqual(b[4].get(b'incomplete'), 2, 'fresh swarm %s: %r' % (h.hex(), b[4]))
+
+    def test_reshard_redis_cli_under_load(self):
+        """The operator's way: redis-cli --cluster reshard moves 300 slots (a batch of keys a
+        MIGRATE, each slot's move a few milliseconds) from one primary to another while announces
+        and completions run on swarms in those slots: no request fails, each completion counts once
+        (on the new owner). The moving swarms' slots carry ballast keys to slow their moves."""
+        t, master_pid, workers = self.start(nodes='primaries')
+        c = self.cluster
+        first = port_of(c.primaries[0])
+        owners = c.slot_owners(first)
+        ids = {n['port']: n['id'] for n in c.node_info(first)}
+        prim = sorted({port_of(p) for p in c.primaries})
+        src, dst = random.sample(prim, 2)
+        n_slots = 300
+        # redis-cli takes a single source's slots in ascending order: the moving ones.
+        moving_slots = sorted(s for s, p in owners.items() if p == src)[:n_slots]
+        moving_hashes = [hash_in_slot(s) for s in random.sample(moving_slots, 16)]
+        staying = self.swarms_by_primary(owners, 4)
+        completers = []
+        for h in moving_hashes:
+            for _ in range(4):
+                p = Peer()
+                t.announce(h, p, left=100)
+                completers.append((h, p))
+        random.shuffle(completers)
+        # 300 keys of ballast in each moving swarm's slot (same hash tag), so that redis-cli
+        # spends a while on these slots (30 MIGRATEs of 10 keys each) while the requests run.
+        r = TcpRedis(src)
+        try:
+            for h in moving_hashes:
+                for i in range(0, 300, 50):
+                    args = []
+                    for j in range(i, i + 50):
+                        args += ['%s{%s}:ballast:%d' % (t.prefix, h.hex(), j), 'x']
+                    self.assertEqual(r.cmd('MSET', *args), b'OK')
+        finally:
+            r.close()
+        load = Load(t, [('moving', moving_hashes)] + [('staying-%d' % p, staying[p]) for p in sorted(staying)])
+        completions = []
+        go = threading.Event()
+
+        def complete(part):
+            go.wait(60)
+            for h, p in part:
+                completions.append((h, announce_once(t, h, p, 0, event='completed')))
+        cths = [threading.Thread(target=complete, args=(completers[i::4],), daemon=True) for i in range(4)]
+        load.start()
+        for cth in cths:
+            cth.start()
+        try:
+            wait_for(lambda: load.oks() >= 40, 10, 'announces before the move')
+            t0 = time.monotonic()
+            go.set()
+            out = subprocess.run(['redis-cli', '--cluster', 'reshard', '127.0.0.1:%d' % src,
+                                  '--cluster-from', ids[src], '--cluster-to', ids[dst],
+                                  '--cluster-slots', str(n_slots), '--cluster-yes'],
+                                 capture_output=True, timeout=120)
+            move_s = time.monotonic() - t0
+            self.assertEqual(out.returncode, 0, out.stdout.decode(errors='replace')[-2000:] +
+                             out.stderr.decode(errors='replace')[-2000:])
+            for cth in cths:
+                cth.join(60 * SLOW)
+            self.assertFalse(any(cth.is_alive() for cth in cths), 'the completions did not finish')
+            time.sleep(1.0)
+        finally:
+            go.set()
+            load.stop()
+            for cth in cths:
+                cth.join(30 * SLOW)
+        owners_after = c.slot_owners(dst)
+        self.assertEqual([owners_after[s] for s in moving_slots], [dst] * n_slots, 'the slots did not all move')
+        self.assertEqual([ask(src, 'CLUSTER', 'COUNTKEYSINSLOT', hash_slot(h)) for h in moving_hashes],
+                         [0] * len(moving_hashes), 'keys left on the old owner')
+        results = load.snapshot()
+        fails = [r for r in results if r[2][2] != 'ok']
+        cfails = [(h, o) for h, o in completions if o[2] != 'ok']
+        ok = {}
+        for h, o in completions:
+            if o[2] == 'ok':
+                ok[h] = ok.get(h, 0) + 1
+        r = TcpRedis(dst)
+        try:
+            downloaded = {h: int(r.cmd('HGET', self.key(t, h, 'info'), 'downloaded') or 0) for h in moving_hashes}
+        finally:
+            r.close()
+        exact = sum(ok.get(h, 0) for h in moving_hashes if downloaded[h] == ok.get(h, 0))
+        during = sum(1 for _, o in completions if o[0] < t0 + move_s)
+        summary('CLUSTER reshard (redis-cli): %d slots moved under load in %.1f s, failed=%d of %d, downloaded exact '
+                'for %d completions (%d of them sent while redis-cli ran; %d announce threads of <= %d/s)'
+                % (n_slots, move_s, len(fails) + len(cfails), len(results) + len(completions), exact, during,
+                   len(load.threads), LOAD_RATE))
+        self.assertEqual([(r[0], r[1].hex(), r[2][3]) for r in fails], [], 'announces failed during the reshard')
+        self.assertEqual([(h.hex(), o[3]) for h, o in cfails], [], 'completions failed during the reshard')
+        self.assertEqual({h.hex(): downloaded[h] for h in moving_hashes}, {h.hex(): 4 for h in moving_hashes},
+                         ':info downloaded on the new owner, 4 completions each')
+        self.check_no_restart(t, master_pid, workers)
+        t.stop()
 
     def test_slow_migration_fails_only_moving_swarms(self):
         """A slot held MIGRATING longer than redis.timeout_ms (1.5 s before its keys, keys 0.15 s
