@@ -22,7 +22,10 @@ each swarm's pipeline to the primary that owns the swarm's hash slot.
      counted twice or counted although it failed, and scrapes (single-key reads, which Redis
      serves through ASK) never fail.
 
-Prints "CLUSTER failover: failed=N of M (all on the killed primary's slots), recovered after X.X s",
+  b') hung primary: the same with the primary stopped (SIGSTOP) instead of killed.
+
+Prints "CLUSTER failover: failed=N of M (all on the killed primary's slots), recovered after X.X s"
+(and "CLUSTER hung primary: ..."),
 "CLUSTER reshard: N slots moved under load, failed=F of M, downloaded exact for K completions" and
 "CLUSTER reshard (redis-cli): ..." (the same with redis-cli --cluster reshard moving 300 slots)
 and "CLUSTER slow migration: ...".
@@ -33,6 +36,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -424,6 +428,16 @@ class ClusterTest(unittest.TestCase):
 
     def test_failover_under_load(self):
         """A primary dies (SIGKILL) under load; its replica is promoted; only its slots fail."""
+        self.failover('kill')
+
+    def test_hung_primary_under_load(self):
+        """A primary hangs (SIGSTOP: connections open, nothing answered, as a host that is down or
+        cut off, where a dead process would refuse at once) under load; the cluster promotes its
+        replica after cluster-node-timeout. Only the hung primary's slots may fail: the router's
+        requests to it and its reads of the map must not stall the other primaries' announces."""
+        self.failover('stop')
+
+    def failover(self, fault):
         t, master_pid, workers = self.start(nodes='primaries')
         c = self.cluster
         # A tracker wants the rest of the key space served while one primary's slots are down:
@@ -450,7 +464,11 @@ class ClusterTest(unittest.TestCase):
         try:
             wait_for(lambda: load.oks() >= 60, 10, 'announces before the fault')
             fault_at = time.monotonic()
-            os.kill(victim_pid, 9)
+            if fault == 'kill':
+                os.kill(victim_pid, signal.SIGKILL)
+            else:
+                os.kill(victim_pid, signal.SIGSTOP)
+                self.addCleanup(os.kill, victim_pid, signal.SIGCONT)
 
             def promoted():
                 for port in survivors:
@@ -486,13 +504,19 @@ class ClusterTest(unittest.TestCase):
         last_fail = max((o[1] for o in victim_fails), default=fault_at)
         first_ok = min(o[1] for o in after if o[2] == 'ok' and o[0] > last_fail)
         max_fail_ms = max(((o[1] - o[0]) * 1000 for o in victim_fails), default=0)
-        summary("CLUSTER failover: failed=%d of %d (all on the killed primary's slots), recovered after "
+        elsewhere = [r[2] for r in results if r[0] != victim and r[2][0] > fault_at]
+        slow_ms = max((o[1] - o[0]) * 1000 for o in elsewhere)
+        slow_n = sum(1 for o in elsewhere if o[1] - o[0] > 0.25)
+        summary("CLUSTER %s: failed=%d of %d (%s), recovered after "
                 "%.1f s (%d announce threads of <= %d/s over 3 primaries, 2 workers, cluster-node-timeout "
                 "5000, replica promoted after %.1f s; failures elsewhere %d; slowest failure %.0f ms; "
-                "reasons %s)"
-                % (len(fails), len(results), first_ok - fault_at, len(load.threads), LOAD_RATE,
+                "reasons %s; after the fault the other primaries' slowest announce %.0f ms, %d over 250 ms)"
+                % ('failover' if fault == 'kill' else 'hung primary', len(fails), len(results),
+                   "all on the killed primary's slots" if fault == 'kill' and not others else
+                   "%d on the %s primary's slots" % (len(victim_fails), 'killed' if fault == 'kill' else 'hung'),
+                   first_ok - fault_at, len(load.threads), LOAD_RATE,
                    promoted_at - fault_at, len(others), max_fail_ms,
-                   sorted(set(o[3].decode(errors='replace') for o in victim_fails))))
+                   sorted(set(o[3].decode(errors='replace') for o in victim_fails)), slow_ms, slow_n))
         self.assertEqual(others, [], "announces to the other primaries' swarms failed: %r"
                          % [(r[0], r[1].hex(), r[2][2], r[2][3]) for r in others[:10]])
         for o in victim_fails:
