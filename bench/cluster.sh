@@ -26,7 +26,6 @@
 set -u
 
 cd "$(dirname "$0")/.." || exit 1
-root=$(pwd)
 runs=${RUNS:-3} secs=${DURATION:-10} threads=${THREADS:-2} conns=${CONNS:-32} workers=${WORKERS:-2}
 torrents=${TORRENTS:-10000} peers=${PEERS:-100000} load_limit=${LOAD_LIMIT:-120}
 tyto_bin=$(realpath "${TYTO_BIN:-build/tyto}")
@@ -162,7 +161,7 @@ for target in $targets; do
     wrk -t"$threads" -c"$conns" -d"${load_limit}s" -s bench/load.lua "http://127.0.0.1:${tport[$target]}/" \
         -- "$threads" "$conns" > "$tmp/load-$target.out" 2>&1 &
     wpid=$!
-    pids+=($wpid)
+    pids+=("$wpid")
     while kill -0 "$wpid" 2> /dev/null && [ "$(grep -c '^LOADED' "$tmp/load-$target.out")" -lt "$threads" ]; do
         sleep 0.2
     done
@@ -174,6 +173,7 @@ done
 
 # The runs: per run, the targets in rotated order; one JSON line per (run, target).
 : > "$tmp/rows"
+# shellcheck disable=SC2086  # one word per target
 set -- $targets
 ntargets=$#
 for run in $(seq "$runs"); do
