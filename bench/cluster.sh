@@ -13,8 +13,9 @@
 # targets' order rotated each run. Around each run it reads utime+stime of every redis-server and
 # tyto process (/proc/PID/stat). Prints each run, then a Markdown table of the medians ready for
 # bench/RESULTS.md: requests/s, errors, p99, tyto's CPU and Redis's CPU per announce (each node's
-# CPU delta / requests served, and the sum over the primaries), and the primaries' commands per
-# announce and time spent inside them (INFO commandstats, reset before each run).
+# CPU delta / requests served, and the sum over the primaries), and the primaries' commands run per
+# announce and the time spent inside them (INFO commandstats, reset before each run; EXEC's and
+# EVAL's own time left out, as it holds their inner commands', which count on their own).
 #
 #   bench/cluster.sh                      every target, defaults below
 #   TARGETS=single bench/cluster.sh       one Redis only (TARGETS="single replicated cluster" by default)
@@ -200,9 +201,11 @@ for run in $(seq "$runs"); do
         for nd in ${redis_nodes[$target]}; do
             IFS=: read -r name pid port <<< "$nd"
             cpu="$cpu$sep\"$name\": $(( $(ticks "$pid") - ${before[$name]} ))"
-            # Commands run and their time inside Redis (INFO commandstats: calls, usec).
+            # Commands run and their time inside Redis (INFO commandstats: calls, usec). The time of
+            # EXEC and EVAL is left out: it holds their inner commands' time, counted on their own.
             cmds="$cmds$csep\"$name\": [$(redis-cli -p "$port" info commandstats | tr -d '\r' \
-                | awk -F'[=,]' '/^cmdstat_/ {c += $2; u += $4} END {printf "%d, %d", c, u}')]"
+                | awk -F'[=,]' '/^cmdstat_/ {c += $2} /^cmdstat_/ && !/^cmdstat_(exec|eval|evalsha|fcall|fcall_ro):/ {u += $4}
+                                END {printf "%d, %d", c, u}')]"
             csep=", "
         done
         cpu="$cpu}"
@@ -235,7 +238,7 @@ print("steady keep-alive, tyto %d workers, wrk -t%d -c%d, %d runs of %d s (media
                                                                           peers, torrents))
 print()
 print("| target | req/s | errors | p99 ms | tyto CPU us/announce | Redis CPU us/announce (primaries) | "
-      "Redis commands/announce (primaries) | us in commands/announce (primaries) | per node CPU us/announce |")
+      "Redis commands run/announce (primaries) | us in commands/announce (primaries) | per node CPU us/announce |")
 print("|---|---|---|---|---|---|---|---|---|")
 for target in dict.fromkeys(r["target"] for r in rows):
     rs = [r for r in rows if r["target"] == target]
