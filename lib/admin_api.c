@@ -38,7 +38,7 @@
 struct admin_api {
     struct event_base *base;
     const struct config *cfg;
-    redisAsyncContext *ac;             /* NULL until first use, and after a disconnect */
+    struct redis_conns *conns;         /* one Redis, or a cluster's primaries (lib/redis_conn.h) */
     uint64_t reload_ms;                /* monotonic: the last FUNCTION LOAD after "not found" */
     bool reload_warned;                /* ... warned about, once a connection */
     unsigned char token_hash[crypto_generichash_BYTES];
@@ -121,7 +121,7 @@ static void admin_check_library(struct admin_api *a, redisAsyncContext *ac, cons
 {
     uint64_t now_ms;
 
-    if (a->ac != ac || !redis_conn_library_missing(reply))
+    if (!redis_conn_library_missing(reply))
         return;
     now_ms = admin_now_ms();
     if (a->reload_ms != 0 && now_ms - a->reload_ms < 1000)
@@ -140,7 +140,7 @@ static void admin_on_reply(redisAsyncContext *ac, void *r, void *privdata)
 
     if (reply && c->api) {
         admin_check_library(c->api, ac, reply);
-        redis_conn_check_failover(ac, reply);
+        redis_conns_check(ac, reply);      /* a lost master, or a cluster's MOVED: the next call goes right */
     }
     c->outstanding--;
     if (c->err_status == 0) {
@@ -175,47 +175,26 @@ static void admin_on_timeout(evutil_socket_t fd, short what, void *arg)
     c->req = NULL;
 }
 
-/* ---- the connection ------------------------------------------------------------------------ */
+/* ---- the connections ----------------------------------------------------------------------- */
 
-static void admin_on_connect(const redisAsyncContext *ac, int status)
+/* A connection went: its calls were answered (NULL replies: 503); the next call reconnects. */
+static void admin_lost(void *data, const redisAsyncContext *ac)
 {
-    struct admin_api *a = ac->data;
-    if (status != REDIS_OK && a->ac == ac)
-        a->ac = NULL;                  /* hiredis frees it; the next call reconnects */
-}
+    struct admin_api *a = data;
+    (void)ac;
 
-static void admin_on_disconnect(const redisAsyncContext *ac, int status)
-{
-    (void)status;
-    struct admin_api *a = ac->data;
-    if (a->ac == ac)
-        a->ac = NULL;
-}
-
-/* The connection, made now if there is none (lib/redis_conn.c: the library is loaded first). */
-static redisAsyncContext *admin_connection(struct admin_api *a)
-{
-    if (a->ac)
-        return a->ac;
-    a->ac = redis_conn_open(a->cfg, a->base, a, admin_on_connect, admin_on_disconnect);
     a->reload_ms = 0;
     a->reload_warned = false;
-    return a->ac;
 }
 
 /* Sends the calls (n of them) for req and answers it when the last replies. */
 static void admin_send(struct admin_api *a, struct http_request *req, struct private_call *calls, int n,
                        int ok_status)
 {
-    redisAsyncContext *ac = admin_connection(a);
     struct admin_call *c;
     int ms = a->cfg->redis_timeout_ms;
     struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
 
-    if (ac == NULL) {
-        admin_reply_error(req, 503, "storage unavailable");
-        return;
-    }
     c = calloc(1, sizeof(*c));
     if (c == NULL || (c->last = evbuffer_new()) == NULL ||
         (c->timer = evtimer_new(a->base, admin_on_timeout, c)) == NULL) {
@@ -229,8 +208,13 @@ static void admin_send(struct admin_api *a, struct http_request *req, struct pri
     c->req = req;
     c->ok_status = ok_status;
     for (int i = 0; i < n; i++) {
-        if (redisAsyncCommandArgv(ac, admin_on_reply, c, calls[i].argc, (const char **)calls[i].argv, NULL) !=
-            REDIS_OK) {
+        /* Each call to its first key's node: {private} for a user, the swarm's slot for a
+         * torrent (on a cluster they are different primaries; on one Redis, the same one). */
+        redisAsyncContext *ac = redis_conns_for_key(a->conns, calls[i].keys[0]);
+
+        if (ac == NULL ||
+            redisAsyncCommandArgv(ac, admin_on_reply, c, calls[i].argc, (const char **)calls[i].argv, NULL) !=
+                REDIS_OK) {
             c->err_status = 503;
             snprintf(c->err, sizeof(c->err), "storage unavailable");
             break;
@@ -521,6 +505,10 @@ struct admin_api *admin_api_new(struct event_base *base, const struct config *cf
         return NULL;
     a->base = base;
     a->cfg = cfg;
+    if (!(a->conns = redis_conns_new(cfg, base, a, admin_lost))) {
+        free(a);
+        return NULL;
+    }
     crypto_generichash(a->token_hash, sizeof(a->token_hash), (const unsigned char *)cfg->admin_token,
                        strlen(cfg->admin_token), NULL, 0);
     return a;
@@ -530,11 +518,7 @@ void admin_api_free(struct admin_api *a)
 {
     if (a == NULL)
         return;
-    if (a->ac) {
-        redisAsyncContext *ac = a->ac;
-        a->ac = NULL;
-        redisAsyncFree(ac);            /* waiting calls get a NULL reply: 503 */
-    }
+    redis_conns_free(a->conns);        /* waiting calls get a NULL reply: 503 */
     sodium_memzero(a->token_hash, sizeof(a->token_hash));
     free(a);
 }

@@ -700,10 +700,6 @@ int config_validate(struct config *cfg, char *err, size_t errlen)
             return config_fail(err, errlen, NULL, "", "redis.url selects database %d, but a Redis Cluster has "
                                "database 0 only (with redis.cluster, redis.url gives the password)", t.db);
     }
-    if (cfg->redis_cluster && cfg->private_enabled)
-        return config_fail(err, errlen, NULL, "", "private.enabled is not supported with redis.cluster yet "
-                           "(the {private} users' keys live in one slot that the announce pipeline does "
-                           "not route); run private mode on one Redis or on Sentinel");
     if (cfg->storage == CONFIG_STORAGE_MEMORY && cfg->workers != 1)
         return config_fail(err, errlen, NULL, "",
                            "storage.backend memory needs workers: 1 (swarms would be split between "

@@ -1,7 +1,10 @@
 /* `tyto swarm` and `tyto swarms`: read-only inspection of the swarms in Redis for operators.
  * cmd/tyto.c calls inspect_main() instead of starting the master. Keys follow the README's
  * schema: "<prefix>{<hex>}:seeders" / ":leechers" (sorted sets scored by expiry time) and
- * "<prefix>{<hex>}:info" (hash with "downloaded"). Synchronous hiredis; nothing is written. */
+ * "<prefix>{<hex>}:info" (hash with "downloaded"). Synchronous hiredis; nothing is written.
+ * With redis.cluster the slot map is read first (blocking, bounded by redis.timeout_ms per node
+ * asked: storage/redis_cluster_seed.c): a one-swarm command, or one reading the {stats} keys,
+ * connects to the primary that owns its key's slot; `tyto swarms` walks every primary. */
 #include "lib/inspect.h"
 
 #include <ctype.h>
@@ -19,6 +22,8 @@
 #include "lib/anomaly.h"
 #include "lib/peer_client.h"
 #include "lib/stats_fields.h"
+#include "storage/redis_cluster.h"
+#include "storage/redis_cluster_seed.h"
 #include "storage/redis_sentinel.h"
 
 #define INSPECT_HEX_LEN 40
@@ -134,6 +139,51 @@ redisContext *inspect_connect(const struct config *cfg, FILE *errout)
         sleep(1);
     }
     return NULL;
+}
+
+/* With redis.cluster: a connection to the primary that owns key's slot in *m. NULL after a
+ * message. */
+static redisContext *inspect_connect_node(const struct config *cfg, const struct redis_cluster_map *m, int node,
+                                          FILE *errout)
+{
+    char err[256];
+    redisContext *c = redis_cluster_connect(cfg, m->node[node].host, m->node[node].port, err, sizeof(err));
+
+    if (c == NULL)
+        fprintf(errout, "tyto: redis cluster: %s\n", err);
+    return c;
+}
+
+static redisContext *inspect_connect_key(const struct config *cfg, const struct redis_cluster_map *m,
+                                         const char *key, FILE *errout)
+{
+    int node = redis_cluster_node_for_slot(m, redis_cluster_keyslot(key, strlen(key)));
+
+    if (node < 0) {
+        fprintf(errout, "tyto: redis cluster: no primary serves the slot of %s\n", key);
+        return NULL;
+    }
+    return inspect_connect_node(cfg, m, node, errout);
+}
+
+redisContext *inspect_connect_for(const struct config *cfg, const char *key, FILE *errout)
+{
+    struct redis_cluster_map *m;
+    redisContext *c = NULL;
+    char err[320];
+
+    if (!cfg->redis_cluster)
+        return inspect_connect(cfg, errout);
+    if (!(m = malloc(sizeof(*m)))) {
+        fprintf(errout, "tyto: out of memory\n");
+        return NULL;
+    }
+    if (redis_cluster_fetch_map(cfg, NULL, m, err, sizeof(err)) < 0)
+        fprintf(errout, "tyto: redis cluster: %s\n", err);
+    else
+        c = inspect_connect_key(cfg, m, key, errout);
+    free(m);
+    return c;
 }
 
 /* ---- helpers ----------------------------------------------------------------------------- */
@@ -377,9 +427,23 @@ static int inspect_key_hex(const struct config *cfg, const char *key, size_t len
     return inspect_parse_hex(tmp, hex);
 }
 
-/* Every swarm with at least one key, deduplicated and sorted by hex. 0 or -1. */
+/* Removes the repeated swarms of l->v[from ..], sorting them by hex. */
+static void inspect_dedupe(struct inspect_list *l, size_t from)
+{
+    if (l->len - from > 1) {
+        qsort(l->v + from, l->len - from, sizeof(l->v[0]), inspect_cmp_hex);
+        size_t w = from + 1;
+        for (size_t i = from + 1; i < l->len; i++)
+            if (strcmp(l->v[i].hex, l->v[w - 1].hex) != 0)
+                l->v[w++] = l->v[i];
+        l->len = w;
+    }
+}
+
+/* Adds to l every swarm with at least one key on c, deduplicated and sorted by hex. 0 or -1. */
 static int inspect_scan(const struct config *cfg, redisContext *c, struct inspect_list *l, FILE *errout)
 {
+    size_t from = l->len;
     char pattern[INSPECT_KEY_MAX], cursor[32] = "0";
 
     snprintf(pattern, sizeof(pattern), "%s{*}:*", cfg->redis_prefix);
@@ -410,14 +474,7 @@ static int inspect_scan(const struct config *cfg, redisContext *c, struct inspec
     } while (strcmp(cursor, "0") != 0);
 
     /* SCAN may return a key more than once, and each swarm has up to three keys. */
-    if (l->len > 1) {
-        qsort(l->v, l->len, sizeof(l->v[0]), inspect_cmp_hex);
-        size_t w = 1;
-        for (size_t i = 1; i < l->len; i++)
-            if (strcmp(l->v[i].hex, l->v[w - 1].hex) != 0)
-                l->v[w++] = l->v[i];
-        l->len = w;
-    }
+    inspect_dedupe(l, from);
     return 0;
 }
 
@@ -463,7 +520,26 @@ static int inspect_count_batch(const struct config *cfg, redisContext *c, struct
     return 0;
 }
 
-static int inspect_swarms(const struct config *cfg, redisContext *c, long limit, FILE *out, FILE *errout)
+/* Adds the swarms of one node to l, counted on that node: a key SCAN found on a node lives there.
+ * 0 or -1. */
+static int inspect_collect(const struct config *cfg, redisContext *c, struct inspect_list *l, const char *now,
+                           FILE *errout)
+{
+    size_t from = l->len;
+
+    if (inspect_scan(cfg, c, l, errout) < 0)
+        return -1;
+    for (size_t i = from; i < l->len; i += INSPECT_BATCH) {
+        size_t to = i + INSPECT_BATCH < l->len ? i + INSPECT_BATCH : l->len;
+        if (inspect_count_batch(cfg, c, l, i, to, now, errout) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* c: the one Redis; or, with a cluster (m not NULL), every primary of m in turn. */
+static int inspect_swarms(const struct config *cfg, redisContext *c, const struct redis_cluster_map *m, long limit,
+                          FILE *out, FILE *errout)
 {
     struct inspect_list l = { 0 };
     char now[32];
@@ -471,12 +547,20 @@ static int inspect_swarms(const struct config *cfg, redisContext *c, long limit,
 
     /* "(" + now: strictly later than now, the same rule as the workers' reaping. */
     snprintf(now, sizeof(now), "(%lld", (long long)time(NULL));
-    if (inspect_scan(cfg, c, &l, errout) < 0)
-        goto out;
-    for (size_t i = 0; i < l.len; i += INSPECT_BATCH) {
-        size_t to = i + INSPECT_BATCH < l.len ? i + INSPECT_BATCH : l.len;
-        if (inspect_count_batch(cfg, c, &l, i, to, now, errout) < 0)
+    if (m == NULL) {
+        if (inspect_collect(cfg, c, &l, now, errout) < 0)
             goto out;
+    } else {
+        for (unsigned n = 0; n < m->nnodes; n++) {
+            redisContext *nc = inspect_connect_node(cfg, m, (int)n, errout);
+            int rc = nc ? inspect_collect(cfg, nc, &l, now, errout) : -1;
+
+            if (nc)
+                redisFree(nc);
+            if (rc < 0)
+                goto out;
+        }
+        inspect_dedupe(&l, 0);         /* a swarm met twice: its slot moved during the walk */
     }
     if (l.len > 1)
         qsort(l.v, l.len, sizeof(l.v[0]), inspect_cmp_busy);
@@ -549,6 +633,42 @@ out_snap:
 
 /* ---- entry ------------------------------------------------------------------------------- */
 
+/* inspect_main with redis.cluster: the slot map first, then the primary (or primaries) to ask. */
+static int inspect_cluster_main(const struct config *cfg, bool one, bool anomalies, const char *hex, long limit,
+                                FILE *out, FILE *errout)
+{
+    struct redis_cluster_map *m = malloc(sizeof(*m));
+    char err[320], key[INSPECT_KEY_MAX];
+    redisContext *c = NULL;
+    int status = 1;
+
+    if (m == NULL) {
+        fprintf(errout, "tyto: out of memory\n");
+        return 1;
+    }
+    if (redis_cluster_fetch_map(cfg, NULL, m, err, sizeof(err)) < 0) {
+        fprintf(errout, "tyto: redis cluster: %s\n", err);
+        goto out;
+    }
+    if (one || anomalies) {
+        /* Every key a command reads shares one slot: the swarm's, or {stats}'s. */
+        if (one)
+            inspect_key(key, cfg, hex, "info");
+        else
+            snprintf(key, sizeof(key), "%s{stats}:snapshot", cfg->redis_prefix);
+        if ((c = inspect_connect_key(cfg, m, key, errout)) == NULL)
+            goto out;
+        status = one ? inspect_swarm(cfg, c, hex, out, errout) : inspect_anomalies(cfg, c, limit, out, errout);
+        redisFree(c);
+    } else {
+        status = inspect_swarms(cfg, NULL, m, limit, out, errout);
+    }
+out:
+    free(m);
+    fflush(out);
+    return status;
+}
+
 static void inspect_usage(FILE *errout)
 {
     fprintf(errout,
@@ -599,11 +719,13 @@ int inspect_main(const struct config *cfg, int argc, char **argv, FILE *out, FIL
     }
     if (cfg->storage != CONFIG_STORAGE_REDIS)
         fprintf(errout, "tyto: note: storage.backend is memory; reading Redis at %s anyway\n", cfg->redis_url);
+    if (cfg->redis_cluster)
+        return inspect_cluster_main(cfg, one, anomalies, hex, limit, out, errout);
     if ((c = inspect_connect(cfg, errout)) == NULL)
         return 1;
     status = one ? inspect_swarm(cfg, c, hex, out, errout)
          : anomalies ? inspect_anomalies(cfg, c, limit, out, errout)
-         : inspect_swarms(cfg, c, limit, out, errout);
+         : inspect_swarms(cfg, c, NULL, limit, out, errout);
     redisFree(c);
     fflush(out);
     return status;

@@ -27,4 +27,8 @@ int inspect_main(const struct config *cfg, int argc, char **argv, FILE *out, FIL
  * NULL with a message on errout. The operator commands (inspection, users, torrents) share it. */
 redisContext *inspect_connect(const struct config *cfg, FILE *errout);
 
+/* inspect_connect for commands on key: with redis.cluster, to the primary that owns key's slot
+ * (the slot map read first); else the one Redis. */
+redisContext *inspect_connect_for(const struct config *cfg, const char *key, FILE *errout);
+
 #endif

@@ -384,10 +384,12 @@ const struct pjson_field *pjson_get(const struct pjson_field *f, int n, const ch
 
 /* ---- CLI: Redis ---------------------------------------------------------------------------- */
 
-/* Connects as `tyto swarm` does (inspect_connect), then loads the function library. */
-static redisContext *cli_connect(const struct config *cfg, const char *what, FILE *errout)
+/* Connects as `tyto swarm` does, to the node of key (a call's first: {private} for a user, the
+ * swarm's slot for a torrent, which on a cluster are different primaries), then loads the
+ * function library there. */
+static redisContext *cli_connect(const struct config *cfg, const char *key, const char *what, FILE *errout)
 {
-    redisContext *c = inspect_connect(cfg, errout);
+    redisContext *c = inspect_connect_for(cfg, key, errout);
     redisReply *r;
 
     if (c == NULL)
@@ -675,7 +677,7 @@ static int cli_need_name(const struct cli_args *a, int npos, const char *what, F
 static int cli_run(const struct config *cfg, const struct private_call *c, const char *what, const char *subject,
                    bool json, bool is_torrent, bool with_passkey, FILE *out, FILE *errout)
 {
-    redisContext *rc = cli_connect(cfg, what, errout);
+    redisContext *rc = cli_connect(cfg, c->keys[0], what, errout);
     redisReply *r;
     int status = 1;
 

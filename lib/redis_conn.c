@@ -1,13 +1,18 @@
 /* See lib/redis_conn.h. */
 #include "lib/redis_conn.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <hiredis/hiredis.h>
 #include <hiredis/adapters/libevent.h>
 
 #include "lib/config.h"
 #include "lib/log.h"
+#include "storage/redis_cluster.h"
+#include "storage/redis_cluster_seed.h"
 #include "storage/redis_functions.h"
 #include "storage/redis_sentinel.h"
 
@@ -23,20 +28,15 @@ static void redis_conn_role_cb(redisAsyncContext *ac, void *reply, void *privdat
     }
 }
 
-redisAsyncContext *redis_conn_open(const struct config *cfg, struct event_base *base, void *data,
-                                   redisConnectCallback *on_connect, redisDisconnectCallback *on_disconnect)
+/* An async connection to t's address on base, with AUTH, SELECT, ROLE (Sentinel mode) and the
+ * library queued first. */
+static redisAsyncContext *redis_conn_open_target(const struct config *cfg, const struct config_redis_target *t,
+                                                 struct event_base *base, void *data,
+                                                 redisConnectCallback *on_connect,
+                                                 redisDisconnectCallback *on_disconnect)
 {
-    struct config_redis_target t;
-    char err[256];
-    redisAsyncContext *ac;
+    redisAsyncContext *ac = t->unix_socket ? redisAsyncConnectUnix(t->path) : redisAsyncConnect(t->host, t->port);
 
-    if (config_parse_redis_url(cfg->redis_url, &t, err, sizeof(err)) < 0)
-        return NULL;
-    if (redis_sentinel_resolve(cfg, &t, err, sizeof(err)) < 0) {
-        log_warn("redis sentinel: %s", err);
-        return NULL;
-    }
-    ac = t.unix_socket ? redisAsyncConnectUnix(t.path) : redisAsyncConnect(t.host, t.port);
     if (ac == NULL)
         return NULL;
     if (ac->err) {
@@ -50,16 +50,31 @@ redisAsyncContext *redis_conn_open(const struct config *cfg, struct event_base *
     }
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
-    if (t.password[0] != '\0') {
-        const char *argv[] = { "AUTH", t.password };
+    if (t->password[0] != '\0') {
+        const char *argv[] = { "AUTH", t->password };
         redisAsyncCommandArgv(ac, NULL, NULL, 2, argv, NULL);
     }
-    if (t.db != 0)
-        redisAsyncCommand(ac, NULL, NULL, "SELECT %d", t.db);
+    if (t->db != 0)
+        redisAsyncCommand(ac, NULL, NULL, "SELECT %d", t->db);
     if (redis_sentinel_enabled(cfg))
         redisAsyncCommand(ac, redis_conn_role_cb, NULL, "ROLE");
     redis_conn_load_library(ac);
     return ac;
+}
+
+redisAsyncContext *redis_conn_open(const struct config *cfg, struct event_base *base, void *data,
+                                   redisConnectCallback *on_connect, redisDisconnectCallback *on_disconnect)
+{
+    struct config_redis_target t;
+    char err[256];
+
+    if (config_parse_redis_url(cfg->redis_url, &t, err, sizeof(err)) < 0)
+        return NULL;
+    if (redis_sentinel_resolve(cfg, &t, err, sizeof(err)) < 0) {
+        log_warn("redis sentinel: %s", err);
+        return NULL;
+    }
+    return redis_conn_open_target(cfg, &t, base, data, on_connect, on_disconnect);
 }
 
 bool redis_conn_library_missing(const redisReply *reply)
@@ -83,4 +98,271 @@ void redis_conn_load_library(redisAsyncContext *ac)
     const char *argv[] = { "FUNCTION", "LOAD", "REPLACE", redis_functions_lua };
 
     redisAsyncCommandArgv(ac, NULL, NULL, 4, argv, NULL);
+}
+
+/* ---- a set of connections -------------------------------------------------------------------- */
+
+struct redis_conns {
+    const struct config *cfg;
+    struct event_base *base;
+    void *data;
+    redis_conns_lost_fn *lost;
+    struct redis_cluster_map *map;     /* redis.cluster: NULL until read */
+    unsigned generation;               /* maps put in use */
+    bool stale;                        /* a MOVED or a lost connection: refresh the map */
+    bool refreshing;                   /* a CLUSTER SLOTS is out */
+    unsigned refresh_next;             /* the node the next refresh asks */
+    unsigned refresh_failed;           /* refreshes in a row that got no map */
+    uint64_t fetch_ms;                 /* monotonic: the last blocking read (one a second at most) */
+    redisAsyncContext *ac[REDIS_CLUSTER_MAX_NODES]; /* by node; [0] alone without a cluster */
+};
+
+static int redis_conns_find(const struct redis_conns *c, const redisAsyncContext *ac)
+{
+    for (int i = 0; i < REDIS_CLUSTER_MAX_NODES; i++)
+        if (c->ac[i] == ac)
+            return i;
+    return -1;
+}
+
+/* The connection ac went (or never came): hiredis frees it, the next use of its node reopens. */
+static void redis_conns_gone(const redisAsyncContext *ac)
+{
+    struct redis_conns *c = ac->data;
+    int i = redis_conns_find(c, ac);
+
+    if (i >= 0) {
+        c->ac[i] = NULL;
+        c->stale = c->cfg->redis_cluster;
+    }
+    if (c->lost)
+        c->lost(c->data, ac);
+}
+
+static void redis_conns_on_connect(const redisAsyncContext *ac, int status)
+{
+    if (status != REDIS_OK)
+        redis_conns_gone(ac);
+}
+
+static void redis_conns_on_disconnect(const redisAsyncContext *ac, int status)
+{
+    (void)status;
+    redis_conns_gone(ac);
+}
+
+struct redis_conns *redis_conns_new(const struct config *cfg, struct event_base *base, void *data,
+                                    redis_conns_lost_fn *lost)
+{
+    struct redis_conns *c = calloc(1, sizeof(*c));
+
+    if (!c)
+        return NULL;
+    c->cfg = cfg;
+    c->base = base;
+    c->data = data;
+    c->lost = lost;
+    return c;
+}
+
+void redis_conns_free(struct redis_conns *c)
+{
+    if (!c)
+        return;
+    for (int i = 0; i < REDIS_CLUSTER_MAX_NODES; i++) {
+        redisAsyncContext *ac = c->ac[i];
+        if (ac) {
+            c->ac[i] = NULL;
+            redisAsyncFree(ac);        /* its callbacks run now, with NULL replies */
+        }
+    }
+    free(c->map);
+    free(c);
+}
+
+static bool redis_conns_same_map(const struct redis_cluster_map *a, const struct redis_cluster_map *b)
+{
+    if (a->nnodes != b->nnodes || memcmp(a->owner, b->owner, sizeof(a->owner)) != 0)
+        return false;
+    for (unsigned i = 0; i < a->nnodes; i++)
+        if (a->node[i].port != b->node[i].port || strcmp(a->node[i].host, b->node[i].host) != 0)
+            return false;
+    return true;
+}
+
+/* Puts *m in use: the connections of primaries still in it move to their new index, the others
+ * are let go (redisAsyncDisconnect: once their pending replies are in). The same map again (a
+ * refresh after a lost connection, before any failover) changes nothing. */
+static void redis_conns_apply(struct redis_conns *c, const struct redis_cluster_map *m)
+{
+    redisAsyncContext *keep[REDIS_CLUSTER_MAX_NODES] = { 0 };
+
+    if (c->map && redis_conns_same_map(c->map, m))
+        return;
+
+    for (unsigned i = 0; c->map && i < c->map->nnodes; i++) {
+        redisAsyncContext *ac = c->ac[i];
+        int j = ac ? redis_cluster_map_find(m, c->map->node[i].host, c->map->node[i].port) : -1;
+
+        c->ac[i] = NULL;
+        if (j >= 0)
+            keep[j] = ac;
+        else if (ac)
+            redisAsyncDisconnect(ac);
+    }
+    memcpy(c->ac, keep, sizeof(keep));
+    if (!c->map)
+        c->map = malloc(sizeof(*c->map));
+    if (c->map) {
+        char list[512] = "";
+
+        memcpy(c->map, m, sizeof(*m));
+        c->generation++;
+        for (unsigned i = 0; i < m->nnodes; i++)
+            snprintf(list + strlen(list), sizeof(list) - strlen(list), " %s:%u", m->node[i].host,
+                     (unsigned)m->node[i].port);
+        log_info("redis cluster: slot map %u: primaries%s", c->generation, list);
+    }
+}
+
+/* The blocking read of the map (see redis_conn.h): the first, or when no node answered. */
+static void redis_conns_fetch(struct redis_conns *c)
+{
+    struct redis_cluster_map *m;
+    struct timespec ts;
+    uint64_t now_ms;
+    char err[320];
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    now_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    if (c->fetch_ms != 0 && now_ms - c->fetch_ms < 1000)
+        return;
+    c->fetch_ms = now_ms;
+    if (!(m = malloc(sizeof(*m))))
+        return;
+    if (redis_cluster_fetch_map(c->cfg, c->map, m, err, sizeof(err)) == 0) {
+        redis_conns_apply(c, m);
+        c->stale = false;
+        c->refresh_failed = 0;
+    } else {
+        log_warn("redis cluster: %s", err);
+    }
+    free(m);
+}
+
+static void redis_conns_slots_cb(redisAsyncContext *ac, void *reply_ptr, void *privdata)
+{
+    struct redis_conns *c = privdata;
+    redisReply *reply = reply_ptr;
+    struct redis_cluster_map *m;
+    char err[160];
+
+    c->refreshing = false;
+    if (!reply) {                      /* gone with its connection: ask another node */
+        c->stale = true;
+        c->refresh_failed++;
+        return;
+    }
+    if (!(m = malloc(sizeof(*m))))
+        return;
+    if (redis_cluster_map_parse(reply, ac->c.tcp.host ? ac->c.tcp.host : "", m, err, sizeof(err)) == 0 &&
+        m->nnodes > 0) {
+        c->refresh_failed = 0;
+        redis_conns_apply(c, m);
+    } else {
+        log_warn("redis cluster: CLUSTER SLOTS from %s:%d: %s", ac->c.tcp.host ? ac->c.tcp.host : "?",
+                 ac->c.tcp.port, m->nnodes == 0 ? "no slots assigned" : err);
+        c->stale = true;
+        c->refresh_failed++;
+    }
+    free(m);
+}
+
+/* A stale map is asked again of one node (the next in turn), asynchronously; after every node of
+ * the map failed in a row, blocking from the seeds too. */
+static void redis_conns_refresh(struct redis_conns *c)
+{
+    redisAsyncContext *ac;
+
+    if (!c->stale || c->refreshing)
+        return;
+    if (!c->map || c->refresh_failed >= c->map->nnodes) {
+        redis_conns_fetch(c);
+        return;
+    }
+    c->stale = false;
+    ac = redis_conns_node(c, c->refresh_next++ % c->map->nnodes);
+    if (ac && redisAsyncCommand(ac, redis_conns_slots_cb, c, "CLUSTER SLOTS") == REDIS_OK) {
+        c->refreshing = true;
+    } else {
+        c->stale = true;
+        c->refresh_failed++;
+    }
+}
+
+unsigned redis_conns_count(struct redis_conns *c)
+{
+    if (!c->cfg->redis_cluster)
+        return 1;
+    if (!c->map)
+        redis_conns_fetch(c);
+    else
+        redis_conns_refresh(c);
+    return c->map ? c->map->nnodes : 0;
+}
+
+unsigned redis_conns_generation(const struct redis_conns *c)
+{
+    return c->generation;
+}
+
+redisAsyncContext *redis_conns_node(struct redis_conns *c, unsigned i)
+{
+    if (i >= REDIS_CLUSTER_MAX_NODES || (c->cfg->redis_cluster ? !c->map || i >= c->map->nnodes : i > 0))
+        return NULL;
+    if (c->ac[i])
+        return c->ac[i];
+    if (!c->cfg->redis_cluster) {
+        c->ac[0] = redis_conn_open(c->cfg, c->base, c, redis_conns_on_connect, redis_conns_on_disconnect);
+    } else {
+        struct config_redis_target t;
+        char err[256];
+
+        if (config_parse_redis_url(c->cfg->redis_url, &t, err, sizeof(err)) < 0)
+            return NULL;
+        t.unix_socket = false;         /* the password (and database 0) only: the address is the map's */
+        t.db = 0;
+        snprintf(t.host, sizeof(t.host), "%s", c->map->node[i].host);
+        t.port = c->map->node[i].port;
+        c->ac[i] = redis_conn_open_target(c->cfg, &t, c->base, c, redis_conns_on_connect, redis_conns_on_disconnect);
+    }
+    return c->ac[i];
+}
+
+int redis_conns_node_of(struct redis_conns *c, const char *key)
+{
+    if (!c->cfg->redis_cluster)
+        return 0;
+    if (redis_conns_count(c) == 0)
+        return -1;
+    return redis_cluster_node_for_slot(c->map, redis_cluster_keyslot(key, strlen(key)));
+}
+
+redisAsyncContext *redis_conns_for_key(struct redis_conns *c, const char *key)
+{
+    int i = redis_conns_node_of(c, key);
+
+    return i < 0 ? NULL : redis_conns_node(c, (unsigned)i);
+}
+
+void redis_conns_check(redisAsyncContext *ac, const redisReply *reply)
+{
+    struct redis_conns *c = ac->data;
+
+    redis_conn_check_failover(ac, reply);
+    if (c->cfg->redis_cluster && reply->type == REDIS_REPLY_ERROR && reply->str &&
+        redis_cluster_classify(reply->str, reply->len) == REDIS_CLUSTER_ERR_MOVED && !c->stale) {
+        log_info("redis cluster: %s: reading the slot map again", reply->str);
+        c->stale = true;
+    }
 }

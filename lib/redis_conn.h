@@ -29,4 +29,46 @@ void redis_conn_check_failover(redisAsyncContext *ac, const redisReply *reply);
 /* FUNCTION LOAD REPLACE of the library on ac (its reply is not waited for). */
 void redis_conn_load_library(redisAsyncContext *ac);
 
+/* ---- a set of connections: one per primary (redis.cluster), or the one Redis -------------------
+ * lib/stats.c and the statistics aggregator talk to Redis through this: without redis.cluster it
+ * holds the single connection redis_conn_open makes (node 0, every key's), so nothing changes;
+ * with redis.cluster it holds the slot map (storage/redis_cluster.h) and one connection per
+ * primary, each opened with AUTH and the function library, and answers which one serves a key.
+ *
+ * The map is read once with redis_cluster_fetch_map, which BLOCKS the caller's event loop (a
+ * worker's) for up to redis.timeout_ms per address asked: at the first use, and again only when
+ * every node of the map failed to answer an asynchronous refresh. A refresh is asked for by a
+ * MOVED or READONLY reply (redis_conns_check) or a lost connection, and is a CLUSTER SLOTS sent
+ * asynchronously on one of the map's nodes (at most one at a time); the new map replaces the old
+ * when it comes, keeping the connections of the primaries still in it and letting the others go
+ * (their pending replies are delivered first). The map's generation counts these replacements. */
+struct redis_conns;
+
+/* Called when one of the connections (ac) goes, after hiredis answered its pending commands with
+ * NULL. data is redis_conns_new's. */
+typedef void redis_conns_lost_fn(void *data, const redisAsyncContext *ac);
+
+struct redis_conns *redis_conns_new(const struct config *cfg, struct event_base *base, void *data,
+                                    redis_conns_lost_fn *lost);
+/* Disconnects everything (pending commands are answered NULL, lost is called for each). */
+void redis_conns_free(struct redis_conns *c);
+
+/* The nodes: 1 without a cluster; with one, the primaries of the map (read now if there is none,
+ * blocking: see above), 0 if it cannot be read. */
+unsigned redis_conns_count(struct redis_conns *c);
+unsigned redis_conns_generation(const struct redis_conns *c);
+/* The connection of node i (< redis_conns_count), opened now if there is none; NULL if it cannot
+ * be started. */
+redisAsyncContext *redis_conns_node(struct redis_conns *c, unsigned i);
+/* The node that serves key's slot (0 without a cluster), or -1 (no map, an unowned slot). */
+int redis_conns_node_of(struct redis_conns *c, const char *key);
+/* redis_conns_node of redis_conns_node_of: the connection to send key's commands on, or NULL. */
+redisAsyncContext *redis_conns_for_key(struct redis_conns *c, const char *key);
+
+/* What reply callbacks of these connections call with every non-NULL reply (ac->data is the
+ * set): redis_conn_check_failover, and with a cluster a refresh of the map on MOVED (the command
+ * was not run: its caller counts it as failed, and the next one goes to the new owner). ASK and
+ * TRYAGAIN (a slot in migration) fail the one command too; the map is right, so it stays. */
+void redis_conns_check(redisAsyncContext *ac, const redisReply *reply);
+
 #endif

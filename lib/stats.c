@@ -36,7 +36,8 @@ struct stats {
     const struct metrics *m;
     const struct metrics_slot *slot;
     const struct storage *st;
-    redisAsyncContext *ac;             /* NULL until connected, and after a disconnect */
+    struct redis_conns *conns;         /* the Redis connection, or one per primary of a cluster */
+    redisAsyncContext *stats_ac;       /* the one the {stats} keys (snapshot, lease) went on last */
     struct event *tick;
     struct stats_aggregator *agg;
     struct stats_snapshot snap;
@@ -86,46 +87,52 @@ const char *stats_holder_id(const struct stats *s)
 
 /* ---- the connection ------------------------------------------------------------------------ */
 
-/* The connection ac went (or never came): hiredis frees it, the next tick reconnects, and the
- * aggregator no longer knows it holds the lease. */
-static void stats_lost(struct stats *s, const redisAsyncContext *ac)
+/* The {stats} keys' name slot, for redis_conns_for_key: the snapshot, the lease, the counts, the
+ * series, the board and the full scrape all have the hash tag {stats}, so they live in the one
+ * slot CRC16("stats") mod 16384 = 7650, on whichever primary owns it (the only one without a
+ * cluster). */
+static void stats_key(char *dst, size_t cap, const struct stats *s, const char *what)
 {
-    if (s->ac != ac)
+    snprintf(dst, cap, "%s{stats}:%s", s->cfg->redis_prefix, what);
+}
+
+/* A connection went (or never came): hiredis frees it, the next tick reconnects. If it carried
+ * the {stats} keys, the aggregator no longer knows it holds the lease. */
+static void stats_lost(void *data, const redisAsyncContext *ac)
+{
+    struct stats *s = data;
+
+    if (s->stats_ac != ac)
         return;
-    s->ac = NULL;
+    s->stats_ac = NULL;
     s->snap_pending = false;
     stats_aggregator_lost(s->agg);
 }
 
-static void stats_on_connect(const redisAsyncContext *ac, int status)
-{
-    if (status != REDIS_OK)
-        stats_lost(ac->data, ac);
-}
-
-static void stats_on_disconnect(const redisAsyncContext *ac, int status)
-{
-    (void)status;
-    stats_lost(ac->data, ac);
-}
-
-/* The connection, made now if there is none (lib/redis_conn.c: the library is loaded first). */
+/* The connection for the {stats} keys, made now if there is none (lib/redis_conn.c: the library is
+ * loaded first). */
 static redisAsyncContext *stats_connection(struct stats *s)
 {
-    if (!s->ac)
-        s->ac = redis_conn_open(s->cfg, s->base, s, stats_on_connect, stats_on_disconnect);
-    return s->ac;
+    char key[128];
+    redisAsyncContext *ac;
+
+    stats_key(key, sizeof(key), s, "snapshot");
+    ac = redis_conns_for_key(s->conns, key);
+    if (ac != s->stats_ac)
+        s->snap_pending = false;       /* the slot moved: the read on the old node may never answer */
+    s->stats_ac = ac;
+    return ac;
 }
 
-/* The library was flushed since the connect loaded it: loaded again, at most once a second. */
-static void stats_check_library(struct stats *s, const redisReply *reply)
+/* The library was flushed since the connect loaded it: loaded again on ac, at most once a second. */
+static void stats_check_library(struct stats *s, redisAsyncContext *ac, const redisReply *reply)
 {
     uint64_t now_ms = stats_mono_ms();
 
-    if (!s->ac || !redis_conn_library_missing(reply) || (s->reload_ms != 0 && now_ms - s->reload_ms < 1000))
+    if (!redis_conn_library_missing(reply) || (s->reload_ms != 0 && now_ms - s->reload_ms < 1000))
         return;
     s->reload_ms = now_ms;
-    redis_conn_load_library(s->ac);
+    redis_conn_load_library(ac);
 }
 
 /* ---- the snapshot and the counts ----------------------------------------------------------- */
@@ -185,10 +192,10 @@ static void stats_snapshot_cb(redisAsyncContext *ac, void *reply_ptr, void *priv
 {
     struct stats *s = privdata;
     redisReply *reply = reply_ptr;
-    (void)ac;
 
     if (!reply)
         return;                        /* gone with the connection: s may be freeing */
+    redis_conns_check(ac, reply);
     s->snap_pending = false;
     if (reply->type == REDIS_REPLY_ARRAY)
         stats_parse_snapshot(&s->snap, reply);
@@ -197,7 +204,7 @@ static void stats_snapshot_cb(redisAsyncContext *ac, void *reply_ptr, void *priv
 /* This worker's scrapes and completed downloads since its last flush, added to the minute's
  * <prefix>{stats}:counts:<unix minute> (a hash that expires after the hour). A flush that fails
  * is lost: these are rates, not totals. */
-static void stats_flush(struct stats *s, int64_t now_ms)
+static void stats_flush(struct stats *s, redisAsyncContext *ac, int64_t now_ms)
 {
     uint64_t scrapes = s->slot ? s->slot->requests[METRICS_ROUTE_SCRAPE] + s->slot->udp_requests[METRICS_UDP_SCRAPE]
                                : 0;
@@ -207,14 +214,15 @@ static void stats_flush(struct stats *s, int64_t now_ms)
     if (scrapes == s->scrapes_base && completed == s->completed_base)
         return;
     snprintf(key, sizeof(key), "%s{stats}:counts:%lld", s->cfg->redis_prefix, (long long)(now_ms / 60000));
+    /* ac serves the {stats} slot: so does this key. */
     snprintf(ds, sizeof(ds), "%llu", (unsigned long long)(scrapes - s->scrapes_base));
     snprintf(dc, sizeof(dc), "%llu", (unsigned long long)(completed - s->completed_base));
     const char *inc_s[] = { "HINCRBY", key, "scrapes", ds };
     const char *inc_c[] = { "HINCRBY", key, "completed", dc };
     const char *exp[] = { "EXPIRE", key, "3600" };
-    redisAsyncCommandArgv(s->ac, NULL, NULL, 4, inc_s, NULL);
-    redisAsyncCommandArgv(s->ac, NULL, NULL, 4, inc_c, NULL);
-    redisAsyncCommandArgv(s->ac, NULL, NULL, 3, exp, NULL);
+    redisAsyncCommandArgv(ac, NULL, NULL, 4, inc_s, NULL);
+    redisAsyncCommandArgv(ac, NULL, NULL, 4, inc_c, NULL);
+    redisAsyncCommandArgv(ac, NULL, NULL, 3, exp, NULL);
     s->scrapes_base = scrapes;
     s->completed_base = completed;
 }
@@ -230,14 +238,14 @@ static void stats_tick_cb(evutil_socket_t fd, short what, void *arg)
 
     if (!ac)
         return;
-    stats_flush(s, now_ms);
+    stats_flush(s, ac, now_ms);
     if (!s->snap_pending) {
-        snprintf(key, sizeof(key), "%s{stats}:snapshot", s->cfg->redis_prefix);
+        stats_key(key, sizeof(key), s, "snapshot");
         const char *argv[] = { "HGETALL", key };
         if (redisAsyncCommandArgv(ac, stats_snapshot_cb, s, 2, argv, NULL) == REDIS_OK)
             s->snap_pending = true;
     }
-    stats_aggregator_tick(s->agg, ac, now_ms);
+    stats_aggregator_tick(s->agg, s->conns, now_ms);
 }
 
 struct stats *stats_new(struct event_base *base, const struct config *cfg, const struct metrics *m,
@@ -260,8 +268,9 @@ struct stats *stats_new(struct event_base *base, const struct config *cfg, const
     if (slot)
         s->scrapes_base = slot->requests[METRICS_ROUTE_SCRAPE] + slot->udp_requests[METRICS_UDP_SCRAPE];
     s->agg = stats_aggregator_new(cfg, s->holder);
+    s->conns = redis_conns_new(cfg, base, s, stats_lost);
     s->tick = event_new(base, -1, EV_PERSIST, stats_tick_cb, s);
-    if (!s->agg || !s->tick) {
+    if (!s->agg || !s->conns || !s->tick) {
         stats_free(s);
         return NULL;
     }
@@ -279,8 +288,8 @@ void stats_stop(struct stats *s)
         return;
     event_free(s->tick);
     s->tick = NULL;
-    if (s->ac)
-        stats_aggregator_release(s->agg, s->ac);
+    if (s->stats_ac)
+        stats_aggregator_release(s->agg, s->conns);
 }
 
 void stats_free(struct stats *s)
@@ -289,11 +298,8 @@ void stats_free(struct stats *s)
         return;
     if (s->tick)
         event_free(s->tick);
-    if (s->ac) {
-        redisAsyncContext *ac = s->ac;
-        s->ac = NULL;
-        redisAsyncFree(ac);            /* waiting routes are answered 503 by their callbacks */
-    }
+    s->stats_ac = NULL;
+    redis_conns_free(s->conns);        /* waiting routes are answered 503 by their callbacks */
     stats_aggregator_free(s->agg);
     free(s);
 }
@@ -434,7 +440,9 @@ static void stats_call_timeout(evutil_socket_t fd, short what, void *arg)
 /* Sends one command for a route; the reply callback answers it. */
 static void stats_call_send(struct stats *s, struct stats_call *c, redisCallbackFn *fn, int argc, const char **argv)
 {
-    redisAsyncContext *ac = stats_connection(s);
+    /* argv[3] is the first key of the FCALL / EVAL, and every key of one route shares its slot
+     * (one swarm's, or {stats}'s): the node that owns it. */
+    redisAsyncContext *ac = redis_conns_for_key(s->conns, argv[3]);
     int ms = s->cfg->redis_timeout_ms;
     struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
 
@@ -453,12 +461,12 @@ static void stats_call_send(struct stats *s, struct stats_call *c, redisCallback
 }
 
 /* The reply callbacks' common start: false when there is no one left to answer. */
-static bool stats_call_reply(struct stats_call *c, const redisReply *reply)
+static bool stats_call_reply(struct stats_call *c, redisAsyncContext *ac, const redisReply *reply)
 {
     c->replied_by_redis = true;
-    if (reply && c->s->ac) {
-        stats_check_library(c->s, reply);
-        redis_conn_check_failover(c->s->ac, reply);
+    if (reply) {
+        stats_check_library(c->s, ac, reply);
+        redis_conns_check(ac, reply);
     }
     if (!c->req) {
         stats_call_free(c);
@@ -539,9 +547,8 @@ static void stats_swarm_cb(redisAsyncContext *ac, void *reply_ptr, void *privdat
 {
     struct stats_call *c = privdata;
     redisReply *r = reply_ptr;
-    (void)ac;
 
-    if (!stats_call_reply(c, r))
+    if (!stats_call_reply(c, ac, r))
         return;
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 4 || r->element[0]->type != REDIS_REPLY_ARRAY) {
         stats_reply_json_error(c->req, 502, "unexpected reply from Redis");
@@ -648,9 +655,8 @@ static void stats_page_cb(redisAsyncContext *ac, void *reply_ptr, void *privdata
     struct stats_call *c = privdata;
     struct stats *s = c->s;
     redisReply *r = reply_ptr;
-    (void)ac;
 
-    if (!stats_call_reply(c, r))
+    if (!stats_call_reply(c, ac, r))
         return;
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 7) {
         stats_call_error(c, 502, "unexpected reply from Redis");
@@ -739,9 +745,8 @@ static void stats_full_scrape_cb(redisAsyncContext *ac, void *reply_ptr, void *p
     struct stats_call *c = privdata;
     redisReply *r = reply_ptr;
     struct evbuffer *b;
-    (void)ac;
 
-    if (!stats_call_reply(c, r))
+    if (!stats_call_reply(c, ac, r))
         return;
     b = http_reply_body(c->req);
     if (r->type == REDIS_REPLY_STRING)

@@ -1,7 +1,19 @@
 /* The statistics aggregator (see lib/stats_aggregator.h). A pass reads the keyspace in SCAN
  * batches: every key of a batch is asked for at once (pipelined), the next SCAN goes out when the
  * batch's last reply came, so a pass costs Redis a steady trickle, never a burst. Every reply
- * callback carries its pass number: a reply of an abandoned pass is dropped. */
+ * callback carries its pass number: a reply of an abandoned pass is dropped.
+ *
+ * Redis Cluster (redis.cluster; lib/redis_conn.h's connection set): a pass SCANs every primary in
+ * turn, starting with the one that owns the {stats} slot. A key SCAN finds on a primary lives on
+ * it, so the batch's per-swarm commands (FCALL tyto_census, HGET, the HSET/HDEL/EXPIRE of the
+ * swarm's stats hash) go on that same connection. The keys that are not per-swarm all carry the
+ * hash tag {stats} and so share one slot, CRC16("stats") mod 16384 = 7650: the lease
+ * (<prefix>{stats}:lease), the workers' per-minute counts ({stats}:counts:<minute>), the snapshot,
+ * the series ({stats}:minutes, :hours), the board ({stats}:busiest, :flagged, :board: one MULTI,
+ * which a cluster allows because its keys share the slot) and the full scrape ({stats}:fullscrape,
+ * with lib/stats.c's per-address {stats}:fullscrape:<addr>). They are sent to that slot's owner. A
+ * pass whose map changed between two primaries (a MOVED, a lost node) is abandoned: the next one
+ * walks the new map. */
 #include "lib/stats_aggregator.h"
 #include "lib/stats_fields.h"
 
@@ -49,6 +61,9 @@ struct stats_aggregator {
     int64_t hold_until_ms;             /* the lease as last renewed, on this host's clock */
     int64_t next_pass_ms;
     redisAsyncContext *ac;             /* the connection of the pass in progress */
+    struct redis_conns *conns;         /* every connection (one per primary of a cluster) */
+    unsigned gen;                      /* the map's generation when the pass started */
+    unsigned nodes, first, visited;    /* the nodes to SCAN, from first ({stats}'s), done */
     /* the pass in progress */
     uint64_t pass;                     /* its number; 0 none running */
     uint64_t passes;                   /* passes started (numbers them) */
@@ -146,6 +161,15 @@ static void agg_key(char *dst, size_t cap, const struct stats_aggregator *a, con
     snprintf(dst, cap, "%s{stats}:%s", a->prefix, what);
 }
 
+/* The connection that serves the {stats} slot (see the top of this file), or NULL. */
+static redisAsyncContext *agg_stats_conn(const struct stats_aggregator *a, struct redis_conns *conns)
+{
+    char key[128];
+
+    agg_key(key, sizeof(key), a, "lease");
+    return redis_conns_for_key(conns, key);
+}
+
 static void agg_swarm_key(char *dst, size_t cap, const struct stats_aggregator *a, const char *hex,
                           const char *what)
 {
@@ -170,7 +194,7 @@ static void agg_write_cb(redisAsyncContext *ac, void *reply_ptr, void *privdata)
     redisReply *reply = reply_ptr;
     if (reply && reply->type == REDIS_REPLY_ERROR) {
         log_warn("stats: aggregator write %s failed: %s", (const char *)privdata, reply->str);
-        redis_conn_check_failover(ac, reply);
+        redis_conns_check(ac, reply);
     }
 }
 
@@ -196,8 +220,9 @@ static void agg_lease_cb(redisAsyncContext *ac, void *reply_ptr, void *privdata)
     redisReply *reply = reply_ptr;
     bool held = reply && ((reply->type == REDIS_REPLY_STATUS && strcasecmp(reply->str, "OK") == 0) ||
                           (reply->type == REDIS_REPLY_INTEGER && reply->integer == 1));
-    (void)ac;
 
+    if (reply)
+        redis_conns_check(ac, reply);
     if (held) {
         if (!a->holding) {
             log_info("stats: %s holds the aggregator lease", a->holder);
@@ -238,11 +263,12 @@ static void agg_lease(struct stats_aggregator *a, redisAsyncContext *ac, int64_t
 static const char agg_release_lua[] =
     "if redis.call('GET',KEYS[1])==ARGV[1] then return redis.call('DEL',KEYS[1]) end return 0";
 
-void stats_aggregator_release(struct stats_aggregator *a, redisAsyncContext *ac)
+void stats_aggregator_release(struct stats_aggregator *a, struct redis_conns *conns)
 {
+    redisAsyncContext *ac;
     char key[128];
 
-    if (!a->holding)
+    if (!a->holding || !(ac = agg_stats_conn(a, conns)))
         return;
     agg_key(key, sizeof(key), a, "lease");
     const char *argv[] = { "EVAL", agg_release_lua, "1", key, a->holder };
@@ -495,10 +521,12 @@ static void agg_scan(struct stats_aggregator *a);
 static void agg_finish(struct stats_aggregator *a);
 
 /* A reply of the batch; when it is the last, the next SCAN (or the end of the pass). */
-static bool agg_batch_reply(struct agg_call *c, const redisReply *reply)
+static bool agg_batch_reply(struct agg_call *c, redisAsyncContext *ac, const redisReply *reply)
 {
     struct stats_aggregator *a = c->a;
 
+    if (reply)
+        redis_conns_check(ac, reply);
     if (c->pass != a->pass || a->pass == 0)
         return false;                  /* an abandoned pass */
     if (!reply) {
@@ -508,21 +536,41 @@ static bool agg_batch_reply(struct agg_call *c, const redisReply *reply)
     return true;
 }
 
+/* The next primary to SCAN (a cluster's), or false when every one was. */
+static bool agg_next_node(struct stats_aggregator *a)
+{
+    if (++a->visited >= a->nodes)
+        return false;
+    if (redis_conns_generation(a->conns) != a->gen) {
+        log_info("stats: the cluster's slot map changed during pass %llu: abandoned",
+                 (unsigned long long)a->pass);
+        agg_abandon(a);
+        return true;
+    }
+    a->ac = redis_conns_node(a->conns, (a->first + a->visited) % a->nodes);
+    snprintf(a->cursor, sizeof(a->cursor), "0");
+    a->scan_done = false;
+    if (!a->ac)
+        agg_abandon(a);
+    else
+        agg_scan(a);
+    return true;
+}
+
 static void agg_batch_done(struct stats_aggregator *a)
 {
     if (--a->outstanding > 0)
         return;
-    if (a->scan_done)
-        agg_finish(a);
-    else
+    if (!a->scan_done)
         agg_scan(a);
+    else if (!agg_next_node(a))
+        agg_finish(a);
 }
 
 static void agg_census_cb(redisAsyncContext *ac, void *reply_ptr, void *privdata)
 {
     struct agg_call *c = privdata;
-    (void)ac;
-    if (agg_batch_reply(c, reply_ptr)) {
+    if (agg_batch_reply(c, ac, reply_ptr)) {
         agg_census(c->a, c->hex, reply_ptr);
         agg_batch_done(c->a);
     }
@@ -533,8 +581,7 @@ static void agg_downloaded_cb(redisAsyncContext *ac, void *reply_ptr, void *priv
 {
     struct agg_call *c = privdata;
     redisReply *reply = reply_ptr;
-    (void)ac;
-    if (agg_batch_reply(c, reply)) {
+    if (agg_batch_reply(c, ac, reply)) {
         c->a->downloaded += agg_int(reply);
         agg_batch_done(c->a);
     }
@@ -545,8 +592,7 @@ static void agg_counts_cb(redisAsyncContext *ac, void *reply_ptr, void *privdata
 {
     struct agg_call *c = privdata;
     redisReply *reply = reply_ptr;
-    (void)ac;
-    if (agg_batch_reply(c, reply)) {
+    if (agg_batch_reply(c, ac, reply)) {
         if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2) {
             c->a->scrapes_min = agg_int(reply->element[0]);
             c->a->completed_min = agg_int(reply->element[1]);
@@ -599,9 +645,8 @@ static void agg_scan_cb(redisAsyncContext *ac, void *reply_ptr, void *privdata)
     struct agg_call *c = privdata;
     struct stats_aggregator *a = c->a;
     redisReply *reply = reply_ptr;
-    (void)ac;
 
-    if (!agg_batch_reply(c, reply)) {
+    if (!agg_batch_reply(c, ac, reply)) {
         free(c);
         return;
     }
@@ -641,12 +686,22 @@ static void agg_scan(struct stats_aggregator *a)
     }
 }
 
-static void agg_start(struct stats_aggregator *a, redisAsyncContext *ac, int64_t now_ms)
+static void agg_start(struct stats_aggregator *a, struct redis_conns *conns, redisAsyncContext *ac, int64_t now_ms)
 {
     char key[128], scrapes[40], completed[40];
     struct agg_call *c;
     int64_t last_m = now_ms / 60000 - 1;
 
+    /* ac serves the {stats} slot: its primary is SCANned first (so the counts' reply below comes
+     * before the first SCAN's), then the others of the map in order. */
+    agg_key(key, sizeof(key), a, "lease");
+    a->conns = conns;
+    a->nodes = redis_conns_count(conns);
+    a->gen = redis_conns_generation(conns);
+    a->first = (unsigned)redis_conns_node_of(conns, key);
+    a->visited = 0;
+    if (redis_conns_node(conns, a->first) != ac)
+        return;                        /* the map changed under the lease's tick: next time */
     a->ac = ac;
     a->pass = ++a->passes;
     a->now_s = now_ms / 1000;
@@ -661,7 +716,8 @@ static void agg_start(struct stats_aggregator *a, redisAsyncContext *ac, int64_t
     a->nbusiest = a->nflagged = a->nfiles = 0;
 
     /* The workers' per-minute counts of the last full minute (lib/stats.c flushes them). Not
-     * counted in the batch: its reply comes before the first SCAN's (one connection, in order). */
+     * counted in the batch: its reply comes before the first SCAN's (one connection, in order). A
+     * {stats} key: ac. */
     snprintf(key, sizeof(key), "%s{stats}:counts:%lld", a->prefix, (long long)last_m);
     snprintf(scrapes, sizeof(scrapes), "scrapes");
     snprintf(completed, sizeof(completed), "completed");
@@ -671,8 +727,12 @@ static void agg_start(struct stats_aggregator *a, redisAsyncContext *ac, int64_t
     agg_scan(a);
 }
 
-void stats_aggregator_tick(struct stats_aggregator *a, redisAsyncContext *ac, int64_t now_ms)
+void stats_aggregator_tick(struct stats_aggregator *a, struct redis_conns *conns, int64_t now_ms)
 {
+    redisAsyncContext *ac = agg_stats_conn(a, conns);
+
+    if (!ac)
+        return;
     if (a->holding && now_ms > a->hold_until_ms) {
         log_info("stats: %s: the aggregator lease ran out before a renewal came back", a->holder);
         a->holding = false;
@@ -680,7 +740,7 @@ void stats_aggregator_tick(struct stats_aggregator *a, redisAsyncContext *ac, in
     }
     agg_lease(a, ac, now_ms);
     if (a->holding && a->pass == 0 && now_ms >= a->next_pass_ms)
-        agg_start(a, ac, now_ms);
+        agg_start(a, conns, ac, now_ms);
 }
 
 /* ---- the end of a pass ---------------------------------------------------------------------- */
@@ -811,6 +871,11 @@ static void agg_finish(struct stats_aggregator *a)
 {
     int64_t end_ms = agg_wall_ms(), pass_ms = end_ms - a->started_ms;
 
+    /* Every key written from here on is a {stats} key: on that slot's owner (the first node). */
+    if (redis_conns_generation(a->conns) != a->gen || !(a->ac = agg_stats_conn(a, a->conns))) {
+        agg_abandon(a);
+        return;
+    }
     agg_write_snapshot(a, pass_ms);
     agg_write_point(a, "minutes", a->now_s / 60 * 60, AGG_DAY_S);
     agg_write_point(a, "hours", a->now_s / 3600 * 3600, AGG_MONTH_S);

@@ -59,7 +59,9 @@
 #define REDIS_CLOCK_WARN_MS 2000           /* warn when this host's clock is off by more */
 #define REDIS_CLOCK_WARN_EVERY_MS 60000
 
-enum redis_kind { REDIS_REQ_ANNOUNCE, REDIS_REQ_SCRAPE, REDIS_REQ_HEALTH, REDIS_REQ_LOOKUP };
+/* ACCOUNT: FCALL tyto_account alone, a cluster node's part of a private announce (its keys are in
+ * the {private} slot, not the swarm's: storage/redis_router.c sends it to that slot's owner). */
+enum redis_kind { REDIS_REQ_ANNOUNCE, REDIS_REQ_SCRAPE, REDIS_REQ_HEALTH, REDIS_REQ_LOOKUP, REDIS_REQ_ACCOUNT };
 
 #define REDIS_COUNTS 16384                 /* distinct (swarm, field) counts a half of the table holds ... */
 #define REDIS_COUNT_FIELD_MAX 47           /* ... each of a field this long at most ... */
@@ -142,6 +144,7 @@ struct redis_req {
     /* lookup */
     storage_lookup_cb *lookup_cb;
     struct storage_lookup_reply lookup;
+    unsigned lookup_first;                 /* the first reply's part: 0 the user's, 1 the torrent's */
     /* scrape */
     unsigned scrape_count;
     struct swarm_stats *scrape_stats;      /* in buf */
@@ -174,7 +177,7 @@ struct redis_storage {
     bool freeing;
     bool cluster;                          /* a node of a cluster router: report redirections */
     bool asking_next;                      /* the request being built goes with ASKING */
-    struct redis_node_redirect last_redirect; /* the redirection of the request finished last */
+    struct redis_node_redirect last_redirect; /* what the node said of the request finished last */
     int backoff_ms;                        /* next reconnect delay */
     uint64_t last_reply_ms;                /* monotonic: last reply, or the connect */
     struct event *retry_ev;                /* back-off before the next connect */
@@ -389,9 +392,12 @@ static void redis_req_finish(struct redis_req *r, int status)
     if (r->pending > 0)
         rs->base.backlog++;                /* answered, but its replies are still owed */
     evtimer_del(r->timer);
-    if (status == STORAGE_ERR_REDIRECT) {
-        rs->last_redirect = r->redirect;   /* read by the router inside the callback below */
+    if (rs->cluster) {                     /* read by the router inside the callback below */
+        rs->last_redirect = r->redirect;
         rs->last_redirect.exec_applied = r->exec_applied;
+        rs->last_redirect.snatched = r->snatched;
+    }
+    if (status == STORAGE_ERR_REDIRECT) {
         rs->base.counters.redirects++;
     } else if (status != STORAGE_OK) {
         rs->base.counters.errors++;
@@ -434,6 +440,7 @@ static void redis_req_finish(struct redis_req *r, int status)
         }
         break;
     case REDIS_REQ_HEALTH:
+    case REDIS_REQ_ACCOUNT:
         r->health_cb(status, r->arg);
         break;
     case REDIS_REQ_LOOKUP:
@@ -651,7 +658,7 @@ static void redis_check_snatch(struct redis_storage *rs, struct redis_req *r, un
         return;
     r->snatched = true;
     rs->base.counters.completed++;
-    if (r->req.account.user[0] && rs->ac)
+    if (r->req.account.user[0] && rs->ac && !rs->cluster)   /* a cluster: the router sends it */
         redis_snatch(rs, &r->req);
 }
 
@@ -948,7 +955,9 @@ static int redis_parse(struct redis_req *r, unsigned idx, const redisReply *repl
         return reply->type == REDIS_REPLY_STATUS && reply->len == 4 && memcmp(reply->str, "PONG", 4) == 0
                    ? 0 : -1;
     case REDIS_REQ_LOOKUP:
-        return idx < 2 ? redis_parse_lookup(r, idx, reply) : -1;
+        return idx + r->lookup_first < 2 ? redis_parse_lookup(r, idx + r->lookup_first, reply) : -1;
+    case REDIS_REQ_ACCOUNT:
+        return reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 ? 0 : -1;
     }
     return -1;
 }
@@ -1732,7 +1741,7 @@ static int redis_announce(struct storage *st, const struct announce_req *req, st
                 !(plan.sample_seeders && hint && hint->seeders >= fetch + REDIS_HINT_MARGIN))
                 redis_sample(rs, r, kleech, 1, fetch, hint ? hint->leechers : 0);
         }
-        if (req->account.user[0])
+        if (req->account.user[0] && !rs->cluster)  /* a cluster: the router sends it */
             redis_account(rs, r, &timed);
         if (rs->stats_enabled)
             redis_stats_count(rs, r, &timed, seeder);
@@ -1815,10 +1824,9 @@ static int redis_health(struct storage *st, storage_health_cb *cb, void *arg)
 
 /* Private mode: FCALL tyto_lookup for the passkey's user and, for an announce, HMGET of the
  * torrent's rules; one round trip. */
-static int redis_lookup(struct storage *st, const struct storage_lookup_req *req, storage_lookup_cb *cb,
-                        void *arg)
+static int redis_lookup_parts(struct redis_storage *rs, const struct storage_lookup_req *req, bool user,
+                              bool torrent, storage_lookup_cb *cb, void *arg)
 {
-    struct redis_storage *rs = (struct redis_storage *)st;
     char kpass[REDIS_PKEY_MAX], ktorrent[REDIS_KEY_MAX], hex[41];
     struct redis_req *r;
 
@@ -1828,6 +1836,7 @@ static int redis_lookup(struct storage *st, const struct storage_lookup_req *req
     if (!r)
         return -1;
     r->lookup_cb = cb;
+    r->lookup_first = user ? 0 : 1;
     r->lookup.redis_now_s = redis_req_now_s(rs, req->now_s);
     redis_hex(hex, req->info_hash, ANNOUNCE_HASH_LEN);
     if (redis_pkey(rs, kpass, "passkey:", req->passkey) < 0 ||
@@ -1839,12 +1848,19 @@ static int redis_lookup(struct storage *st, const struct storage_lookup_req *req
         const char *fcall[] = { "FCALL", "tyto_lookup", "1", kpass };
         const char *hmget[] = { "HMGET", ktorrent, "added", "freeleech", "neutral", "up", "down" };
 
-        redis_sendv(rs, r, REDIS_SLOT_WRITE, 4, fcall);
-        if (req->with_torrent)
+        if (user)
+            redis_sendv(rs, r, REDIS_SLOT_WRITE, 4, fcall);
+        if (torrent)
             redis_sendv(rs, r, REDIS_SLOT_WRITE, 7, hmget);
     }
     redis_req_start(rs, r);
     return 0;
+}
+
+static int redis_lookup(struct storage *st, const struct storage_lookup_req *req, storage_lookup_cb *cb,
+                        void *arg)
+{
+    return redis_lookup_parts((struct redis_storage *)st, req, true, req->with_torrent, cb, arg);
 }
 
 /* ---- the connection ---------------------------------------------------------------------- */
@@ -2516,12 +2532,59 @@ int storage_redis_node_scrape_asking(struct storage *st, const struct scrape_req
     return rc;
 }
 
+int storage_redis_node_account(struct storage *st, const struct announce_req *req, bool asking,
+                               storage_health_cb *cb, void *arg)
+{
+    struct redis_storage *rs = (struct redis_storage *)st;
+    struct announce_req timed = *req;
+    struct redis_req *r;
+
+    if (rs->freeing)
+        return -1;
+    rs->asking_next = asking;
+    r = redis_req_new(rs, REDIS_REQ_ACCOUNT, 0, arg);
+    rs->asking_next = false;
+    if (!r)
+        return -1;
+    r->health_cb = cb;
+    timed.now_s = redis_req_now_s(rs, req->now_s);
+    if (!rs->ac)
+        redis_req_fail(r, STORAGE_ERR_UNAVAILABLE);
+    else
+        redis_account(rs, r, &timed);
+    redis_req_start(rs, r);
+    return 0;
+}
+
+void storage_redis_node_snatch(struct storage *st, const struct announce_req *req)
+{
+    struct redis_storage *rs = (struct redis_storage *)st;
+    struct announce_req timed = *req;
+
+    if (rs->ac && !rs->freeing) {
+        timed.now_s = redis_req_now_s(rs, req->now_s);
+        redis_snatch(rs, &timed);
+    }
+}
+
+int storage_redis_node_lookup(struct storage *st, const struct storage_lookup_req *req, bool user, bool asking,
+                              storage_lookup_cb *cb, void *arg)
+{
+    struct redis_storage *rs = (struct redis_storage *)st;
+    int rc;
+
+    rs->asking_next = asking;
+    rc = redis_lookup_parts(rs, req, user, !user, cb, arg);
+    rs->asking_next = false;
+    return rc;
+}
+
 bool storage_redis_node_connected(const struct storage *st)
 {
     return ((const struct redis_storage *)st)->connected;
 }
 
-void storage_redis_node_redirect(const struct storage *st, struct redis_node_redirect *out)
+void storage_redis_node_report(const struct storage *st, struct redis_node_redirect *out)
 {
     *out = ((const struct redis_storage *)st)->last_redirect;
 }

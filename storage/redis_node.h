@@ -18,6 +18,8 @@ struct redis_node_redirect {
                                             * redirection of a later command) */
     unsigned served;                       /* replies of commands with keys that ran on the node
                                             * (its keys were there): 0 = none of them was */
+    bool snatched;                         /* an announce's completed move counted (any status):
+                                            * private mode's snatch call is the router's to send */
 };
 
 /* A node storage at host:port (redis.url gives only the password; database 0). */
@@ -33,8 +35,18 @@ int storage_redis_node_scrape_asking(struct storage *st, const struct scrape_req
 /* True while its connection is up (connected and set up). */
 bool storage_redis_node_connected(const struct storage *st);
 
-/* Inside a callback with STORAGE_ERR_REDIRECT: what the node said. */
-void storage_redis_node_redirect(const struct storage *st, struct redis_node_redirect *out);
+/* Inside a callback: what the node said of that request (kind OTHER: no redirection). */
+void storage_redis_node_report(const struct storage *st, struct redis_node_redirect *out);
+
+/* Private mode on a cluster: a node's announce leaves out the {private} calls, which the router
+ * sends to the {private} slot's owner with these. FCALL tyto_account, status only (cb runs once);
+ * FCALL tyto_snatch, not waited for; and one half of a lookup: the user's (FCALL tyto_lookup),
+ * or the torrent's rules (HMGET), filling those fields of the reply only. */
+int storage_redis_node_account(struct storage *st, const struct announce_req *req, bool asking,
+                               storage_health_cb *cb, void *arg);
+void storage_redis_node_snatch(struct storage *st, const struct announce_req *req);
+int storage_redis_node_lookup(struct storage *st, const struct storage_lookup_req *req, bool user, bool asking,
+                              storage_lookup_cb *cb, void *arg);
 
 /* Redis's clock as this node's connection measured it: true with the offset (ms to add to this
  * host's clock) once known. A new node storage seeded with a sibling's offset serves at once

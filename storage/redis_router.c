@@ -44,42 +44,72 @@
 #define ROUTER_BACKOFF_MAX_MS 200      /* a resend that waits for a migration waits at most this */
 #define ROUTER_RETIRED_MAX 64
 
-enum router_kind { ROUTER_ANNOUNCE, ROUTER_SCRAPE, ROUTER_HEALTH };
+enum router_kind { ROUTER_ANNOUNCE, ROUTER_SCRAPE, ROUTER_HEALTH, ROUTER_LOOKUP };
+
+/* What a part sends: each goes to one node and is resent alone. */
+enum router_part_kind {
+    PART_SWARM,                            /* an announce's swarm commands (not its {private} call) */
+    PART_ACCOUNT,                          /* FCALL tyto_account: the {private} slot's owner */
+    PART_SCRAPE,                           /* a scrape's hashes that one node has */
+    PART_USER,                             /* a lookup's passkey half: the {private} slot's owner */
+    PART_TORRENT,                          /* a lookup's torrent half: the swarm's slot's owner */
+    PART_HEALTH,                           /* a PING to one primary (never resent) */
+};
+
+/* How router_scrape_split places the hashes of a migrating slot (the others go to their owner). */
+enum router_split {
+    ROUTER_SPLIT_OWNER,                    /* to the owner too */
+    ROUTER_SPLIT_ASK,                      /* to the importing node, with ASKING */
+    ROUTER_SPLIT_SINGLES,                  /* to the owner, one hash a part: each learns on its own
+                                            * whether its keys moved (a part's keys answered by
+                                            * one hash say nothing of another's) */
+};
 
 struct redis_router;
+struct router_part;
 
-/* One user request; a scrape's parts (one per node) point back to it. */
+/* One user request: its parts (one per node it needs) point back to it. */
 struct router_req {
     struct router_req *prev, *next;        /* rt->reqs */
     struct redis_router *rt;
     enum router_kind kind;
-    unsigned sends;                        /* sends so far (a scrape: rounds of parts) */
+    unsigned sends;                        /* part sends so far, first ones and resends */
     uint64_t deadline_ms;                  /* monotonic: no resend after this */
-    unsigned parts;                        /* scrape and health: parts not answered yet */
+    unsigned parts;                        /* parts not over, + 1 while a caller holds q */
     int status;                            /* first failure wins */
-    struct event *ev;                      /* deferred delivery or a delayed resend */
+    struct router_part *waiting;           /* parts waiting for a back-off (ev) */
+    struct event *ev;                      /* the back-off, or the deferred delivery */
     void *arg;
     /* announce */
     storage_announce_cb *announce_cb;
-    struct announce_req areq;
-    struct storage *sent_to;
-    struct storage *ask_to;                /* the next send goes here with ASKING; NULL: the owner */
+    struct announce_req areq;              /* the swarm part's (event NONE once its EXEC ran) */
+    enum announce_event event;             /* as the client sent it: the account call's */
+    bool snatch_sent;
+    struct swarm_stats astats;             /* the swarm part's reply, kept while the account ... */
+    uint8_t *peers;                        /* ... call is still out: IPv4 then IPv6 peers */
+    size_t peers4_count, peers6_count;
     /* scrape */
     storage_scrape_cb *scrape_cb;
     struct scrape_req *sreq;
     struct swarm_stats *stats;             /* sreq->count */
+    /* lookup */
+    storage_lookup_cb *lookup_cb;
+    struct storage_lookup_req lreq;
+    struct storage_lookup_reply lrep;
     /* health */
     storage_health_cb *health_cb;
 };
 
-/* A part of a scrape: the hashes (indexes into the request) one node answers. */
 struct router_part {
+    struct router_part *next_waiting;      /* on q->waiting */
     struct router_req *q;
-    struct storage *sent_to;
-    bool asking;
-    struct event *ev;                      /* a delayed resend */
-    unsigned count;
-    uint16_t idx[SCRAPE_MAX_HASHES];
+    enum router_part_kind kind;
+    uint16_t slot;                         /* where its keys are (a scrape's: its first hash's) */
+    struct storage *sent_to;               /* the node it went to last */
+    struct storage *ask_to;                /* its next send goes here with ASKING; NULL: the owner */
+    struct storage *fixed_to;              /* health: this node, whatever the map says */
+    unsigned count;                        /* scrape: hashes in idx */
+    uint16_t idx[];                        /* scrape: indexes into q->sreq */
 };
 
 struct redis_router {
@@ -320,14 +350,20 @@ static uint16_t router_slot(const uint8_t *info_hash)
     return redis_cluster_keyslot(hex, sizeof(hex));
 }
 
-/* The node storage that owns the swarm of info_hash, or NULL (no map, an unowned slot). */
-static struct storage *router_owner(struct redis_router *rt, const uint8_t *info_hash)
+/* Private mode's keys ("<prefix>{private}:...") are all in the slot of "private". */
+static uint16_t router_private_slot(void)
+{
+    return redis_cluster_keyslot("private", 7);
+}
+
+/* The node storage that owns slot, or NULL (no map, an unowned slot). */
+static struct storage *router_owner_slot(struct redis_router *rt, uint16_t slot)
 {
     int i;
 
     if (!rt->map)
         return NULL;
-    i = redis_cluster_node_for_slot(rt->map, router_slot(info_hash));
+    i = redis_cluster_node_for_slot(rt->map, slot);
     return i < 0 ? NULL : rt->node[i];
 }
 
@@ -368,7 +404,7 @@ static void router_moved(struct redis_router *rt, const struct redis_cluster_red
 
 /* ---- requests ------------------------------------------------------------------------------ */
 
-static void router_req_ev_cb(evutil_socket_t fd, short what, void *arg);
+static void router_wake_cb(evutil_socket_t fd, short what, void *arg);
 
 static struct router_req *router_req_new(struct redis_router *rt, enum router_kind kind, void *arg)
 {
@@ -376,7 +412,7 @@ static struct router_req *router_req_new(struct redis_router *rt, enum router_ki
 
     if (!q)
         return NULL;
-    if (!(q->ev = evtimer_new(rt->evbase, router_req_ev_cb, q))) {
+    if (!(q->ev = evtimer_new(rt->evbase, router_wake_cb, q))) {
         free(q);
         return NULL;
     }
@@ -384,6 +420,7 @@ static struct router_req *router_req_new(struct redis_router *rt, enum router_ki
     q->deadline_ms = router_now_ms() + (uint64_t)(rt->cfg->redis_timeout_ms > 0 ? rt->cfg->redis_timeout_ms : 1000);
     q->kind = kind;
     q->arg = arg;
+    q->parts = 1;                          /* the caller's hold: released by router_release */
     q->next = rt->reqs;
     if (rt->reqs)
         rt->reqs->prev = q;
@@ -401,13 +438,27 @@ static void router_req_free(struct router_req *q)
         rt->reqs = q->next;
     if (q->next)
         q->next->prev = q->prev;
+    while (q->waiting) {                   /* only when the router is freed */
+        struct router_part *p = q->waiting;
+
+        q->waiting = p->next_waiting;
+        free(p);
+    }
     event_free(q->ev);
     free(q->sreq);
     free(q->stats);
+    free(q->peers);
     free(q);
 }
 
-/* Runs the user's callback once, then frees q. */
+static void router_fail(struct router_req *q, int status)
+{
+    if (q->status == STORAGE_OK)
+        q->status = status;
+}
+
+/* Runs the user's callback once, then frees q. rep: an announce's reply when the last part's
+ * callback delivers it itself (borrowed), else NULL (the copy in q is used). */
 static void router_deliver(struct router_req *q, const struct announce_reply *rep)
 {
     if (q->status != STORAGE_OK)
@@ -415,7 +466,17 @@ static void router_deliver(struct router_req *q, const struct announce_reply *re
     router_sum(q->rt);
     switch (q->kind) {
     case ROUTER_ANNOUNCE:
-        q->announce_cb(q->status == STORAGE_OK ? rep : NULL, q->status, q->arg);
+        if (q->status == STORAGE_OK && !rep) {
+            struct announce_reply copy = {
+                .stats = q->astats,
+                .peers4 = q->peers, .peers4_count = q->peers4_count,
+                .peers6 = q->peers + q->peers4_count * PEER_COMPACT4_LEN, .peers6_count = q->peers6_count,
+            };
+
+            q->announce_cb(&copy, STORAGE_OK, q->arg);
+        } else {
+            q->announce_cb(q->status == STORAGE_OK ? rep : NULL, q->status, q->arg);
+        }
         break;
     case ROUTER_SCRAPE:
         if (q->status == STORAGE_OK) {
@@ -429,39 +490,21 @@ static void router_deliver(struct router_req *q, const struct announce_reply *re
     case ROUTER_HEALTH:
         q->health_cb(q->status, q->arg);
         break;
+    case ROUTER_LOOKUP:
+        q->lookup_cb(q->status == STORAGE_OK ? &q->lrep : NULL, q->status, q->arg);
+        break;
     }
     router_req_free(q);
 }
 
-static void router_fail(struct router_req *q, int status)
+/* Drops the hold router_req_new took: inside the user's call, so the callback, if nothing is
+ * left in flight, comes from the loop (never before the call returns). */
+static void router_release(struct router_req *q)
 {
-    if (q->status == STORAGE_OK)
-        q->status = status;
-}
+    struct timeval tv = router_tv(0);
 
-static void router_announce_send(struct router_req *q);
-
-/* q->ev fired: a failure to deliver (never from inside the user's call) or a delayed resend. */
-static void router_req_ev_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct router_req *q = arg;
-    (void)fd;
-    (void)what;
-
-    if (q->status == STORAGE_OK && q->kind == ROUTER_ANNOUNCE && !q->rt->freeing) {
-        router_announce_send(q);
-        return;
-    }
-    router_fail(q, STORAGE_ERR_UNAVAILABLE);
-    router_deliver(q, NULL);
-}
-
-/* Runs router_req_ev_cb after ms. */
-static void router_req_later(struct router_req *q, int ms)
-{
-    struct timeval tv = router_tv(ms);
-
-    evtimer_add(q->ev, &tv);
+    if (--q->parts == 0)
+        evtimer_add(q->ev, &tv);
 }
 
 /* After a node's failure (not a redirection): the map may be stale (a primary died). */
@@ -471,12 +514,12 @@ static void router_suspect(struct redis_router *rt, int status)
         router_refresh_soon(rt);
 }
 
-/* What a request does after a node did not run it. */
+/* What a request does after a node did not run one of its parts. */
 enum router_next {
     ROUTER_FAIL,                           /* deliver the failure (CLUSTERDOWN, out of budget) */
     ROUTER_NOW,                            /* resend at once (MOVED: to the new owner; ASK: to *ask_to) */
     ROUTER_LATER,                          /* resend to the owner after a back-off: a migration
-                                            * has the request's keys split between two nodes */
+                                            * has the part's keys split between two nodes */
 };
 
 /* A resend is allowed while the request is young (redis.timeout_ms since it came) and has not
@@ -489,10 +532,12 @@ static bool router_may_resend(const struct router_req *q)
 /* 5, 10, 20, ... ms, at most ROUTER_BACKOFF_MAX_MS: a migration moves a slot's keys in batches. */
 static int router_backoff_ms(unsigned sends)
 {
-    return sends >= 6 ? ROUTER_BACKOFF_MAX_MS : (5 << sends) > ROUTER_BACKOFF_MAX_MS ? ROUTER_BACKOFF_MAX_MS : 5 << sends;
+    int ms = sends >= 6 ? ROUTER_BACKOFF_MAX_MS : 5 << sends;
+
+    return ms > ROUTER_BACKOFF_MAX_MS ? ROUTER_BACKOFF_MAX_MS : ms;
 }
 
-/* The next step after rd, what node `from` said. ASK sends a request to the importing node only
+/* The next step after rd, what node `from` said. ASK sends a part to the importing node only
  * when none of its keys answered on the migrating one (rd->served == 0): the importing node runs
  * a command after ASKING on whatever it has, so a swarm whose seeders were still on the old node
  * would read as empty there. Keys split between the two wait for the migration instead. */
@@ -527,124 +572,277 @@ static enum router_next router_redirected(struct redis_router *rt, struct storag
     }
 }
 
-/* ---- announce ------------------------------------------------------------------------------ */
+/* ---- parts: what one node answers ---------------------------------------------------------- */
 
-static void router_announce_cb(const struct announce_reply *rep, int status, void *arg)
+static struct router_part *router_part_new(struct router_req *q, enum router_part_kind kind, uint16_t slot,
+                                           unsigned hashes)
 {
-    struct router_req *q = arg;
-    struct redis_router *rt = q->rt;
-
-    if (status == STORAGE_ERR_REDIRECT && router_may_resend(q)) {
-        struct redis_node_redirect rd;
-        struct storage *ask_to;
-        enum router_next next;
-
-        storage_redis_node_redirect(q->sent_to, &rd);
-        /* The EXEC ran (its completion counted) before a later command was redirected: the
-         * resend writes the same sets without the event, so nothing is counted twice. */
-        if (rd.exec_applied && q->areq.event == ANNOUNCE_EVENT_COMPLETED)
-            q->areq.event = ANNOUNCE_EVENT_NONE;
-        next = router_redirected(rt, q->sent_to, &rd, &ask_to);
-        q->ask_to = next == ROUTER_NOW ? ask_to : NULL;
-        if (next == ROUTER_NOW) {
-            router_announce_send(q);
-            return;
-        }
-        if (next == ROUTER_LATER) {
-            router_req_later(q, router_backoff_ms(q->sends));
-            return;
-        }
-    }
-    router_suspect(rt, status);
-    router_fail(q, status == STORAGE_ERR_REDIRECT ? STORAGE_ERR_UNAVAILABLE : status);
-    router_deliver(q, rep);
-}
-
-static void router_announce_send(struct router_req *q)
-{
-    struct redis_router *rt = q->rt;
-    struct storage *st = q->ask_to ? q->ask_to : router_owner(rt, q->areq.info_hash);
-    int rc;
-
-    q->sends++;
-    if (!st) {
-        router_refresh_soon(rt);
-        router_fail(q, STORAGE_ERR_UNAVAILABLE);
-        router_req_later(q, 0);
-        return;
-    }
-    q->sent_to = st;
-    rc = q->ask_to ? storage_redis_node_announce_asking(st, &q->areq, router_announce_cb, q)
-                   : storage_announce(st, &q->areq, router_announce_cb, q);
-    if (rc < 0) {
-        router_fail(q, STORAGE_ERR_UNAVAILABLE);
-        router_req_later(q, 0);
-    }
-}
-
-static int router_announce(struct storage *st, const struct announce_req *req, storage_announce_cb *cb, void *arg)
-{
-    struct redis_router *rt = (struct redis_router *)st;
-    struct router_req *q;
-
-    if (rt->freeing || !(q = router_req_new(rt, ROUTER_ANNOUNCE, arg)))
-        return -1;
-    q->announce_cb = cb;
-    q->areq = *req;
-    router_announce_send(q);
-    return 0;
-}
-
-/* ---- scrape: one part per node, joined ----------------------------------------------------- */
-
-/* How router_scrape_split places the hashes of a migrating slot (the others go to their owner). */
-enum router_split {
-    ROUTER_SPLIT_OWNER,                    /* to the owner too */
-    ROUTER_SPLIT_ASK,                      /* to the importing node, with ASKING */
-    ROUTER_SPLIT_SINGLES,                  /* to the owner, one hash a part: each learns on its own
-                                            * whether its keys moved (a part's keys answered by
-                                            * one hash say nothing of another's) */
-};
-
-static void router_part_cb(const struct scrape_reply *rep, int status, void *arg);
-
-/* Sends part p (its hashes copied into a request of their own). A part that cannot go out is
- * counted done at once; the caller holds q (q->parts), so it is never the last. */
-static void router_part_send(struct router_part *p)
-{
-    struct scrape_req *part = malloc(sizeof(*part));
-    struct router_req *q = p->q;
-    int rc = -1;
-
-    if (part) {
-        part->count = p->count;
-        part->now_s = q->sreq->now_s;
-        for (unsigned i = 0; i < p->count; i++)
-            memcpy(part->info_hash[i], q->sreq->info_hash[p->idx[i]], ANNOUNCE_HASH_LEN);
-        rc = p->asking ? storage_redis_node_scrape_asking(p->sent_to, part, router_part_cb, p)
-                       : storage_scrape(p->sent_to, part, router_part_cb, p);
-        free(part);
-    }
-    if (rc < 0) {
-        router_fail(q, STORAGE_ERR_UNAVAILABLE);
-        q->parts--;
-        free(p);
-    }
-}
-
-static struct router_part *router_part_new(struct router_req *q, struct storage *to, bool asking)
-{
-    struct router_part *p = calloc(1, sizeof(*p));
+    struct router_part *p = calloc(1, sizeof(*p) + hashes * sizeof(p->idx[0]));
 
     if (!p) {
         router_fail(q, STORAGE_ERR_UNAVAILABLE);
         return NULL;
     }
     p->q = q;
-    p->sent_to = to;
-    p->asking = asking;
+    p->kind = kind;
+    p->slot = slot;
     q->parts++;
     return p;
+}
+
+/* A part is over (status recorded); the last one delivers. Never inside the user's call: the
+ * caller's hold (q->parts) is dropped only by router_release. */
+static void router_part_finish(struct router_part *p, int status)
+{
+    struct router_req *q = p->q;
+
+    if (status != STORAGE_OK)
+        router_fail(q, status);
+    free(p);
+    if (--q->parts == 0)
+        router_deliver(q, NULL);
+}
+
+/* Sends p again after ms (it still counts in q->parts). */
+static void router_part_wait(struct router_part *p, int ms)
+{
+    struct timeval tv = router_tv(ms);
+
+    p->next_waiting = p->q->waiting;
+    p->q->waiting = p;
+    evtimer_add(p->q->ev, &tv);
+}
+
+static void router_part_send(struct router_part *p);
+static void router_scrape_split(struct router_req *q, const uint16_t *idx, unsigned count,
+                                enum router_split how, uint16_t slot, struct storage *ask_to);
+
+/* A part's node answered. Anything but a redirection ends it; a redirection resends it (a
+ * scrape's hashes are placed again, by the map as it is now). */
+static void router_part_outcome(struct router_part *p, int status)
+{
+    struct router_req *q = p->q;
+    struct redis_router *rt = q->rt;
+
+    if (status == STORAGE_ERR_REDIRECT && p->kind != PART_HEALTH && router_may_resend(q)) {
+        struct redis_node_redirect rd;
+        struct storage *ask_to;
+        enum router_next next;
+
+        storage_redis_node_report(p->sent_to, &rd);
+        next = router_redirected(rt, p->sent_to, &rd, &ask_to);
+        if (p->kind == PART_SCRAPE && next != ROUTER_FAIL) {
+            /* Scrapes are reads: any of their hashes may be asked again. */
+            if (next == ROUTER_NOW && rd.kind == REDIS_CLUSTER_ERR_ASK)
+                router_scrape_split(q, p->idx, p->count, ROUTER_SPLIT_ASK, rd.at.slot, ask_to);
+            else if (rd.kind == REDIS_CLUSTER_ERR_ASK && p->count > 1)
+                router_scrape_split(q, p->idx, p->count, ROUTER_SPLIT_SINGLES, rd.at.slot, NULL);
+            else if (next == ROUTER_NOW)
+                router_scrape_split(q, p->idx, p->count, ROUTER_SPLIT_OWNER, 0, NULL);
+            else {
+                router_part_wait(p, router_backoff_ms(q->sends));
+                return;
+            }
+            router_part_finish(p, STORAGE_OK);   /* its hashes went out in new parts */
+            return;
+        }
+        if (next == ROUTER_NOW) {
+            p->ask_to = ask_to;
+            router_part_send(p);
+            return;
+        }
+        if (next == ROUTER_LATER) {
+            p->ask_to = NULL;
+            router_part_wait(p, router_backoff_ms(q->sends));
+            return;
+        }
+    }
+    router_suspect(rt, status);
+    router_part_finish(p, status == STORAGE_ERR_REDIRECT ? STORAGE_ERR_UNAVAILABLE : status);
+}
+
+/* The announce's swarm commands answered. */
+static void router_swarm_cb(const struct announce_reply *rep, int status, void *arg)
+{
+    struct router_part *p = arg;
+    struct router_req *q = p->q;
+    struct redis_node_redirect rd = { 0 };
+
+    if (status == STORAGE_OK || status == STORAGE_ERR_REDIRECT)
+        storage_redis_node_report(p->sent_to, &rd);
+    /* The completed move counted: in private mode the user's snatch goes out now, once, to the
+     * {private} slot's owner (not waited for), whatever becomes of the rest of the request. */
+    if (rd.snatched && q->areq.account.user[0] && !q->snatch_sent) {
+        struct storage *st = router_owner_slot(q->rt, router_private_slot());
+
+        q->snatch_sent = true;
+        if (st)
+            storage_redis_node_snatch(st, &q->areq);
+    }
+    /* The EXEC ran (its completion counted) before a later command was redirected: the resend
+     * writes the same sets without the event, so nothing is counted twice. */
+    if (status == STORAGE_ERR_REDIRECT && rd.exec_applied && q->areq.event == ANNOUNCE_EVENT_COMPLETED)
+        q->areq.event = ANNOUNCE_EVENT_NONE;
+    if (status == STORAGE_OK) {
+        if (q->parts == 1 && q->status == STORAGE_OK) {  /* the last part: deliver rep as it is */
+            free(p);
+            q->parts = 0;
+            router_deliver(q, rep);
+            return;
+        }
+        /* The account call is still out: keep a copy of the reply until it answers. */
+        q->astats = rep->stats;
+        q->peers = malloc(rep->peers4_count * PEER_COMPACT4_LEN + rep->peers6_count * PEER_COMPACT6_LEN + 1);
+        if (!q->peers) {
+            router_part_finish(p, STORAGE_ERR_INTERNAL);
+            return;
+        }
+        memcpy(q->peers, rep->peers4, rep->peers4_count * PEER_COMPACT4_LEN);
+        memcpy(q->peers + rep->peers4_count * PEER_COMPACT4_LEN, rep->peers6, rep->peers6_count * PEER_COMPACT6_LEN);
+        q->peers4_count = rep->peers4_count;
+        q->peers6_count = rep->peers6_count;
+    }
+    router_part_outcome(p, status);
+}
+
+static void router_status_cb(int status, void *arg)
+{
+    router_part_outcome(arg, status);
+}
+
+static void router_lookup_cb(const struct storage_lookup_reply *rep, int status, void *arg)
+{
+    struct router_part *p = arg;
+    struct storage_lookup_reply *l = &p->q->lrep;
+
+    if (status == STORAGE_OK && p->kind == PART_USER) {
+        l->user = rep->user;
+        memcpy(l->name, rep->name, sizeof(l->name));
+        l->can_leech = rep->can_leech;
+        l->expires_s = rep->expires_s;
+        l->redis_now_s = rep->redis_now_s;
+    } else if (status == STORAGE_OK) {
+        l->torrent_approved = rep->torrent_approved;
+        l->freeleech = rep->freeleech;
+        l->neutral = rep->neutral;
+        memcpy(l->up_mult, rep->up_mult, sizeof(l->up_mult));
+        memcpy(l->down_mult, rep->down_mult, sizeof(l->down_mult));
+    }
+    router_part_outcome(p, status);
+}
+
+static void router_scrape_cb(const struct scrape_reply *rep, int status, void *arg)
+{
+    struct router_part *p = arg;
+
+    if (status == STORAGE_OK)
+        for (unsigned i = 0; i < p->count && i < rep->count; i++)
+            p->q->stats[p->idx[i]] = rep->stats[i];
+    router_part_outcome(p, status);
+}
+
+/* Sends p to the owner of its slot, or with ASKING to p->ask_to. A part that cannot go out
+ * ends with UNAVAILABLE. */
+static void router_part_send(struct router_part *p)
+{
+    struct router_req *q = p->q;
+    struct redis_router *rt = q->rt;
+    struct storage *st = p->fixed_to ? p->fixed_to : p->ask_to ? p->ask_to : router_owner_slot(rt, p->slot);
+    bool asking = p->ask_to != NULL;
+    int rc = -1;
+
+    q->sends++;
+    if (!st) {
+        router_refresh_soon(rt);
+        router_part_finish(p, STORAGE_ERR_UNAVAILABLE);
+        return;
+    }
+    p->sent_to = st;
+    switch (p->kind) {
+    case PART_SWARM:
+        rc = asking ? storage_redis_node_announce_asking(st, &q->areq, router_swarm_cb, p)
+                    : storage_announce(st, &q->areq, router_swarm_cb, p);
+        break;
+    case PART_ACCOUNT: {
+        struct announce_req acct = q->areq;
+
+        acct.event = q->event;             /* as the client sent it, whatever the swarm part's */
+        rc = storage_redis_node_account(st, &acct, asking, router_status_cb, p);
+        break;
+    }
+    case PART_USER:
+    case PART_TORRENT:
+        rc = storage_redis_node_lookup(st, &q->lreq, p->kind == PART_USER, asking, router_lookup_cb, p);
+        break;
+    case PART_HEALTH:
+        rc = storage_health(st, router_status_cb, p);
+        break;
+    case PART_SCRAPE: {
+        struct scrape_req *part = malloc(sizeof(*part));
+
+        if (part) {
+            part->count = p->count;
+            part->now_s = q->sreq->now_s;
+            for (unsigned i = 0; i < p->count; i++)
+                memcpy(part->info_hash[i], q->sreq->info_hash[p->idx[i]], ANNOUNCE_HASH_LEN);
+            rc = asking ? storage_redis_node_scrape_asking(st, part, router_scrape_cb, p)
+                        : storage_scrape(st, part, router_scrape_cb, p);
+            free(part);
+        }
+        break;
+    }
+    }
+    if (rc < 0)
+        router_part_finish(p, STORAGE_ERR_UNAVAILABLE);
+}
+
+/* q->ev: the parts waiting for a back-off go out again; a request with nothing left in flight
+ * (everything failed inside the user's call) is delivered. */
+static void router_wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct router_req *q = arg;
+    struct router_part *p;
+    (void)fd;
+    (void)what;
+
+    q->parts++;                            /* hold q while the resends go out */
+    while ((p = q->waiting)) {
+        q->waiting = p->next_waiting;
+        if (q->rt->freeing) {
+            router_part_finish(p, STORAGE_ERR_UNAVAILABLE);
+        } else if (p->kind == PART_SCRAPE) {
+            router_scrape_split(q, p->idx, p->count, ROUTER_SPLIT_OWNER, 0, NULL);
+            router_part_finish(p, STORAGE_OK);
+        } else {
+            router_part_send(p);
+        }
+    }
+    if (--q->parts == 0)
+        router_deliver(q, NULL);
+}
+
+/* ---- the operations ------------------------------------------------------------------------ */
+
+static int router_announce(struct storage *st, const struct announce_req *req, storage_announce_cb *cb, void *arg)
+{
+    struct redis_router *rt = (struct redis_router *)st;
+    struct router_part *swarm, *acct = NULL;
+    struct router_req *q;
+
+    if (rt->freeing || !(q = router_req_new(rt, ROUTER_ANNOUNCE, arg)))
+        return -1;
+    q->announce_cb = cb;
+    q->areq = *req;
+    q->event = req->event;
+    swarm = router_part_new(q, PART_SWARM, router_slot(req->info_hash), 0);
+    if (req->account.user[0])              /* private mode: the user's credit, another slot */
+        acct = router_part_new(q, PART_ACCOUNT, router_private_slot(), 0);
+    if (swarm)
+        router_part_send(swarm);
+    if (acct)
+        router_part_send(acct);
+    router_release(q);
+    return 0;
 }
 
 /* Sends the hashes idx[0..count) of q as parts, one per node (see enum router_split for the
@@ -654,15 +852,15 @@ static void router_scrape_split(struct router_req *q, const uint16_t *idx, unsig
 {
     struct redis_router *rt = q->rt;
     struct router_part *group[REDIS_CLUSTER_MAX_NODES + 1];
+    struct storage *dest[REDIS_CLUSTER_MAX_NODES + 1];
     unsigned ngroups = 0;
 
-    q->sends++;
     for (unsigned i = 0; i < count; i++) {
-        const uint8_t *h = q->sreq->info_hash[idx[i]];
-        bool migrating = how != ROUTER_SPLIT_OWNER && router_slot(h) == slot;
+        uint16_t s = router_slot(q->sreq->info_hash[idx[i]]);
+        bool migrating = how != ROUTER_SPLIT_OWNER && s == slot;
         bool asking = migrating && how == ROUTER_SPLIT_ASK && ask_to;
-        struct storage *st = asking ? ask_to : router_owner(rt, h);
-        struct router_part *p = NULL;
+        struct storage *st = asking ? ask_to : router_owner_slot(rt, s);
+        struct router_part *p;
         unsigned k;
 
         if (!st) {
@@ -671,93 +869,27 @@ static void router_scrape_split(struct router_req *q, const uint16_t *idx, unsig
             continue;
         }
         if (migrating && how == ROUTER_SPLIT_SINGLES) {
-            if ((p = router_part_new(q, st, false))) {
+            if ((p = router_part_new(q, PART_SCRAPE, s, 1))) {
                 p->idx[p->count++] = idx[i];
                 router_part_send(p);
             }
             continue;
         }
-        for (k = 0; k < ngroups && !(group[k]->sent_to == st && group[k]->asking == asking); k++)
+        for (k = 0; k < ngroups && !(dest[k] == st && (group[k]->ask_to != NULL) == asking); k++)
             ;
         if (k == ngroups) {
-            if (ngroups == REDIS_CLUSTER_MAX_NODES + 1 || !(group[k] = router_part_new(q, st, asking))) {
+            if (ngroups == REDIS_CLUSTER_MAX_NODES + 1 || !(group[k] = router_part_new(q, PART_SCRAPE, s, count))) {
                 router_fail(q, STORAGE_ERR_UNAVAILABLE);
                 continue;
             }
+            group[k]->ask_to = asking ? ask_to : NULL;
+            dest[k] = st;
             ngroups++;
         }
         group[k]->idx[group[k]->count++] = idx[i];
     }
     for (unsigned k = 0; k < ngroups; k++)
-        router_part_send(group[k]);
-}
-
-/* A part's delayed resend: its hashes go out again by the map as it is now. */
-static void router_part_later_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct router_part *p = arg;
-    struct router_req *q = p->q;
-    (void)fd;
-    (void)what;
-
-    if (!q->rt->freeing)
-        router_scrape_split(q, p->idx, p->count, ROUTER_SPLIT_OWNER, 0, NULL);
-    else
-        router_fail(q, STORAGE_ERR_UNAVAILABLE);
-    event_free(p->ev);
-    free(p);
-    if (--q->parts == 0)
-        router_deliver(q, NULL);
-}
-
-/* Resends p after ms, or fails it (no event). Returns true if p was kept for that. */
-static bool router_part_later(struct router_part *p, int ms)
-{
-    struct timeval tv = router_tv(ms);
-
-    if (!(p->ev = evtimer_new(p->q->rt->evbase, router_part_later_cb, p)) || evtimer_add(p->ev, &tv) < 0) {
-        if (p->ev)
-            event_free(p->ev);
-        p->ev = NULL;
-        return false;
-    }
-    return true;
-}
-
-static void router_part_cb(const struct scrape_reply *rep, int status, void *arg)
-{
-    struct router_part *p = arg;
-    struct router_req *q = p->q;
-    struct redis_router *rt = q->rt;
-
-    if (status == STORAGE_OK) {
-        for (unsigned i = 0; i < p->count && i < rep->count; i++)
-            q->stats[p->idx[i]] = rep->stats[i];
-    } else if (status == STORAGE_ERR_REDIRECT && q->status == STORAGE_OK && router_may_resend(q)) {
-        /* Scrapes are reads: any of their hashes may be asked again. */
-        struct redis_node_redirect rd;
-        struct storage *ask_to;
-        enum router_next next;
-
-        storage_redis_node_redirect(p->sent_to, &rd);
-        next = router_redirected(rt, p->sent_to, &rd, &ask_to);
-        if (next == ROUTER_NOW && rd.kind == REDIS_CLUSTER_ERR_ASK)
-            router_scrape_split(q, p->idx, p->count, ROUTER_SPLIT_ASK, rd.at.slot, ask_to);
-        else if (next == ROUTER_LATER && rd.kind == REDIS_CLUSTER_ERR_ASK && p->count > 1)
-            router_scrape_split(q, p->idx, p->count, ROUTER_SPLIT_SINGLES, rd.at.slot, NULL);
-        else if (next == ROUTER_NOW)
-            router_scrape_split(q, p->idx, p->count, ROUTER_SPLIT_OWNER, 0, NULL);
-        else if (next == ROUTER_LATER && router_part_later(p, router_backoff_ms(q->sends)))
-            return;                        /* p still counts in q->parts */
-        else
-            router_fail(q, STORAGE_ERR_UNAVAILABLE);
-    } else {
-        router_suspect(rt, status);
-        router_fail(q, status == STORAGE_ERR_REDIRECT ? STORAGE_ERR_UNAVAILABLE : status);
-    }
-    free(p);
-    if (--q->parts == 0)                   /* this part held q while its resends went out */
-        router_deliver(q, NULL);
+        router_part_send(group[k]);        /* to its slot's owner: every hash of it has that one */
 }
 
 static int router_scrape(struct storage *st, const struct scrape_req *req, storage_scrape_cb *cb, void *arg)
@@ -774,32 +906,41 @@ static int router_scrape(struct storage *st, const struct scrape_req *req, stora
     q->stats = calloc(count ? count : 1, sizeof(*q->stats));
     if (!q->sreq || !q->stats) {
         router_fail(q, STORAGE_ERR_INTERNAL);
-        router_req_later(q, 0);
-        return 0;
+    } else {
+        *q->sreq = *req;
+        q->sreq->count = count;
+        for (unsigned i = 0; i < count; i++)
+            idx[i] = (uint16_t)i;
+        router_scrape_split(q, idx, count, ROUTER_SPLIT_OWNER, 0, NULL);
     }
-    *q->sreq = *req;
-    q->sreq->count = count;
-    for (unsigned i = 0; i < count; i++)
-        idx[i] = (uint16_t)i;
-    q->parts = 1;                          /* held while the parts go out: none finishes q early */
-    router_scrape_split(q, idx, count, ROUTER_SPLIT_OWNER, 0, NULL);
-    if (--q->parts == 0)
-        router_req_later(q, 0);            /* nothing went out (no hashes, no map) */
+    router_release(q);
     return 0;
 }
 
-/* ---- health: every primary answers -------------------------------------------------------- */
-
-static void router_health_cb(int status, void *arg)
+/* Private mode: the passkey's user from the {private} slot's owner and, for an announce, the
+ * torrent's rules from the swarm's, at once. */
+static int router_lookup(struct storage *st, const struct storage_lookup_req *req, storage_lookup_cb *cb, void *arg)
 {
-    struct router_req *q = arg;
+    struct redis_router *rt = (struct redis_router *)st;
+    struct router_part *user, *torrent = NULL;
+    struct router_req *q;
 
-    router_suspect(q->rt, status);
-    router_fail(q, status == STORAGE_ERR_REDIRECT ? STORAGE_ERR_UNAVAILABLE : status);
-    if (--q->parts == 0)
-        router_deliver(q, NULL);
+    if (rt->freeing || !(q = router_req_new(rt, ROUTER_LOOKUP, arg)))
+        return -1;
+    q->lookup_cb = cb;
+    q->lreq = *req;
+    user = router_part_new(q, PART_USER, router_private_slot(), 0);
+    if (req->with_torrent)
+        torrent = router_part_new(q, PART_TORRENT, router_slot(req->info_hash), 0);
+    if (user)
+        router_part_send(user);
+    if (torrent)
+        router_part_send(torrent);
+    router_release(q);
+    return 0;
 }
 
+/* Every primary answers a PING. */
 static int router_health(struct storage *st, storage_health_cb *cb, void *arg)
 {
     struct redis_router *rt = (struct redis_router *)st;
@@ -808,24 +949,21 @@ static int router_health(struct storage *st, storage_health_cb *cb, void *arg)
     if (rt->freeing || !(q = router_req_new(rt, ROUTER_HEALTH, arg)))
         return -1;
     q->health_cb = cb;
-    q->parts = 1;
     if (!rt->map || !redis_cluster_map_complete(rt->map)) {
         router_refresh_soon(rt);
         router_fail(q, STORAGE_ERR_UNAVAILABLE);
     }
     for (unsigned i = 0; q->status == STORAGE_OK && rt->map && i < rt->map->nnodes; i++) {
-        if (!rt->node[i]) {
+        struct router_part *p;
+
+        if (!rt->node[i])
             router_fail(q, STORAGE_ERR_UNAVAILABLE);
-        } else {
-            q->parts++;
-            if (storage_health(rt->node[i], router_health_cb, q) < 0) {
-                q->parts--;
-                router_fail(q, STORAGE_ERR_UNAVAILABLE);
-            }
+        else if ((p = router_part_new(q, PART_HEALTH, 0, 0))) {
+            p->fixed_to = rt->node[i];
+            router_part_send(p);
         }
     }
-    if (--q->parts == 0)
-        router_req_later(q, 0);
+    router_release(q);
     return 0;
 }
 
@@ -845,7 +983,7 @@ static void router_free(struct storage *st)
         storage_free(node);
     }
     router_sweep_cb(-1, 0, rt);
-    while (rt->reqs) {                     /* waiting for a timer: deliver now */
+    while (rt->reqs) {                     /* waiting for a back-off or their deferred callback */
         router_fail(rt->reqs, STORAGE_ERR_UNAVAILABLE);
         router_deliver(rt->reqs, NULL);
     }
@@ -861,7 +999,7 @@ static const struct storage_ops router_ops = {
     .announce = router_announce,
     .scrape = router_scrape,
     .health = router_health,
-    .lookup = NULL,                        /* private mode: refused with redis.cluster (config) */
+    .lookup = router_lookup,
     .free = router_free,
 };
 

@@ -1041,10 +1041,6 @@ static void test_config_cluster_keys(void **state)
     expect_error("redis:\n  cluster: true\n  nodes: [127.0.0.1:7000]\n  url: redis://127.0.0.1/2\n",
                  "t.yaml: redis.url selects database 2, but a Redis Cluster has database 0 only (with "
                  "redis.cluster, redis.url gives the password)");
-    expect_error("redis:\n  cluster: true\n  nodes: [127.0.0.1:7000]\nprivate:\n  enabled: true\n",
-                 "t.yaml: private.enabled is not supported with redis.cluster yet (the {private} users' keys "
-                 "live in one slot that the announce pipeline does not route); run private mode on one "
-                 "Redis or on Sentinel");
     {
         char *const envp[] = { "TYTO_REDIS_CLUSTER=true", "TYTO_REDIS_NODES=127.0.0.1:7000,127.0.0.1:7001", NULL };
 

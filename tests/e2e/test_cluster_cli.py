@@ -1,0 +1,326 @@
+"""Redis Cluster for the operator's side (issue 12): `tyto swarm`, `tyto swarms`, `tyto swarms
+--anomalies`, the statistics aggregator and the /stats routes, against a real cluster of three
+primaries and three replicas (tests/cluster.sh) and, for comparison, the test's single Redis.
+
+Swarms are written directly into both, in the workers' schema (docs/architecture.md "Redis
+schema"): "<prefix>{<hex>}:seeders" / ":leechers" sorted sets scored by expiry (unix s), ":info"
+hash with "downloaded", ":stats" hash (README "Statistics"). Enough hashes that every primary
+holds at least three swarms. Then:
+  - `tyto swarm <hex>` with redis.cluster prints exactly what it prints on the single Redis, for
+    a swarm of every primary;
+  - `tyto swarms` prints exactly the single Redis's listing: every swarm once;
+  - tyto itself (one worker, redis.cluster), whose aggregator must count the swarms of every
+    primary in its snapshot, write its census into every swarm's stats hash on the node that owns
+    it, and answer /stats?info_hash for a swarm of every primary; `tyto swarms --anomalies` reads
+    the {stats} keys from their slot's owner.
+The cluster is stopped by its directory whatever happens; every wait is bounded.
+Run alone: TYTO_BIN=build/tyto /usr/bin/python3 tests/e2e/test_cluster_cli.py"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tytotest as tt                                # noqa: E402
+from tytotest import Redis, rand_hash, wait_for      # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CLUSTER_SH = os.path.join(ROOT, 'tests', 'cluster.sh')
+PER_PRIMARY = 3                # swarms each primary holds at least
+INTERVAL_S = 1234              # announce.interval_s of tytotest's configuration
+
+
+class TcpRedis(Redis):
+    """tytotest.Redis over TCP (cluster nodes listen on loopback ports)."""
+
+    def __init__(self, host, port, timeout=5.0):   # noqa: super().__init__ connects a unix socket
+        self.path = '%s:%d' % (host, port)
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.rf = self.sock.makefile('rb')
+
+
+def start_cluster():
+    """Starts a cluster: three tries, as a port cluster.sh found free can be taken before its node
+    binds it (other tests on the machine start servers too)."""
+    for attempt in range(3):
+        r = subprocess.run(['bash', CLUSTER_SH, 'start'], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           timeout=90)
+        if r.returncode == 0:
+            break
+        if attempt == 2 or b'Failed listening' not in r.stderr:
+            raise AssertionError('tests/cluster.sh start failed:\n' + r.stderr.decode(errors='replace')[-3000:])
+    env = dict(line.split('=', 1) for line in r.stdout.decode().split() if '=' in line)
+    return env['TYTO_CLUSTER_DIR'], env['TYTO_CLUSTER_NODES'].split(','), env['TYTO_CLUSTER_PRIMARIES'].split(',')
+
+
+def stop_cluster(d):
+    subprocess.run(['bash', CLUSTER_SH, 'stop', d], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   timeout=30)
+
+
+class ClusterBase(unittest.TestCase):
+    """A cluster of its own per class, with the swarms written into it and the single Redis."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.cluster_dir, cls.nodes, cls.primaries = start_cluster()
+        try:
+            cls.setup_data(cls.primaries)
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        for r in getattr(cls, 'conns', {}).values():
+            r.close()
+        if getattr(cls, 'single', None):
+            cls.single.close()
+        stop_cluster(cls.cluster_dir)
+
+    @classmethod
+    def read_map(cls, node):
+        """The slot map as node reports it: cls.slots (start, end, primary 'host:port'), cls.replica
+        (primary -> its first replica), cls.conns (primary -> connection)."""
+        r = TcpRedis(*cls.addr(node))
+        try:
+            reply = r.cmd('CLUSTER', 'SLOTS')
+            cls.stats_slot = r.cmd('CLUSTER', 'KEYSLOT', '{stats}')
+        finally:
+            r.close()
+        name = (lambda n: '%s:%d' % (n[0].decode() or '127.0.0.1', n[1]))
+        cls.slots = [(e[0], e[1], name(e[2])) for e in reply]
+        cls.replica = {name(e[2]): name(e[3]) for e in reply if len(e) > 3}
+        for c in getattr(cls, 'conns', {}).values():
+            c.close()
+        cls.conns = {a: TcpRedis(*cls.addr(a)) for a in sorted({e[2] for e in cls.slots})}
+
+    @classmethod
+    def setup_data(cls, primaries):
+        cls.read_map(primaries[0])
+        assert len(cls.conns) == 3, cls.slots
+        cls.single = Redis(tt.redis_socket())
+
+        # Two configuration files (tyto is not started for the CLI): the test's single Redis, and
+        # the cluster with one seed only (the map names the other primaries). One prefix for both.
+        cls.plain = tt.Tyto(backend='redis')
+        cls.prefix = cls.plain.prefix
+        cls.plain.cfg['listen']['port'] = 6969
+        cls.plain.write_config()
+        cls.clus = tt.Tyto(backend='redis', config={'redis': {
+            'url': 'redis://' + cls.primaries[0], 'cluster': True, 'nodes': cls.nodes, 'prefix': cls.prefix}})
+        cls.clus.cfg['listen']['port'] = 6969
+        cls.clus.write_config()
+
+        # Swarms until every primary holds PER_PRIMARY of them.
+        now = int(time.time())
+        k = now // INTERVAL_S
+        cls.swarms = {}                               # hex -> primary 'host:port'
+        cls.expect = {}                               # hex -> (live seeders, live leechers, downloaded)
+        n = 0
+        while min([list(cls.swarms.values()).count(a) for a in cls.conns]) < PER_PRIMARY:
+            h = rand_hash().hex()
+            owner = cls.owner(h)
+            seeders = [('10.0.%d.%d:6881' % (n, i), now + 600 + i) for i in range(1 + n % 3)]
+            leechers = [('[2001:db8::%x]:51413' % (n + 1), now + 900)] if n % 2 else []
+            if n % 4 == 0:
+                leechers.append(('10.9.%d.1:6881' % n, now - 30))     # expired, not yet reaped
+            cmds = [('ZADD', cls.key(h, 'seeders'), e, m) for m, e in seeders]
+            cmds += [('ZADD', cls.key(h, 'leechers'), e, m) for m, e in leechers]
+            cmds += [('HSET', cls.key(h, 'info'), 'downloaded', 5 * n + 1),
+                     ('HSET', cls.key(h, 'stats'), 'first', now - 3600, 's:%d' % (now // 60), 2 + n,
+                      'c:%d:qB' % k, len(seeders))]
+            for c in cmds:
+                for r in (cls.single, cls.conns[owner]):   # a wrong node would answer MOVED
+                    r.cmd(*c)
+            cls.swarms[h] = owner
+            cls.expect[h] = (len(seeders), sum(1 for _, e in leechers if e > now), 5 * n + 1)
+            n += 1
+
+    @staticmethod
+    def addr(a):
+        host, port = a.rsplit(':', 1)
+        return host, int(port)
+
+    @classmethod
+    def key(cls, h, kind):
+        return '%s{%s}:%s' % (cls.prefix, h, kind)
+
+    @classmethod
+    def slot(cls, key):
+        any_node = next(iter(cls.conns.values()))
+        return any_node.cmd('CLUSTER', 'KEYSLOT', key)
+
+    @classmethod
+    def owner(cls, h):
+        s = cls.slot(cls.key(h, 'info'))
+        return next(a for lo, hi, a in cls.slots if lo <= s <= hi)
+
+    def run_tyto(self, t, *args):
+        r = subprocess.run(tt.tyto_command(t.dir, ['-c', t.config_path] + list(args)), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=60 * tt.SLOW, env=tt.clean_env())
+        out, err = r.stdout.decode(errors='replace'), r.stderr.decode(errors='replace')
+        for mark in tt.SANITIZER_MARKS:
+            self.assertNotIn(mark, err)
+        return r.returncode, out, err
+
+    def same_output(self, *args):
+        """The single Redis's and the cluster's outputs of one command; "expires in Ns" and "N s
+        ago" read the clock, so a pair that straddled a second is asked again (three tries)."""
+        for _ in range(3):
+            a = self.run_tyto(self.plain, *args)
+            b = self.run_tyto(self.clus, *args)
+            if a == b:
+                break
+        self.assertEqual(a[0], 0, a[2])
+        self.assertEqual(b, a)
+        return b[1]
+
+    def start_tyto(self):
+        """tyto (one worker, an aggregator pass a second), the map read from a replica."""
+        t = tt.Tyto(config={'workers': 1, 'redis': {
+            'url': 'redis://' + self.primaries[0], 'cluster': True, 'nodes': [self.nodes[-1]], 'prefix': self.prefix},
+            'stats': {'pass_s': 1, 'lease_ms': 1500}})
+        t.start()
+        return t
+
+    def wait_pass(self, t, after, timeout=20):
+        """The first snapshot written after `after` (unix s) that counts every live swarm."""
+        want = sum(1 for v in self.expect.values() if v[0] + v[1] > 0)
+        last = []
+
+        def done():
+            last[:] = [tt.stats(t)['tracker']]
+            s = last[0]
+            return s if s.get('snapshot') and s['time'] > after and s['swarms'] == want else None
+        try:
+            return wait_for(done, timeout, 'an aggregator pass after %d counting %d swarms' % (after, want))
+        except AssertionError as e:
+            log = t.log()
+            maps = '\n'.join(line for line in log.splitlines() if 'slot map' in line or 'lease' in line)
+            raise AssertionError('%s; last snapshot %r; slot maps and lease:\n%s\nlog:\n%s'
+                                 % (e, last, maps[-3000:], log[-3000:]))
+
+    def stats_owner(self):
+        return next(a for lo, hi, a in self.slots if lo <= self.stats_slot <= hi)
+
+
+class ClusterCli(ClusterBase):
+
+    # -- the CLI --------------------------------------------------------------------------------
+
+    def test_swarm_reads_the_owner_of_its_slot(self):
+        for primary in self.conns:
+            h = next(x for x, a in self.swarms.items() if a == primary)
+            out = self.same_output('swarm', h)
+            s, l, d = self.expect[h]
+            self.assertIn('swarm %s\n  seeders     %d\n' % (h, s), out)
+            self.assertIn('  downloaded  %d\n' % d, out)
+            self.assertIn('statistics:\n', out)
+        rc, out, err = self.run_tyto(self.clus, 'swarm', rand_hash().hex())
+        self.assertEqual(rc, 1)
+        self.assertIn('no swarm', err)
+
+    def test_swarms_lists_every_primary_once(self):
+        out = self.same_output('swarms', '1000')
+        rows = [line.split() for line in out.splitlines()[1:-1]]
+        self.assertEqual(sorted(r[0] for r in rows), sorted(self.swarms))    # each exactly once
+        for hx, se, le, dl in rows:
+            self.assertEqual((int(se), int(le), int(dl)), self.expect[hx])
+        self.assertIn('%d swarms under prefix "%s"' % (len(self.swarms), self.prefix), out)
+        print('CLUSTER CLI: %d swarms over %d primaries (%s) listed once each'
+              % (len(self.swarms), len(self.conns),
+                 ', '.join('%d' % list(self.swarms.values()).count(a) for a in self.conns)))
+
+    # -- tyto running: the aggregator and /stats --------------------------------------------------
+
+    def test_aggregator_covers_every_primary(self):
+        t = self.start_tyto()
+        try:
+            snap = self.wait_pass(t, time.time() + 1)
+            live = [v for v in self.expect.values() if v[0] + v[1] > 0]
+            self.assertEqual(snap['swarms'], len(live))
+            self.assertEqual(snap['seeders'], sum(v[0] for v in live))
+            self.assertEqual(snap['leechers'], sum(v[1] for v in live))
+            self.assertEqual(snap['downloaded'], sum(v[2] for v in self.expect.values()))
+            self.assertTrue(snap['aggregator_here'])
+            # The census written back into every swarm's stats hash, on the node that owns it.
+            for h, owner in self.swarms.items():
+                checked = self.conns[owner].cmd('HGET', self.key(h, 'stats'), 'checked')
+                self.assertIsNotNone(checked, 'swarm %s on %s: no census' % (h, owner))
+            # The {stats} keys on the owner of their one slot.
+            stats_owner = self.stats_owner()
+            self.assertIsNotNone(self.conns[stats_owner].cmd('HGET', self.prefix + '{stats}:snapshot', 'time'))
+            self.assertIsNotNone(self.conns[stats_owner].cmd('GET', self.prefix + '{stats}:lease'))
+            # /stats?info_hash for a swarm of every primary.
+            for primary in self.conns:
+                h = next(x for x, a in self.swarms.items() if a == primary)
+                r = t.admin_get('/stats?info_hash=' + h)
+                self.assertEqual(r.status, 200, r.body)
+                body = json.loads(r.body)
+                self.assertEqual((body['seeders'], body['leechers'], body['downloaded']), self.expect[h])
+                self.assertIn('checked', body)
+            self.assertEqual(t.admin_get('/').status, 200)
+            rc, out, err = self.run_tyto(self.clus, 'swarms', '--anomalies')
+            self.assertEqual(rc, 0, err)
+            self.assertIn('flagged swarms shown, from the aggregator', out)
+            print('CLUSTER aggregator: %d swarms, %d seeders, %d leechers, downloaded %d, pass %d ms; '
+                  '{stats} slot %d on %s' % (snap['swarms'], snap['seeders'], snap['leechers'],
+                                              snap['downloaded'], snap['pass_ms'], self.stats_slot, stats_owner))
+        finally:
+            t.stop()
+        log = t.log()
+        self.assertNotIn('MOVED', log)
+        self.assertNotIn('CROSSSLOT', log)
+
+
+class ClusterFailover(ClusterBase):
+
+    def test_aggregator_follows_a_failover(self):
+        """CLUSTER FAILOVER promotes the replica of the {stats} slot's primary while tyto runs: the
+        old primary, still connected, answers MOVED to the census and the {stats} writes; tyto
+        reads the map again and its next passes cover every swarm, writing to the new primary."""
+        t = self.start_tyto()
+        try:
+            self.wait_pass(t, time.time() + 1)
+            old = self.stats_owner()
+            # CLUSTER SLOTS lists a replica once the primary has seen it attach.
+            wait_for(lambda: self.read_map(old) or old in self.replica, 20, 'a replica of %s' % old)
+            new = self.replica[old]
+            r = TcpRedis(*self.addr(new))
+            try:
+                r.cmd('CLUSTER', 'FAILOVER')
+            finally:
+                r.close()
+
+            def promoted():
+                try:
+                    self.read_map(new)
+                except (OSError, tt.RedisError):
+                    return False
+                return self.stats_owner() == new
+            wait_for(promoted, 20, 'the replica %s promoted' % new)
+            t_failover = time.time()
+            snap = self.wait_pass(t, t_failover + 1)
+            for h in self.swarms:
+                owner = next(a for lo, hi, a in self.slots if lo <= self.slot(self.key(h, 'info')) <= hi)
+                checked = self.conns[owner].cmd('HGET', self.key(h, 'stats'), 'checked')
+                self.assertGreaterEqual(int(checked), int(t_failover), 'swarm %s on %s' % (h, owner))
+            self.assertEqual(self.conns[new].cmd('HGET', self.prefix + '{stats}:snapshot', 'time'),
+                             str(snap['time']).encode())
+            rc, out, err = self.run_tyto(self.clus, 'swarms', '1000')
+            self.assertEqual(rc, 0, err)
+            self.assertIn('%d swarms under prefix' % len(self.swarms), out)
+            print('CLUSTER failover: {stats} slot moved %s -> %s; a full pass %.1f s after the promotion'
+                  % (old, new, snap['time'] - t_failover))
+        finally:
+            t.stop()
+        self.assertIn('reading the slot map again', t.log())
+
+
+if __name__ == '__main__':
+    unittest.main(verbosity=2)
