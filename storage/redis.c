@@ -150,6 +150,11 @@ struct redis_req {
     struct swarm_stats *scrape_stats;      /* in buf */
     unsigned scrape_stride;                /* commands per hash: 3, or 4 in private mode */
     uint8_t *scrape_unapproved;            /* private mode: per hash, in buf after the stats */
+    /* A cluster node's scrape (storage/redis_node.h): per hash, the commands a node redirected
+     * (bit j: the hash's command j) and REDIS_NODE_UNAPPROVED; and, when the router asked for
+     * some of a hash's commands only, which hash and command each reply is (hash << 3 | j). */
+    uint8_t *scrape_flags;
+    uint16_t *scrape_cmds;
     uint8_t buf[];
 };
 
@@ -178,6 +183,7 @@ struct redis_storage {
     bool cluster;                          /* a node of a cluster router: report redirections */
     bool asking_next;                      /* the request being built goes with ASKING */
     struct redis_node_redirect last_redirect; /* what the node said of the request finished last */
+    const uint8_t *last_scrape_flags;      /* ... and of a scrape, per hash (its scrape_flags) */
     int backoff_ms;                        /* next reconnect delay */
     uint64_t last_reply_ms;                /* monotonic: last reply, or the connect */
     struct event *retry_ev;                /* back-off before the next connect */
@@ -431,7 +437,9 @@ static void redis_req_finish(struct redis_req *r, int status)
         }
         break;
     case REDIS_REQ_SCRAPE:
-        if (status == STORAGE_OK) {
+        rs->last_scrape_flags = r->scrape_flags;
+        /* A node's redirected scrape carries what the commands that ran answered (0 for the others). */
+        if (status == STORAGE_OK || (status == STORAGE_ERR_REDIRECT && r->scrape_flags)) {
             struct scrape_reply rep = { .count = r->scrape_count, .stats = r->scrape_stats };
 
             r->scrape_cb(&rep, status, r->arg);
@@ -922,7 +930,8 @@ static int redis_parse(struct redis_req *r, unsigned idx, const redisReply *repl
         }
         return -1;
     case REDIS_REQ_SCRAPE: {
-        unsigned k = idx / r->scrape_stride, j = idx % r->scrape_stride;
+        unsigned k = r->scrape_cmds ? r->scrape_cmds[idx] >> 3 : idx / r->scrape_stride;
+        unsigned j = r->scrape_cmds ? r->scrape_cmds[idx] & 7u : idx % r->scrape_stride;
         struct swarm_stats *s = &r->scrape_stats[k];
 
         if (r->scrape_stride == 4) {       /* private mode: EXISTS torrent first */
@@ -930,6 +939,8 @@ static int redis_parse(struct redis_req *r, unsigned idx, const redisReply *repl
                 if (reply->type != REDIS_REPLY_INTEGER)
                     return -1;
                 r->scrape_unapproved[k] = reply->integer == 0;
+                if (r->scrape_flags && reply->integer == 0)
+                    r->scrape_flags[k] |= REDIS_NODE_UNAPPROVED;
                 return 0;
             }
             j--;
@@ -1032,6 +1043,19 @@ static void redis_note_served(struct redis_req *r, unsigned idx, const redisRepl
         r->exec_applied = true;
 }
 
+/* A command the node did not run: the request is redirected, and a scrape's goes on reading the
+ * other replies, each (hash, command) being answered once, by whichever node has its key. */
+static void redis_note_scrape_redirect(struct redis_req *r, unsigned idx)
+{
+    redis_req_fail(r, STORAGE_ERR_REDIRECT);
+    if (r->scrape_flags) {
+        unsigned k = r->scrape_cmds ? r->scrape_cmds[idx] >> 3 : idx / r->scrape_stride;
+        unsigned j = r->scrape_cmds ? r->scrape_cmds[idx] & 7u : idx % r->scrape_stride;
+
+        r->scrape_flags[k] |= (uint8_t)(1u << j);
+    }
+}
+
 /* Every command's reply callback. reply is NULL when the connection goes away. */
 static void redis_reply_cb(redisAsyncContext *ac, void *reply_ptr, void *privdata)
 {
@@ -1059,10 +1083,11 @@ static void redis_reply_cb(redisAsyncContext *ac, void *reply_ptr, void *privdat
         if (!reply)
             redis_req_fail(r, STORAGE_ERR_UNAVAILABLE);
         else if (r->cluster && reply->type == REDIS_REPLY_ERROR && redis_note_redirect(r, reply))
-            redis_req_fail(r, STORAGE_ERR_REDIRECT);
+            redis_note_scrape_redirect(r, idx);
         else if (redis_reply_status(reply) != STORAGE_OK)
             redis_req_fail(r, redis_reply_status(reply));
-        else if (r->status == STORAGE_OK && redis_parse(r, idx, reply) < 0)
+        else if ((r->status == STORAGE_OK || (r->status == STORAGE_ERR_REDIRECT && r->scrape_flags)) &&
+                 redis_parse(r, idx, reply) < 0)
             redis_req_fail(r, STORAGE_ERR_INTERNAL);
         if (r->pending == 0)
             redis_req_finish(r, r->status);
@@ -1756,26 +1781,36 @@ out:
 
 /* Scrape is read-only: ZCOUNT (now +inf of both sets (the members a reap would keep) and HGET; in
  * private mode first EXISTS of the torrent's rules: an unapproved hash is answered all zeros. */
-static int redis_scrape(struct storage *st, const struct scrape_req *req, storage_scrape_cb *cb, void *arg)
+/* masks (a cluster node's, or NULL): per hash, the commands to send (bit j: command j of the
+ * hash's stride), for the router's resend of what another node did not answer. */
+static int redis_scrape_masked(struct redis_storage *rs, const struct scrape_req *req, const uint8_t *masks,
+                               storage_scrape_cb *cb, void *arg)
 {
-    struct redis_storage *rs = (struct redis_storage *)st;
     unsigned count = req->count > SCRAPE_MAX_HASHES ? SCRAPE_MAX_HASHES : req->count;
+    unsigned stride = rs->private_enabled ? 4 : 3;
     char kseed[REDIS_KEY_MAX], kleech[REDIS_KEY_MAX], kinfo[REDIS_KEY_MAX], min[24];
+    /* stats, unapproved; a node's flags; with masks, the command map (aligned after the rest) */
+    size_t base = count * (sizeof(struct swarm_stats) + 1 + (rs->cluster ? 1 : 0));
+    size_t map_at = (base + 1) & ~(size_t)1;
     struct redis_req *r;
     unsigned i;
 
     if (rs->freeing)
         return -1;
-    r = redis_req_new(rs, REDIS_REQ_SCRAPE, count * (sizeof(struct swarm_stats) + 1), arg);
+    r = redis_req_new(rs, REDIS_REQ_SCRAPE, masks ? map_at + count * stride * sizeof(uint16_t) : base, arg);
     if (!r)
         return -1;
     r->scrape_cb = cb;
     r->scrape_count = count;
-    memset(r->buf, 0, count * (sizeof(struct swarm_stats) + 1));
+    memset(r->buf, 0, base);
     r->scrape_stats = (struct swarm_stats *)(void *)r->buf;
-    r->scrape_stride = rs->private_enabled ? 4 : 3;
+    r->scrape_stride = stride;
     if (rs->private_enabled)
         r->scrape_unapproved = r->buf + count * sizeof(struct swarm_stats);
+    if (rs->cluster)
+        r->scrape_flags = r->buf + count * (sizeof(struct swarm_stats) + 1);
+    if (masks)
+        r->scrape_cmds = (uint16_t *)(void *)(r->buf + map_at);
     snprintf(min, sizeof(min), "(%lld", (long long)redis_req_now_s(rs, req->now_s));  /* Redis's clock */
     if (count > 0 && !rs->ac)
         redis_req_fail(r, STORAGE_ERR_UNAVAILABLE);
@@ -1790,6 +1825,21 @@ static int redis_scrape(struct storage *st, const struct scrape_req *req, storag
             redis_req_fail(r, STORAGE_ERR_INTERNAL);
             break;
         }
+        if (masks) {                       /* some commands only: the map says which replies */
+            const char **cmds[4] = { exists, zs, zl, hget };
+            const int argcs[4] = { 2, 4, 4, 3 };
+            unsigned off = stride == 4 ? 0 : 1;
+
+            redis_hex(hex, req->info_hash[i], ANNOUNCE_HASH_LEN);
+            snprintf(ktorrent, sizeof(ktorrent), "%s{%s}:torrent", rs->prefix, hex);
+            for (unsigned j = 0; j < stride && r->status == STORAGE_OK; j++) {
+                if (!(masks[i] & (1u << j)))
+                    continue;
+                r->scrape_cmds[r->ncmds] = (uint16_t)(i << 3 | j);
+                redis_sendv(rs, r, REDIS_SLOT_WRITE, argcs[j + off], cmds[j + off]);
+            }
+            continue;
+        }
         if (rs->private_enabled) {         /* only approved torrents are scraped */
             redis_hex(hex, req->info_hash[i], ANNOUNCE_HASH_LEN);
             snprintf(ktorrent, sizeof(ktorrent), "%s{%s}:torrent", rs->prefix, hex);
@@ -1801,6 +1851,11 @@ static int redis_scrape(struct storage *st, const struct scrape_req *req, storag
     }
     redis_req_start(rs, r);
     return 0;
+}
+
+static int redis_scrape(struct storage *st, const struct scrape_req *req, storage_scrape_cb *cb, void *arg)
+{
+    return redis_scrape_masked((struct redis_storage *)st, req, NULL, cb, arg);
 }
 
 static int redis_health(struct storage *st, storage_health_cb *cb, void *arg)
@@ -2520,16 +2575,21 @@ int storage_redis_node_announce_asking(struct storage *st, const struct announce
     return rc;
 }
 
-int storage_redis_node_scrape_asking(struct storage *st, const struct scrape_req *req, storage_scrape_cb *cb,
-                                     void *arg)
+int storage_redis_node_scrape(struct storage *st, const struct scrape_req *req, const uint8_t *masks, bool asking,
+                              storage_scrape_cb *cb, void *arg)
 {
     struct redis_storage *rs = (struct redis_storage *)st;
     int rc;
 
-    rs->asking_next = true;
-    rc = redis_scrape(st, req, cb, arg);
+    rs->asking_next = asking;
+    rc = redis_scrape_masked(rs, req, masks, cb, arg);
     rs->asking_next = false;
     return rc;
+}
+
+const uint8_t *storage_redis_node_scrape_flags(const struct storage *st)
+{
+    return ((const struct redis_storage *)st)->last_scrape_flags;
 }
 
 int storage_redis_node_account(struct storage *st, const struct announce_req *req, bool asking,

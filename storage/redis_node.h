@@ -26,11 +26,23 @@ struct redis_node_redirect {
 struct storage *storage_redis_node_new(const struct config *cfg, struct event_base *base, const char *host,
                                        int port, char *err, size_t errlen);
 
-/* The operations, each command preceded by ASKING (the answer to an ASK redirection). */
+/* The announce, each command preceded by ASKING (the answer to an ASK redirection). */
 int storage_redis_node_announce_asking(struct storage *st, const struct announce_req *req,
                                        storage_announce_cb *cb, void *arg);
-int storage_redis_node_scrape_asking(struct storage *st, const struct scrape_req *req, storage_scrape_cb *cb,
-                                     void *arg);
+
+/* A scrape's commands per hash: j = 0 ZCOUNT seeders, 1 ZCOUNT leechers, 2 HGET downloaded; in
+ * private mode 0 is EXISTS of the torrent's rules and the others follow (1, 2, 3). masks (NULL:
+ * all) gives, per hash, the commands to send (bit j); asking puts ASKING before each. A node that
+ * did not run some of them finishes with STORAGE_ERR_REDIRECT and still a reply: what the others
+ * answered, 0 for the rest (so each (hash, command) is answered once, by whichever node has the
+ * key: during a migration a key the old node lacks has moved, or never existed). */
+int storage_redis_node_scrape(struct storage *st, const struct scrape_req *req, const uint8_t *masks, bool asking,
+                              storage_scrape_cb *cb, void *arg);
+
+/* Inside a scrape's callback: per hash, bit j set if the node did not run command j, and
+ * REDIS_NODE_UNAPPROVED if its EXISTS said the torrent is not registered (private mode). */
+#define REDIS_NODE_UNAPPROVED 0x40
+const uint8_t *storage_redis_node_scrape_flags(const struct storage *st);
 
 /* True while its connection is up (connected and set up). */
 bool storage_redis_node_connected(const struct storage *st);

@@ -56,15 +56,6 @@ enum router_part_kind {
     PART_HEALTH,                           /* a PING to one primary (never resent) */
 };
 
-/* How router_scrape_split places the hashes of a migrating slot (the others go to their owner). */
-enum router_split {
-    ROUTER_SPLIT_OWNER,                    /* to the owner too */
-    ROUTER_SPLIT_ASK,                      /* to the importing node, with ASKING */
-    ROUTER_SPLIT_SINGLES,                  /* to the owner, one hash a part: each learns on its own
-                                            * whether its keys moved (a part's keys answered by
-                                            * one hash say nothing of another's) */
-};
-
 struct redis_router;
 struct router_part;
 
@@ -91,7 +82,9 @@ struct router_req {
     /* scrape */
     storage_scrape_cb *scrape_cb;
     struct scrape_req *sreq;
-    struct swarm_stats *stats;             /* sreq->count */
+    struct swarm_stats *stats;             /* sreq->count: the answers of every part, added up */
+    uint8_t *unapproved;                   /* sreq->count: private mode, a part's EXISTS said 0 */
+    uint8_t full_mask;                     /* a hash's commands: 0x7, 0xf in private mode */
     /* lookup */
     storage_lookup_cb *lookup_cb;
     struct storage_lookup_req lreq;
@@ -109,7 +102,8 @@ struct router_part {
     struct storage *ask_to;                /* its next send goes here with ASKING; NULL: the owner */
     struct storage *fixed_to;              /* health: this node, whatever the map says */
     unsigned count;                        /* scrape: hashes in idx */
-    uint16_t idx[];                        /* scrape: indexes into q->sreq */
+    uint8_t *mask;                         /* scrape: per hash, its commands still unanswered */
+    uint16_t idx[];                        /* scrape: indexes into q->sreq (then mask's bytes) */
 };
 
 struct redis_router {
@@ -447,6 +441,7 @@ static void router_req_free(struct router_req *q)
     event_free(q->ev);
     free(q->sreq);
     free(q->stats);
+    free(q->unapproved);
     free(q->peers);
     free(q);
 }
@@ -481,6 +476,10 @@ static void router_deliver(struct router_req *q, const struct announce_reply *re
     case ROUTER_SCRAPE:
         if (q->status == STORAGE_OK) {
             struct scrape_reply srep = { .count = q->sreq->count, .stats = q->stats };
+
+            for (unsigned i = 0; i < q->sreq->count; i++)  /* one part's EXISTS said no */
+                if (q->unapproved[i])
+                    memset(&q->stats[i], 0, sizeof(q->stats[i]));
 
             q->scrape_cb(&srep, STORAGE_OK, q->arg);
         } else {
@@ -577,12 +576,13 @@ static enum router_next router_redirected(struct redis_router *rt, struct storag
 static struct router_part *router_part_new(struct router_req *q, enum router_part_kind kind, uint16_t slot,
                                            unsigned hashes)
 {
-    struct router_part *p = calloc(1, sizeof(*p) + hashes * sizeof(p->idx[0]));
+    struct router_part *p = calloc(1, sizeof(*p) + hashes * (sizeof(p->idx[0]) + 1));
 
     if (!p) {
         router_fail(q, STORAGE_ERR_UNAVAILABLE);
         return NULL;
     }
+    p->mask = (uint8_t *)(p->idx + hashes);
     p->q = q;
     p->kind = kind;
     p->slot = slot;
@@ -614,38 +614,23 @@ static void router_part_wait(struct router_part *p, int ms)
 }
 
 static void router_part_send(struct router_part *p);
-static void router_scrape_split(struct router_req *q, const uint16_t *idx, unsigned count,
-                                enum router_split how, uint16_t slot, struct storage *ask_to);
+static void router_scrape_split(struct router_req *q, const uint16_t *idx, const uint8_t *mask, unsigned count,
+                                int ask_slot, struct storage *ask_to);
 
-/* A part's node answered. Anything but a redirection ends it; a redirection resends it (a
- * scrape's hashes are placed again, by the map as it is now). */
+/* A part's node answered. Anything but a redirection ends it; a redirection resends it. */
 static void router_part_outcome(struct router_part *p, int status)
 {
     struct router_req *q = p->q;
     struct redis_router *rt = q->rt;
 
-    if (status == STORAGE_ERR_REDIRECT && p->kind != PART_HEALTH && router_may_resend(q)) {
+    if (status == STORAGE_ERR_REDIRECT && p->kind != PART_HEALTH && p->kind != PART_SCRAPE &&
+        router_may_resend(q)) {
         struct redis_node_redirect rd;
         struct storage *ask_to;
         enum router_next next;
 
         storage_redis_node_report(p->sent_to, &rd);
         next = router_redirected(rt, p->sent_to, &rd, &ask_to);
-        if (p->kind == PART_SCRAPE && next != ROUTER_FAIL) {
-            /* Scrapes are reads: any of their hashes may be asked again. */
-            if (next == ROUTER_NOW && rd.kind == REDIS_CLUSTER_ERR_ASK)
-                router_scrape_split(q, p->idx, p->count, ROUTER_SPLIT_ASK, rd.at.slot, ask_to);
-            else if (rd.kind == REDIS_CLUSTER_ERR_ASK && p->count > 1)
-                router_scrape_split(q, p->idx, p->count, ROUTER_SPLIT_SINGLES, rd.at.slot, NULL);
-            else if (next == ROUTER_NOW)
-                router_scrape_split(q, p->idx, p->count, ROUTER_SPLIT_OWNER, 0, NULL);
-            else {
-                router_part_wait(p, router_backoff_ms(q->sends));
-                return;
-            }
-            router_part_finish(p, STORAGE_OK);   /* its hashes went out in new parts */
-            return;
-        }
         if (next == ROUTER_NOW) {
             p->ask_to = ask_to;
             router_part_send(p);
@@ -731,14 +716,72 @@ static void router_lookup_cb(const struct storage_lookup_reply *rep, int status,
     router_part_outcome(p, status);
 }
 
+/* A scrape's part answered: what its node answered is added in (every (hash, command) is
+ * answered once, by the node that has the key, or 0 for a key that is nowhere), and the commands
+ * it did not run go again: to the slot's new owner (MOVED), to the importing node with ASKING
+ * (ASK: for a read that is right whatever the rest of the swarm's keys are), or to the owner
+ * after a back-off. */
 static void router_scrape_cb(const struct scrape_reply *rep, int status, void *arg)
 {
     struct router_part *p = arg;
+    struct router_req *q = p->q;
+    struct redis_router *rt = q->rt;
+    const uint8_t *flags = status == STORAGE_OK || status == STORAGE_ERR_REDIRECT
+                               ? storage_redis_node_scrape_flags(p->sent_to) : NULL;
+    unsigned left = 0;
 
-    if (status == STORAGE_OK)
-        for (unsigned i = 0; i < p->count && i < rep->count; i++)
-            p->q->stats[p->idx[i]] = rep->stats[i];
-    router_part_outcome(p, status);
+    if (rep) {
+        for (unsigned i = 0; i < p->count && i < rep->count; i++) {
+            struct swarm_stats *s = &q->stats[p->idx[i]];
+
+            s->complete += rep->stats[i].complete;
+            s->incomplete += rep->stats[i].incomplete;
+            s->downloaded += rep->stats[i].downloaded;
+            if (flags && (flags[i] & REDIS_NODE_UNAPPROVED))
+                q->unapproved[p->idx[i]] = 1;
+        }
+    }
+    if (status != STORAGE_ERR_REDIRECT || !rep || !flags) {
+        router_suspect(rt, status);
+        router_part_finish(p, status == STORAGE_ERR_REDIRECT ? STORAGE_ERR_UNAVAILABLE : status);
+        return;
+    }
+    for (unsigned i = 0; i < p->count; i++) {  /* keep the hashes with commands unanswered */
+        uint8_t m = p->mask[i] & flags[i] & q->full_mask;
+
+        if (m) {
+            p->idx[left] = p->idx[i];
+            p->mask[left++] = m;
+        }
+    }
+    p->count = left;
+    if (left == 0) {
+        router_part_finish(p, STORAGE_OK);
+        return;
+    }
+    if (router_may_resend(q)) {
+        struct redis_node_redirect rd;
+        struct storage *ask_to;
+        enum router_next next;
+
+        storage_redis_node_report(p->sent_to, &rd);
+        next = router_redirected(rt, p->sent_to, &rd, &ask_to);
+        if (rd.kind == REDIS_CLUSTER_ERR_ASK && ask_to) {
+            router_scrape_split(q, p->idx, p->mask, p->count, rd.at.slot, ask_to);
+            router_part_finish(p, STORAGE_OK);
+            return;
+        }
+        if (next == ROUTER_NOW) {
+            router_scrape_split(q, p->idx, p->mask, p->count, -1, NULL);
+            router_part_finish(p, STORAGE_OK);
+            return;
+        }
+        if (next == ROUTER_LATER) {
+            router_part_wait(p, router_backoff_ms(q->sends));
+            return;
+        }
+    }
+    router_part_finish(p, STORAGE_ERR_UNAVAILABLE);
 }
 
 /* Sends p to the owner of its slot, or with ASKING to p->ask_to. A part that cannot go out
@@ -781,12 +824,15 @@ static void router_part_send(struct router_part *p)
         struct scrape_req *part = malloc(sizeof(*part));
 
         if (part) {
+            bool some = false;             /* only some commands of a hash: send the masks */
+
             part->count = p->count;
             part->now_s = q->sreq->now_s;
-            for (unsigned i = 0; i < p->count; i++)
+            for (unsigned i = 0; i < p->count; i++) {
                 memcpy(part->info_hash[i], q->sreq->info_hash[p->idx[i]], ANNOUNCE_HASH_LEN);
-            rc = asking ? storage_redis_node_scrape_asking(st, part, router_scrape_cb, p)
-                        : storage_scrape(st, part, router_scrape_cb, p);
+                some |= p->mask[i] != q->full_mask;
+            }
+            rc = storage_redis_node_scrape(st, part, some ? p->mask : NULL, asking, router_scrape_cb, p);
             free(part);
         }
         break;
@@ -810,8 +856,8 @@ static void router_wake_cb(evutil_socket_t fd, short what, void *arg)
         q->waiting = p->next_waiting;
         if (q->rt->freeing) {
             router_part_finish(p, STORAGE_ERR_UNAVAILABLE);
-        } else if (p->kind == PART_SCRAPE) {
-            router_scrape_split(q, p->idx, p->count, ROUTER_SPLIT_OWNER, 0, NULL);
+        } else if (p->kind == PART_SCRAPE) {   /* by the map as it is now */
+            router_scrape_split(q, p->idx, p->mask, p->count, -1, NULL);
             router_part_finish(p, STORAGE_OK);
         } else {
             router_part_send(p);
@@ -845,10 +891,11 @@ static int router_announce(struct storage *st, const struct announce_req *req, s
     return 0;
 }
 
-/* Sends the hashes idx[0..count) of q as parts, one per node (see enum router_split for the
- * hashes of slot `slot`). The caller holds q. */
-static void router_scrape_split(struct router_req *q, const uint16_t *idx, unsigned count, enum router_split how,
-                                uint16_t slot, struct storage *ask_to)
+/* Sends the hashes idx[0..count) of q, each with the commands mask gives (NULL: all), as parts,
+ * one per node: the owner of the hash's slot, or ask_to with ASKING for slot ask_slot (-1: none).
+ * The caller holds q. */
+static void router_scrape_split(struct router_req *q, const uint16_t *idx, const uint8_t *mask, unsigned count,
+                                int ask_slot, struct storage *ask_to)
 {
     struct redis_router *rt = q->rt;
     struct router_part *group[REDIS_CLUSTER_MAX_NODES + 1];
@@ -857,22 +904,13 @@ static void router_scrape_split(struct router_req *q, const uint16_t *idx, unsig
 
     for (unsigned i = 0; i < count; i++) {
         uint16_t s = router_slot(q->sreq->info_hash[idx[i]]);
-        bool migrating = how != ROUTER_SPLIT_OWNER && s == slot;
-        bool asking = migrating && how == ROUTER_SPLIT_ASK && ask_to;
+        bool asking = ask_to && (int)s == ask_slot;
         struct storage *st = asking ? ask_to : router_owner_slot(rt, s);
-        struct router_part *p;
         unsigned k;
 
         if (!st) {
             router_refresh_soon(rt);
             router_fail(q, STORAGE_ERR_UNAVAILABLE);
-            continue;
-        }
-        if (migrating && how == ROUTER_SPLIT_SINGLES) {
-            if ((p = router_part_new(q, PART_SCRAPE, s, 1))) {
-                p->idx[p->count++] = idx[i];
-                router_part_send(p);
-            }
             continue;
         }
         for (k = 0; k < ngroups && !(dest[k] == st && (group[k]->ask_to != NULL) == asking); k++)
@@ -886,6 +924,7 @@ static void router_scrape_split(struct router_req *q, const uint16_t *idx, unsig
             dest[k] = st;
             ngroups++;
         }
+        group[k]->mask[group[k]->count] = mask ? mask[i] : q->full_mask;
         group[k]->idx[group[k]->count++] = idx[i];
     }
     for (unsigned k = 0; k < ngroups; k++)
@@ -904,14 +943,16 @@ static int router_scrape(struct storage *st, const struct scrape_req *req, stora
     q->scrape_cb = cb;
     q->sreq = malloc(sizeof(*q->sreq));
     q->stats = calloc(count ? count : 1, sizeof(*q->stats));
-    if (!q->sreq || !q->stats) {
+    q->unapproved = calloc(count ? count : 1, 1);
+    q->full_mask = rt->cfg->private_enabled ? 0xf : 0x7;
+    if (!q->sreq || !q->stats || !q->unapproved) {
         router_fail(q, STORAGE_ERR_INTERNAL);
     } else {
         *q->sreq = *req;
         q->sreq->count = count;
         for (unsigned i = 0; i < count; i++)
             idx[i] = (uint16_t)i;
-        router_scrape_split(q, idx, count, ROUTER_SPLIT_OWNER, 0, NULL);
+        router_scrape_split(q, idx, NULL, count, -1, NULL);
     }
     router_release(q);
     return 0;
