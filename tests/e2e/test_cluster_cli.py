@@ -323,4 +323,4 @@ class ClusterFailover(ClusterBase):
 
 
 if __name__ == '__main__':
-    unittest.main(verbosity=2)
+    tt.main()

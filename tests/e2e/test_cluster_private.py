@@ -173,4 +173,4 @@ class ClusterPrivateTest(unittest.TestCase):
 
 
 if __name__ == '__main__':
-    unittest.main(verbosity=2)
+    tt.main()
