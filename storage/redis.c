@@ -61,7 +61,10 @@
 
 /* ACCOUNT: FCALL tyto_account alone, a cluster node's part of a private announce (its keys are in
  * the {private} slot, not the swarm's: storage/redis_router.c sends it to that slot's owner). */
-enum redis_kind { REDIS_REQ_ANNOUNCE, REDIS_REQ_SCRAPE, REDIS_REQ_HEALTH, REDIS_REQ_LOOKUP, REDIS_REQ_ACCOUNT };
+enum redis_kind {
+    REDIS_REQ_ANNOUNCE, REDIS_REQ_SCRAPE, REDIS_REQ_HEALTH, REDIS_REQ_LOOKUP, REDIS_REQ_ACCOUNT,
+    REDIS_REQ_RAW,                         /* a cluster router's own command: its reply handed over */
+};
 
 #define REDIS_COUNTS 16384                 /* distinct (swarm, field) counts a half of the table holds ... */
 #define REDIS_COUNT_FIELD_MAX 47           /* ... each of a field this long at most ... */
@@ -141,6 +144,9 @@ struct redis_req {
     int self_compact_len;
     uint8_t *lpool4, *lpool6;              /* numwant entries each, in buf */
     size_t lpool4_count, lpool6_count;
+    /* raw */
+    storage_redis_node_raw_cb *raw_cb;
+    const redisReply *raw_reply;           /* valid in the reply callback that finishes r */
     /* lookup */
     storage_lookup_cb *lookup_cb;
     struct storage_lookup_reply lookup;
@@ -453,6 +459,9 @@ static void redis_req_finish(struct redis_req *r, int status)
         break;
     case REDIS_REQ_LOOKUP:
         r->lookup_cb(status == STORAGE_OK ? &r->lookup : NULL, status, r->arg);
+        break;
+    case REDIS_REQ_RAW:
+        r->raw_cb(status == STORAGE_OK ? r->raw_reply : NULL, status, r->arg);
         break;
     }
 }
@@ -969,6 +978,9 @@ static int redis_parse(struct redis_req *r, unsigned idx, const redisReply *repl
         return idx + r->lookup_first < 2 ? redis_parse_lookup(r, idx + r->lookup_first, reply) : -1;
     case REDIS_REQ_ACCOUNT:
         return reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 ? 0 : -1;
+    case REDIS_REQ_RAW:
+        r->raw_reply = reply;
+        return 0;
     }
     return -1;
 }
@@ -1157,7 +1169,7 @@ static int redis_send(struct redis_storage *rs, struct redis_req *r, enum redis_
     /* Until the first TIME reply this process does not know Redis's clock: rather than write
      * scores and reap by this host's, announces and scrapes fail (one round trip after the first
      * connect; reconnects keep the last offset). */
-    if (rs->ac && (rs->clock_known || r->kind == REDIS_REQ_HEALTH)) {
+    if (rs->ac && (rs->clock_known || r->kind == REDIS_REQ_HEALTH || r->kind == REDIS_REQ_RAW)) {
         /* A slot being imported serves a key only to a command right after ASKING; inside
          * MULTI the flag lasts until EXEC, and an ASKING there would be queued itself. */
         if (r->asking && slot != REDIS_SLOT_QUEUED && slot != REDIS_SLOT_EXEC &&
@@ -2637,6 +2649,22 @@ int storage_redis_node_lookup(struct storage *st, const struct storage_lookup_re
     rc = redis_lookup_parts(rs, req, user, !user, cb, arg);
     rs->asking_next = false;
     return rc;
+}
+
+int storage_redis_node_raw(struct storage *st, int argc, const char **argv, storage_redis_node_raw_cb *cb,
+                           void *arg)
+{
+    struct redis_storage *rs = (struct redis_storage *)st;
+    struct redis_req *r;
+
+    if (rs->freeing || !(r = redis_req_new(rs, REDIS_REQ_RAW, 0, arg)))
+        return -1;
+    r->raw_cb = cb;
+    if (!rs->ac)
+        redis_req_fail(r, STORAGE_ERR_UNAVAILABLE);
+    redis_sendv(rs, r, REDIS_SLOT_WRITE, argc, argv);
+    redis_req_start(rs, r);
+    return 0;
 }
 
 bool storage_redis_node_connected(const struct storage *st)

@@ -44,6 +44,12 @@ int storage_redis_node_scrape(struct storage *st, const struct scrape_req *req, 
 #define REDIS_NODE_UNAPPROVED 0x40
 const uint8_t *storage_redis_node_scrape_flags(const struct storage *st);
 
+/* One command of the router's own (CLUSTER SLOTS) on the node's connection, with the same
+ * deadline as a request: cb gets the reply (valid during the call; NULL unless status is 0). */
+typedef void storage_redis_node_raw_cb(const redisReply *reply, int status, void *arg);
+int storage_redis_node_raw(struct storage *st, int argc, const char **argv, storage_redis_node_raw_cb *cb,
+                           void *arg);
+
 /* True while its connection is up (connected and set up). */
 bool storage_redis_node_connected(const struct storage *st);
 

@@ -114,6 +114,11 @@ struct redis_router {
     struct storage *node[REDIS_CLUSTER_MAX_NODES]; /* by map->node index */
     uint64_t refreshed_ms;                 /* monotonic: the last read of the map (tried) */
     bool refresh_due;                      /* refresh_ev is armed */
+    bool refresh_inflight;                 /* a CLUSTER SLOTS is out on a node's connection ... */
+    unsigned refresh_tries;                /* ... the how-many-th node of this refresh asked */
+    unsigned refresh_next;                 /* the node the next refresh asks first (rotates) */
+    char refresh_host[REDIS_CLUSTER_HOST_MAX + 1]; /* ... the one asked (an empty host in the
+                                            * reply means this one) */
     struct event *refresh_ev;
     struct event *watch_ev;                /* each ROUTER_REFRESH_MS: a node lost? read the map */
     /* Node storages no longer in the map, freed from the loop's top level (sweep_ev): a node's
@@ -265,7 +270,7 @@ static void router_apply(struct redis_router *rt, struct redis_cluster_map *m)
     free(old);
 }
 
-/* Reads the map now (blocking, bounded). */
+/* Reads the map now (blocking, bounded): at start, and when no primary of the map answered. */
 static void router_refresh_now(struct redis_router *rt)
 {
     struct redis_cluster_map *m = malloc(sizeof(*m));
@@ -276,7 +281,8 @@ static void router_refresh_now(struct redis_router *rt)
         log_error("redis cluster: out of memory");
         return;
     }
-    if (redis_cluster_fetch_map(rt->cfg, rt->map, m, err, sizeof(err)) < 0) {
+    /* The map's own primaries were asked already (router_refresh_async): the seeds only. */
+    if (redis_cluster_fetch_map(rt->cfg, NULL, m, err, sizeof(err)) < 0) {
         log_warn("redis cluster: %s", err);
         free(m);
         return;
@@ -287,6 +293,54 @@ static void router_refresh_now(struct redis_router *rt)
 }
 
 static void router_refresh_soon(struct redis_router *rt);
+static void router_refresh_async(struct redis_router *rt);
+
+/* The answer to an asynchronous CLUSTER SLOTS: a map to install, or the next node to ask. */
+static void router_slots_cb(const redisReply *reply, int status, void *arg)
+{
+    struct redis_router *rt = arg;
+    struct redis_cluster_map *m;
+    char err[256];
+
+    rt->refresh_inflight = false;
+    if (rt->freeing)
+        return;
+    if (status == STORAGE_OK && (m = malloc(sizeof(*m)))) {
+        if (redis_cluster_map_parse(reply, rt->refresh_host, m, err, sizeof(err)) == 0 && m->nnodes > 0) {
+            if (!redis_cluster_map_complete(m))
+                log_warn("redis cluster: some slots have no primary (the cluster is down or being set up)");
+            router_apply(rt, m);
+            return;
+        }
+        log_warn("redis cluster: %s: CLUSTER SLOTS: %s", rt->refresh_host, m->nnodes ? err : "no slots");
+        free(m);
+    }
+    rt->refresh_tries++;
+    router_refresh_async(rt);              /* the next node, or the seeds */
+}
+
+/* Reads the map again without blocking: CLUSTER SLOTS on the connection of one primary of the
+ * map after another (each bounded by redis.timeout_ms: a hung node delays the refresh, never the
+ * worker). Only when none answers are the seeds asked, synchronously (router_refresh_now). */
+static void router_refresh_async(struct redis_router *rt)
+{
+    static const char *argv[] = { "CLUSTER", "SLOTS" };
+
+    rt->refreshed_ms = router_now_ms();
+    while (rt->map && rt->refresh_tries < rt->map->nnodes) {
+        unsigned i = (rt->refresh_next + rt->refresh_tries) % rt->map->nnodes;
+
+        if (rt->node[i] && storage_redis_node_connected(rt->node[i])) {
+            snprintf(rt->refresh_host, sizeof(rt->refresh_host), "%s", rt->map->node[i].host);
+            rt->refresh_inflight = true;
+            if (storage_redis_node_raw(rt->node[i], 2, argv, router_slots_cb, rt) == 0)
+                return;
+            rt->refresh_inflight = false;
+        }
+        rt->refresh_tries++;
+    }
+    router_refresh_now(rt);
+}
 
 static void router_refresh_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -295,8 +349,15 @@ static void router_refresh_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
 
     rt->refresh_due = false;
-    if (!rt->freeing)
-        router_refresh_now(rt);
+    if (rt->freeing || rt->refresh_inflight)
+        return;
+    if (rt->map) {
+        rt->refresh_tries = 0;
+        rt->refresh_next++;                /* not always the same node first */
+        router_refresh_async(rt);
+        return;
+    }
+    router_refresh_now(rt);
     if (!rt->map)
         router_refresh_soon(rt);           /* no map yet: try again */
 }
@@ -307,7 +368,7 @@ static void router_refresh_soon(struct redis_router *rt)
     uint64_t since = router_now_ms() - rt->refreshed_ms;
     struct timeval tv = router_tv(since >= ROUTER_REFRESH_MS ? 0 : (int)(ROUTER_REFRESH_MS - since));
 
-    if (rt->refresh_due || rt->freeing)
+    if (rt->refresh_due || rt->refresh_inflight || rt->freeing)
         return;
     rt->refresh_due = true;
     evtimer_add(rt->refresh_ev, &tv);
