@@ -2,27 +2,34 @@
  *
  * The router is a storage (storage/storage.h) made of node storages (storage/redis_node.h): one
  * storage/redis.c connection per primary of the slot map, so each node keeps the pipelining, the
- * deadlines and the backlog accounting a single Redis has. An announce goes whole to the primary
- * that owns its swarm's slot (every key of a swarm is tagged "{<hex>}": one slot); a scrape is
- * split by owner and joined. A node that did not run a request (MOVED, ASK, TRYAGAIN, READONLY)
- * finishes it with STORAGE_ERR_REDIRECT once every reply of it came, and the router resends it:
+ * deadlines and the backlog accounting a single Redis has. A request is cut into parts, each for
+ * one node: an announce's swarm commands go whole to the primary that owns its swarm's slot
+ * (every key of a swarm is tagged "{<hex>}": one slot), its private-mode account call to the
+ * owner of the {private} slot; a lookup's user half there and its torrent half to the swarm's; a
+ * scrape's hashes split by owner. The parts go out at once and the request is answered when the
+ * last is over. A node that did not run a part (MOVED, ASK, TRYAGAIN, READONLY) finishes it with
+ * STORAGE_ERR_REDIRECT once every reply of it came, and the router resends that part alone:
  *   MOVED     the slot has a new owner: point the slot there (the whole map is read again soon)
  *             and resend;
- *   ASK       the slot is migrating and a key is on the target already: resend there with ASKING;
- *   TRYAGAIN  a multi-key command found its keys split by a migration: resend shortly;
- *   READONLY  the node is a replica now: read the map again, resend.
- * CLUSTERDOWN and a lost node fail fast (the cluster heals in seconds, after its failover) and
- * make the router read the map again, at most once a ROUTER_REFRESH_MS.
+ *   ASK       the slot is migrating: resend to the importing node behind ASKING if none of the
+ *             part's keys answered on the old one (else its keys are split: wait, as TRYAGAIN);
+ *             a scrape resends exactly the commands not run, as reads of single keys may;
+ *   TRYAGAIN  a multi-key command found its keys split by a migration: resend after a back-off;
+ *   READONLY  the node is a replica now: read the map again, resend after a back-off.
+ * Resends stop at redis.timeout_ms after the request came. CLUSTERDOWN and a lost node fail fast
+ * (the cluster heals in seconds, after its failover) and make the router read the map again.
  *
  * A resend never counts twice. A node checks where a command's keys live before it runs the
  * command, so a redirected command did not run (storage/redis_cluster.h). Of an announce only
  * its MULTI ... EXEC is not idempotent (the completed move's count): a redirection inside it
  * aborts the whole transaction, and when the EXEC did run and a later command (a read) was
  * redirected, the resend carries no completed event, so the same sets are written and nothing is
- * counted again. The statistics' counters are added up only after a request succeeded.
+ * counted again; the account call is its own part, resent only when it was not run. The
+ * statistics' counters are added up only after a request succeeded.
  *
- * Reading the map is synchronous and bounded (storage/redis_cluster_seed.c: redis.timeout_ms an
- * address): at start, and after a redirection or a failure, at most once a ROUTER_REFRESH_MS. */
+ * The map is read synchronously at start (storage/redis_cluster_seed.c: bounded, redis.timeout_ms
+ * an address), and later asynchronously, at most once a ROUTER_REFRESH_MS: CLUSTER SLOTS on a
+ * primary's connection after a redirection, a failure, or while a primary's connection is down. */
 #include "storage/storage.h"
 
 #include <stdio.h>
