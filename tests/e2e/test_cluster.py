@@ -37,7 +37,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -46,7 +45,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tytotest                                                      # noqa: E402
-from tytotest import (Peer, Redis, RedisError, SLOW, Tyto, children, make_tmpdir,  # noqa: E402
+from tytotest import (Peer, SLOW, Tyto, children, make_tmpdir,  # noqa: E402
                       parse_peers4, rand_hash, summary, wait_for)
 
 CLUSTER_SH = os.path.join(tytotest.ROOT, 'tests', 'cluster.sh')
@@ -101,28 +100,7 @@ def hash_in_slot(slot):
 # ---------------------------------------------------------------------------------------------
 # Plain RESP over TCP to one node (no redirections followed: a MOVED is an error here)
 
-class TcpRedis(Redis):
-    """The tests' RESP client (tytotest.Redis) over TCP: cluster nodes listen on no unix socket."""
-
-    def __init__(self, port, timeout=5.0):   # noqa: super().__init__ connects a unix socket
-        self.path = '127.0.0.1:%d' % port
-        self.port = port
-        self.sock = socket.create_connection(('127.0.0.1', port), timeout=timeout)
-        self.rf = self.sock.makefile('rb')
-
-
-def ask(port, *args):
-    """One command on a fresh TCP connection; None if the node does not answer."""
-    try:
-        r = TcpRedis(port, timeout=2)
-    except OSError:
-        return None
-    try:
-        return r.cmd(*args)
-    except (OSError, RedisError):
-        return None
-    finally:
-        r.close()
+TcpRedis, ask = tytotest.TcpRedis, tytotest.redis_ask
 
 
 def port_of(addr):

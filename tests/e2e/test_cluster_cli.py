@@ -18,7 +18,6 @@ Run alone: TYTO_BIN=build/tyto /usr/bin/python3 tests/e2e/test_cluster_cli.py"""
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -34,13 +33,9 @@ PER_PRIMARY = 3                # swarms each primary holds at least
 INTERVAL_S = 1234              # announce.interval_s of tytotest's configuration
 
 
-class TcpRedis(Redis):
-    """tytotest.Redis over TCP (cluster nodes listen on loopback ports)."""
-
-    def __init__(self, host, port, timeout=5.0):   # noqa: super().__init__ connects a unix socket
-        self.path = '%s:%d' % (host, port)
-        self.sock = socket.create_connection((host, port), timeout=timeout)
-        self.rf = self.sock.makefile('rb')
+def TcpRedis(host, port, timeout=5.0):
+    """tytotest.TcpRedis to host:port."""
+    return tt.TcpRedis(port, timeout=timeout, host=host)
 
 
 def start_cluster():

@@ -13,7 +13,6 @@ same for "SENTINEL demoted master".
 Run alone: TYTO_BIN=build/tyto /usr/bin/python3 tests/e2e/test_sentinel.py"""
 
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -22,7 +21,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tytotest                                                      # noqa: E402
-from tytotest import (Peer, Redis, RedisError, RedisServer, SLOW, Tyto,  # noqa: E402
+from tytotest import (Peer, Redis, RedisServer, SLOW, Tyto,  # noqa: E402
                       children, free_port, make_tmpdir, rand_hash, summary, wait_for)
 
 MASTER_NAME = 'tytomaster'
@@ -32,27 +31,7 @@ LOAD_S = 15.0                  # the announce load's length, if tyto recovered b
 LOAD_RATE = 100                # announces a second per load thread, at most
 
 
-class TcpRedis(Redis):
-    """The tests' RESP client (tytotest.Redis) over TCP: sentinels listen on no unix socket."""
-
-    def __init__(self, port, timeout=5.0):   # noqa: super().__init__ connects a unix socket
-        self.path = '127.0.0.1:%d' % port
-        self.sock = socket.create_connection(('127.0.0.1', port), timeout=timeout)
-        self.rf = self.sock.makefile('rb')
-
-
-def ask(port, *args):
-    """One command on a fresh TCP connection; None if the server does not answer."""
-    try:
-        r = TcpRedis(port, timeout=2)
-    except OSError:
-        return None
-    try:
-        return r.cmd(*args)
-    except (OSError, RedisError):
-        return None
-    finally:
-        r.close()
+TcpRedis, ask = tytotest.TcpRedis, tytotest.redis_ask
 
 
 def pairs(flat):

@@ -181,6 +181,30 @@ class Redis:
                 return sorted(set(found))
 
 
+class TcpRedis(Redis):
+    """Redis over TCP (sentinels and cluster nodes listen on loopback ports, not on a socket)."""
+
+    def __init__(self, port, timeout=5.0, host='127.0.0.1'):   # noqa: Redis.__init__ takes a socket path
+        self.path = '%s:%d' % (host, port)
+        self.port = port
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.rf = self.sock.makefile('rb')
+
+
+def redis_ask(port, *args):
+    """One command on a fresh TCP connection to 127.0.0.1:port; None if nothing answers."""
+    try:
+        r = TcpRedis(port, timeout=2)
+    except OSError:
+        return None
+    try:
+        return r.cmd(*args)
+    except (OSError, RedisError):
+        return None
+    finally:
+        r.close()
+
+
 class RedisServer:
     """A redis-server of our own on a unix socket, run as our child (not daemonized), so that it
     is stopped by its pid."""
