@@ -361,8 +361,19 @@ void redis_conns_check(redisAsyncContext *ac, const redisReply *reply)
 
     redis_conn_check_failover(ac, reply);
     if (c->cfg->redis_cluster && reply->type == REDIS_REPLY_ERROR && reply->str &&
-        redis_cluster_classify(reply->str, reply->len) == REDIS_CLUSTER_ERR_MOVED && !c->stale) {
-        log_info("redis cluster: %s: reading the slot map again", reply->str);
+        redis_cluster_classify(reply->str, reply->len) == REDIS_CLUSTER_ERR_MOVED) {
+        int i = redis_conns_find(c, ac);
+
+        log_info("redis cluster: %s (from %s:%d, node %d of the map): reading the slot map again", reply->str,
+                 ac->c.tcp.host ? ac->c.tcp.host : "?", ac->c.tcp.port, i);
         c->stale = true;
+        /* The node answered for keys it was asked because a SCAN on this same connection had
+         * found them (the aggregator): it is not the node the map put there any more, or never
+         * was. Reopened from the map at the next use, whatever the map then says; the pass
+         * whose replies this drops is abandoned and the next one starts over. */
+        if (i >= 0) {
+            c->ac[i] = NULL;
+            redisAsyncDisconnect(ac);
+        }
     }
 }
