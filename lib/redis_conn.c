@@ -114,6 +114,10 @@ struct redis_conns {
     unsigned refresh_next;             /* the node the next refresh asks */
     unsigned refresh_failed;           /* refreshes in a row that got no map */
     uint64_t fetch_ms;                 /* monotonic: the last blocking read (one a second at most) */
+    struct redis_cluster_redirect moved; /* the last MOVED's slot and owner: asked next (port 0: none) */
+    int moved_from;                    /* the map's node that answered it (-1: not in the map) */
+    redisAsyncContext *probe;          /* a connection to a MOVED's owner outside the map, for one
+                                        * CLUSTER SLOTS */
     redisAsyncContext *ac[REDIS_CLUSTER_MAX_NODES]; /* by node; [0] alone without a cluster */
 };
 
@@ -129,7 +133,13 @@ static int redis_conns_find(const struct redis_conns *c, const redisAsyncContext
 static void redis_conns_gone(const redisAsyncContext *ac)
 {
     struct redis_conns *c = ac->data;
-    int i = redis_conns_find(c, ac);
+    int i;
+
+    if (ac == c->probe) {              /* its CLUSTER SLOTS was answered (NULL if not) */
+        c->probe = NULL;
+        return;
+    }
+    i = redis_conns_find(c, ac);
 
     if (i >= 0) {
         c->ac[i] = NULL;
@@ -162,6 +172,7 @@ struct redis_conns *redis_conns_new(const struct config *cfg, struct event_base 
     c->base = base;
     c->data = data;
     c->lost = lost;
+    c->moved_from = -1;
     return c;
 }
 
@@ -169,6 +180,8 @@ void redis_conns_free(struct redis_conns *c)
 {
     if (!c)
         return;
+    if (c->probe)
+        redisAsyncFree(c->probe);      /* its callback runs now with NULL, then gone clears it */
     for (int i = 0; i < REDIS_CLUSTER_MAX_NODES; i++) {
         redisAsyncContext *ac = c->ac[i];
         if (ac) {
@@ -250,6 +263,51 @@ static void redis_conns_fetch(struct redis_conns *c)
     free(m);
 }
 
+/* The connection to ask for the map after a MOVED: the owner it named knows its own slots best
+ * (a node the map wrongly lists as their owner, a replica among them, may keep naming it). Its
+ * connection of the set, or a one-question connection when the map does not list it. NULL: no
+ * MOVED to follow (the caller asks the map's nodes in turn). */
+static redisAsyncContext *redis_conns_moved_owner(struct redis_conns *c)
+{
+    struct config_redis_target t;
+    char err[256];
+    int i;
+
+    if (c->moved.port == 0)
+        return NULL;
+    i = redis_cluster_map_find(c->map, c->moved.host, c->moved.port);
+    if (i >= 0)
+        return redis_conns_node(c, (unsigned)i);
+    if (c->probe || config_parse_redis_url(c->cfg->redis_url, &t, err, sizeof(err)) < 0)
+        return NULL;
+    t.unix_socket = false;
+    t.db = 0;
+    snprintf(t.host, sizeof(t.host), "%s", c->moved.host);
+    t.port = c->moved.port;
+    c->probe = redis_conn_open_target(c->cfg, &t, c->base, c, redis_conns_on_connect, redis_conns_on_disconnect);
+    return c->probe;
+}
+
+/* A map read after a MOVED that still gives the MOVED's slot to the node that answered it: the
+ * cluster's nodes disagree (or the answer came from a node that has not heard yet). Said with the
+ * addresses: the next MOVED asks again. */
+static void redis_conns_note_contradiction(struct redis_conns *c, const struct redis_cluster_map *m,
+                                           const redisAsyncContext *from)
+{
+    int owner;
+
+    if (c->moved.port == 0)
+        return;
+    owner = redis_cluster_node_for_slot(m, c->moved.slot);
+    if (owner >= 0 && c->moved_from >= 0 && c->map && (unsigned)c->moved_from < c->map->nnodes &&
+        m->node[owner].port == c->map->node[c->moved_from].port &&
+        strcmp(m->node[owner].host, c->map->node[c->moved_from].host) == 0)
+        log_warn("redis cluster: CLUSTER SLOTS from %s:%d gives slot %u to %s:%u, which answered MOVED %u %s:%u",
+                 from->c.tcp.host ? from->c.tcp.host : "?", from->c.tcp.port, (unsigned)c->moved.slot,
+                 m->node[owner].host, (unsigned)m->node[owner].port, (unsigned)c->moved.slot, c->moved.host,
+                 (unsigned)c->moved.port);
+}
+
 static void redis_conns_slots_cb(redisAsyncContext *ac, void *reply_ptr, void *privdata)
 {
     struct redis_conns *c = privdata;
@@ -258,16 +316,18 @@ static void redis_conns_slots_cb(redisAsyncContext *ac, void *reply_ptr, void *p
     char err[160];
 
     c->refreshing = false;
-    if (!reply) {                      /* gone with its connection: ask another node */
+    if (ac == c->probe && reply)
+        redisAsyncDisconnect(ac);      /* one question only */
+    if (!reply || !(m = malloc(sizeof(*m)))) {  /* gone with its connection: ask another node */
+        c->moved.port = 0;
         c->stale = true;
         c->refresh_failed++;
         return;
     }
-    if (!(m = malloc(sizeof(*m))))
-        return;
     if (redis_cluster_map_parse(reply, ac->c.tcp.host ? ac->c.tcp.host : "", m, err, sizeof(err)) == 0 &&
         m->nnodes > 0) {
         c->refresh_failed = 0;
+        redis_conns_note_contradiction(c, m, ac);
         redis_conns_apply(c, m);
     } else {
         log_warn("redis cluster: CLUSTER SLOTS from %s:%d: %s", ac->c.tcp.host ? ac->c.tcp.host : "?",
@@ -275,6 +335,8 @@ static void redis_conns_slots_cb(redisAsyncContext *ac, void *reply_ptr, void *p
         c->stale = true;
         c->refresh_failed++;
     }
+    c->moved.port = 0;
+    c->moved_from = -1;
     free(m);
 }
 
@@ -291,7 +353,9 @@ static void redis_conns_refresh(struct redis_conns *c)
         return;
     }
     c->stale = false;
-    ac = redis_conns_node(c, c->refresh_next++ % c->map->nnodes);
+    ac = redis_conns_moved_owner(c);
+    if (!ac)
+        ac = redis_conns_node(c, c->refresh_next++ % c->map->nnodes);
     if (ac && redisAsyncCommand(ac, redis_conns_slots_cb, c, "CLUSTER SLOTS") == REDIS_OK) {
         c->refreshing = true;
     } else {
@@ -358,22 +422,20 @@ redisAsyncContext *redis_conns_for_key(struct redis_conns *c, const char *key)
 void redis_conns_check(redisAsyncContext *ac, const redisReply *reply)
 {
     struct redis_conns *c = ac->data;
+    struct redis_cluster_redirect at;
 
     redis_conn_check_failover(ac, reply);
     if (c->cfg->redis_cluster && reply->type == REDIS_REPLY_ERROR && reply->str &&
-        redis_cluster_classify(reply->str, reply->len) == REDIS_CLUSTER_ERR_MOVED) {
-        int i = redis_conns_find(c, ac);
-
-        log_info("redis cluster: %s (from %s:%d, node %d of the map): reading the slot map again", reply->str,
-                 ac->c.tcp.host ? ac->c.tcp.host : "?", ac->c.tcp.port, i);
+        redis_cluster_classify(reply->str, reply->len) == REDIS_CLUSTER_ERR_MOVED &&
+        redis_cluster_parse_redirect(reply->str, reply->len, &at) == 0) {
+        /* Said once per map refresh (a pass's census can meet one per swarm). */
+        if (!c->stale)
+            log_info("redis cluster: %s (from %s:%d, node %d of the map): reading the slot map again",
+                     reply->str, ac->c.tcp.host ? ac->c.tcp.host : "?", ac->c.tcp.port, redis_conns_find(c, ac));
+        if (at.host[0] == '\0')
+            snprintf(at.host, sizeof(at.host), "%s", ac->c.tcp.host ? ac->c.tcp.host : "");
+        c->moved = at;
+        c->moved_from = redis_conns_find(c, ac);
         c->stale = true;
-        /* The node answered for keys it was asked because a SCAN on this same connection had
-         * found them (the aggregator): it is not the node the map put there any more, or never
-         * was. Reopened from the map at the next use, whatever the map then says; the pass
-         * whose replies this drops is abandoned and the next one starts over. */
-        if (i >= 0) {
-            c->ac[i] = NULL;
-            redisAsyncDisconnect(ac);
-        }
     }
 }

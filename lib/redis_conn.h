@@ -39,7 +39,9 @@ void redis_conn_load_library(redisAsyncContext *ac);
  * worker's) for up to redis.timeout_ms per address asked: at the first use, and again only when
  * every node of the map failed to answer an asynchronous refresh. A refresh is asked for by a
  * MOVED or READONLY reply (redis_conns_check) or a lost connection, and is a CLUSTER SLOTS sent
- * asynchronously on one of the map's nodes (at most one at a time); the new map replaces the old
+ * asynchronously (at most one at a time) to the owner the last MOVED named (it knows its own
+ * slots; a one-question connection if the map does not list it), else to the map's nodes in
+ * turn; the new map replaces the old
  * when it comes, keeping the connections of the primaries still in it and letting the others go
  * (their pending replies are delivered first). The map's generation counts these replacements. */
 struct redis_conns;
@@ -67,7 +69,9 @@ redisAsyncContext *redis_conns_for_key(struct redis_conns *c, const char *key);
 
 /* What reply callbacks of these connections call with every non-NULL reply (ac->data is the
  * set): redis_conn_check_failover, and with a cluster a refresh of the map on MOVED (the command
- * was not run: its caller counts it as failed, and the next one goes to the new owner). ASK and
+ * was not run: its caller counts it as failed, and the next one goes to the new owner; the
+ * connection stays, as the node still owns the slots the map gives it, or the refresh lets it
+ * go). ASK and
  * TRYAGAIN (a slot in migration) fail the one command too; the map is right, so it stays. */
 void redis_conns_check(redisAsyncContext *ac, const redisReply *reply);
 

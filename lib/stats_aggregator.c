@@ -71,6 +71,7 @@ struct stats_aggregator {
     char cursor[24];
     bool scan_done;
     unsigned outstanding;              /* replies of the batch still owed */
+    uint64_t foreign;                  /* keys SCAN found on a node not their slot's owner */
     uint64_t swarms, seeders, leechers, s4, s6, l4, l6, downloaded, announces_min;
     uint64_t scrapes_min, completed_min;
     uint64_t anomalies[ANOMALY_KINDS];
@@ -613,6 +614,13 @@ static void agg_visit(struct stats_aggregator *a, const char *key, size_t len)
     if (len < plen + 44 || key[plen] != '{' || key[plen + 41] != '}' || key[plen + 42] != ':' ||
         !agg_hex_ok(key + plen + 1, 40))
         return;
+    /* Only the keys of the slots the map gives this node: a node that holds others' (a replica
+     * the map still lists as a primary, a node importing a slot) would have them counted twice,
+     * or its census answered MOVED. */
+    if (redis_conns_node_of(a->conns, key) != (int)((a->first + a->visited) % a->nodes)) {
+        a->foreign++;
+        return;
+    }
     memcpy(hex, key + plen + 1, 40);
     hex[40] = '\0';
     kind = key + plen + 43;
@@ -712,6 +720,7 @@ static void agg_start(struct stats_aggregator *a, struct redis_conns *conns, red
     a->outstanding = 0;
     a->swarms = a->seeders = a->leechers = a->s4 = a->s6 = a->l4 = a->l6 = 0;
     a->downloaded = a->announces_min = a->scrapes_min = a->completed_min = 0;
+    a->foreign = 0;
     memset(a->anomalies, 0, sizeof(a->anomalies));
     a->nbusiest = a->nflagged = a->nfiles = 0;
 
@@ -881,6 +890,9 @@ static void agg_finish(struct stats_aggregator *a)
     agg_write_point(a, "hours", a->now_s / 3600 * 3600, AGG_MONTH_S);
     agg_write_board(a);
     agg_write_full_scrape(a);
+    if (a->foreign)
+        log_info("stats: pass %llu left out %llu keys found on a node the slot map does not give them to",
+                 (unsigned long long)a->pass, (unsigned long long)a->foreign);
     log_debug("stats: pass %llu: %llu swarms, %llu peers in %lld ms", (unsigned long long)a->pass,
               (unsigned long long)a->swarms, (unsigned long long)(a->seeders + a->leechers), (long long)pass_ms);
     a->pass = 0;

@@ -127,8 +127,8 @@ struct redis_req {
     struct announce_req req;               /* private mode: what the snatch call needs */
     /* Redis Cluster (a node of storage/redis_router.c): ASKING goes before each command, and a
      * reply saying a command was not run where it was sent (MOVED, ASK, ...) is kept for the
-     * router, which resends; exec_applied: the MULTI's EXEC ran (its completion counted). */
-    bool asking, cluster, exec_applied;
+     * router, which resends. */
+    bool asking, cluster;
     struct redis_node_redirect redirect;
     /* swarm statistics (stats.enabled): what the anomaly checks after the reply need */
     int64_t prior_expiry_s;                /* ZSCORE's answer; 0: not in its set before */
@@ -406,7 +406,6 @@ static void redis_req_finish(struct redis_req *r, int status)
     evtimer_del(r->timer);
     if (rs->cluster) {                     /* read by the router inside the callback below */
         rs->last_redirect = r->redirect;
-        rs->last_redirect.exec_applied = r->exec_applied;
         rs->last_redirect.snatched = r->snatched;
     }
     if (status == STORAGE_ERR_REDIRECT) {
@@ -1051,8 +1050,6 @@ static void redis_note_served(struct redis_req *r, unsigned idx, const redisRepl
         (announce && r->slots[idx] == REDIS_SLOT_MULTI))
         return;
     r->redirect.served++;
-    if (announce && r->slots[idx] == REDIS_SLOT_EXEC && reply->type == REDIS_REPLY_ARRAY)
-        r->exec_applied = true;
 }
 
 /* A command the node did not run: the request is redirected, and a scrape's goes on reading the

@@ -14,11 +14,10 @@
 struct redis_node_redirect {
     enum redis_cluster_err kind;           /* the first MOVED/ASK, else the first other kind */
     struct redis_cluster_redirect at;      /* MOVED/ASK: slot and address */
-    bool exec_applied;                     /* an announce's MULTI ... EXEC ran (before the
-                                            * redirection of a later command) */
     unsigned served;                       /* replies of commands with keys that ran on the node
                                             * (its keys were there): 0 = none of them was */
     bool snatched;                         /* an announce's completed move counted (any status):
+                                            * a resend must not carry the event again, and
                                             * private mode's snatch call is the router's to send */
 };
 

@@ -80,7 +80,7 @@ struct router_req {
     void *arg;
     /* announce */
     storage_announce_cb *announce_cb;
-    struct announce_req areq;              /* the swarm part's (event NONE once its EXEC ran) */
+    struct announce_req areq;              /* the swarm part's (event NONE once its completion counted) */
     enum announce_event event;             /* as the client sent it: the account call's */
     bool snatch_sent;
     struct swarm_stats astats;             /* the swarm part's reply, kept while the account ... */
@@ -732,9 +732,11 @@ static void router_swarm_cb(const struct announce_reply *rep, int status, void *
         if (st)
             storage_redis_node_snatch(st, &q->areq);
     }
-    /* The EXEC ran (its completion counted) before a later command was redirected: the resend
-     * writes the same sets without the event, so nothing is counted twice. */
-    if (status == STORAGE_ERR_REDIRECT && rd.exec_applied && q->areq.event == ANNOUNCE_EVENT_COMPLETED)
+    /* The completion counted (the EXEC ran, its EVAL took the peer out of leechers) before a
+     * later command was redirected: the resend writes the same sets without the event, so nothing
+     * is counted twice. Not merely "the EXEC ran": an EXEC whose EVAL did not count (an error
+     * inside it) must be resent with the event, or the completion is lost. */
+    if (status == STORAGE_ERR_REDIRECT && rd.snatched && q->areq.event == ANNOUNCE_EVENT_COMPLETED)
         q->areq.event = ANNOUNCE_EVENT_NONE;
     if (status == STORAGE_OK) {
         if (q->parts == 1 && q->status == STORAGE_OK) {  /* the last part: deliver rep as it is */

@@ -690,7 +690,7 @@ class ClusterTest(unittest.TestCase):
             sys.stdout.write('\nfailures in the move (slots %s, %d -> %d):\n  %s\n'
                              % (slots, src, dst, '\n  '.join(report)))
         t.stop()
-        return {'t': t, 'slots': slots, 'moved_keys': sum(m for _, m in phases), 'move_s': move_s,
+        return {'t': t, 'move_t0': move_t0, 'slots': slots, 'moved_keys': sum(m for _, m in phases), 'move_s': move_s,
                 'results': results, 'fails': fails, 'completions': completions, 'fresh': fresh_results,
                 'ok_completions': ok_completions, 'downloaded': downloaded, 'scraped': scraped,
                 'leechers_left': leechers_left, 'moving_hashes': moving_hashes, 'fresh_hashes': fresh,
@@ -702,6 +702,16 @@ class ClusterTest(unittest.TestCase):
         and left its peer a leecher."""
         for h in m['moving_hashes']:
             ok = m['ok_completions'].get(h, 0)
+            if m['downloaded'][h] != ok:
+                mine = [o for x, o in m['completions'] if x == h]
+                log = [line for line in m['t'].log().splitlines() if h.hex() in line or 'cluster' in line]
+                sys.stdout.write('\ncompletions of %s (t0, t1, kind, reason, complete, incomplete, downloaded):\n  %s\n'
+                                 'its log lines:\n  %s\n' % (
+                                     h.hex(), '\n  '.join('%.3f %.3f %s %r %s' % (
+                                         o[0] - m['move_t0'], o[1] - m['move_t0'], o[2], o[3],
+                                         [o[4].get(k) for k in (b'complete', b'incomplete', b'downloaded')]
+                                         if o[4] else None) for o in mine),
+                                     '\n  '.join(log[-60:])))
             self.assertEqual(m['downloaded'][h], ok, 'swarm %s: :info downloaded %d on the new owner after %d '
                              'successful completions' % (h.hex(), m['downloaded'][h], ok))
             self.assertEqual(m['scraped'][h][b'downloaded'], ok, 'scrape of %s' % h.hex())
