@@ -359,6 +359,7 @@ static void redis_conns_refresh(struct redis_conns *c)
     if (ac && redisAsyncCommand(ac, redis_conns_slots_cb, c, "CLUSTER SLOTS") == REDIS_OK) {
         c->refreshing = true;
     } else {
+        c->moved.port = 0;             /* the next try asks the map's nodes in turn */
         c->stale = true;
         c->refresh_failed++;
     }
