@@ -285,6 +285,9 @@ static redisAsyncContext *redis_conns_moved_owner(struct redis_conns *c)
     snprintf(t.host, sizeof(t.host), "%s", c->moved.host);
     t.port = c->moved.port;
     c->probe = redis_conn_open_target(c->cfg, &t, c->base, c, redis_conns_on_connect, redis_conns_on_disconnect);
+    if (c->probe)
+        log_info("redis cluster: asking %s:%u, which a MOVED named and the map lacks, for the slot map", t.host,
+                 (unsigned)t.port);
     return c->probe;
 }
 
