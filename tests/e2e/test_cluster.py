@@ -562,6 +562,11 @@ class ClusterTest(unittest.TestCase):
                     t.announce(h, p, left=100)
                     completers[s].append((h, p))
             random.shuffle(completers[s])
+        # One member a completer ("127.0.0.1:port"): two sharing a port would be one peer, whose
+        # second completion counts nothing (tytotest.Peer never hands out a port twice).
+        for h in moving_hashes:
+            ports = [p.port for s in slots for x, p in completers[s] if x == h]
+            self.assertEqual(len(set(ports)), leechers_each, 'completers of %s share a port: %r' % (h.hex(), ports))
 
         load = Load(t, [('moving', moving_hashes)] + [('staying-%d' % p, staying[p]) for p in sorted(staying)])
         lock = threading.Lock()
@@ -694,7 +699,8 @@ class ClusterTest(unittest.TestCase):
                 'results': results, 'fails': fails, 'completions': completions, 'fresh': fresh_results,
                 'ok_completions': ok_completions, 'downloaded': downloaded, 'scraped': scraped,
                 'leechers_left': leechers_left, 'moving_hashes': moving_hashes, 'fresh_hashes': fresh,
-                'threads': len(load.threads), 'phases': phases, 'scrapes': scrapes, 'leechers_each': leechers_each}
+                'threads': len(load.threads), 'phases': phases, 'scrapes': scrapes, 'leechers_each': leechers_each,
+                'ports': {h: [p.port for s in slots for x, p in completers[s] if x == h] for h in moving_hashes}}
 
     def check_counts(self, m):
         """No double count: each swarm's downloaded (on the new owner, and scraped) equals the
@@ -705,9 +711,9 @@ class ClusterTest(unittest.TestCase):
             if m['downloaded'][h] != ok:
                 mine = [o for x, o in m['completions'] if x == h]
                 log = [line for line in m['t'].log().splitlines() if h.hex() in line or 'cluster' in line]
-                sys.stdout.write('\ncompletions of %s (t0, t1, kind, reason, complete, incomplete, downloaded):\n  %s\n'
-                                 'its log lines:\n  %s\n' % (
-                                     h.hex(), '\n  '.join('%.3f %.3f %s %r %s' % (
+                sys.stdout.write('\ncompletions of %s (completers\' ports %r; t0, t1, kind, reason, complete, '
+                                 'incomplete, downloaded):\n  %s\nits log lines:\n  %s\n' % (
+                                     h.hex(), m['ports'][h], '\n  '.join('%.3f %.3f %s %r %s' % (
                                          o[0] - m['move_t0'], o[1] - m['move_t0'], o[2], o[3],
                                          [o[4].get(k) for k in (b'complete', b'incomplete', b'downloaded')]
                                          if o[4] else None) for o in mine),
