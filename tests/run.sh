@@ -131,35 +131,54 @@ for t in "$@"; do
 done
 
 # --- end-to-end tests -------------------------------------------------------------------------
+# The suites that also run on a Redis Cluster: what a tracker answers and stores (swarm semantics,
+# UDP, private mode, statistics, real clients, faults and deadlines). Not the operator CLI and
+# topology suites, which read or start a single Redis of their own.
+cluster_suites="test_http test_udp test_private test_stats test_libtorrent test_libtorrent_udp test_faults test_slow test_overload test_clock test_tls"
+
+# run_e2e FILE LABEL: one e2e script (its cases filtered by TYTO_TEST_FILTER unless its name
+# matches), its E2E-RESULT line added to the counts under LABEL.
+run_e2e() {
+    local f=$1 label=$2 line p n k
+    echo "=== $label"
+    out="$d/e2e-out.txt"
+    run_logged "$e2e_timeout" "$out" "$python" "$f"
+    line=$(grep -a '^E2E-RESULT ' "$out" | tail -n 1)
+    if [ -z "$line" ]; then
+        [ "$rc" -eq 124 ] && echo "run.sh: $f: timed out after ${e2e_timeout}s"
+        echo "run.sh: $f: no result line (exit status $rc)"
+        note fail "$label"
+        return
+    fi
+    p=$(echo "$line" | sed -n 's/.*passed=\([0-9]*\).*/\1/p')
+    n=$(echo "$line" | sed -n 's/.*failed=\([0-9]*\).*/\1/p')
+    k=$(echo "$line" | sed -n 's/.*skipped=\([0-9]*\).*/\1/p')
+    passed=$((passed + ${p:-0}))
+    failed=$((failed + ${n:-0}))
+    skipped=$((skipped + ${k:-0}))
+    summary+=("${p:-0} passed, ${n:-0} failed$([ "${k:-0}" -gt 0 ] && echo ", $k skipped")  $label")
+    [ "${k:-0}" -gt 0 ] && grep -a '^SKIP ' "$out" | sed 's/^/  /' >> "$d/skips.txt"
+    if [ "$rc" -ne 0 ] && [ "${n:-0}" -eq 0 ]; then
+        echo "run.sh: $f: exit status $rc"
+        note fail "$label (exit status)"
+    fi
+}
+
 if [ ! -x "$python" ]; then
     echo "run.sh: $python not found (Debian's python3 with python3-libtorrent is needed)"
     note fail "tests/e2e"
 else
     for f in "$here"/e2e/test_*.py; do
         [ -e "$f" ] || continue
-        echo "=== ${f#"$root"/}"
-        out="$d/e2e-out.txt"
-        # The script filters its own cases by TYTO_TEST_FILTER unless its name matches.
-        run_logged "$e2e_timeout" "$out" "$python" "$f"
-        line=$(grep -a '^E2E-RESULT ' "$out" | tail -n 1)
-        if [ -z "$line" ]; then
-            [ "$rc" -eq 124 ] && echo "run.sh: $f: timed out after ${e2e_timeout}s"
-            echo "run.sh: $f: no result line (exit status $rc)"
-            note fail "${f#"$root"/}"
-            continue
-        fi
-        p=$(echo "$line" | sed -n 's/.*passed=\([0-9]*\).*/\1/p')
-        n=$(echo "$line" | sed -n 's/.*failed=\([0-9]*\).*/\1/p')
-        k=$(echo "$line" | sed -n 's/.*skipped=\([0-9]*\).*/\1/p')
-        passed=$((passed + ${p:-0}))
-        failed=$((failed + ${n:-0}))
-        skipped=$((skipped + ${k:-0}))
-        summary+=("${p:-0} passed, ${n:-0} failed$([ "${k:-0}" -gt 0 ] && echo ", $k skipped")  ${f#"$root"/}")
-        [ "${k:-0}" -gt 0 ] && grep -a '^SKIP ' "$out" | sed 's/^/  /' >> "$d/skips.txt"
-        if [ "$rc" -ne 0 ] && [ "${n:-0}" -eq 0 ]; then
-            echo "run.sh: $f: exit status $rc"
-            note fail "${f#"$root"/} (exit status)"
-        fi
+        run_e2e "$f" "${f#"$root"/}"
+    done
+    # The integration suites once more with tyto on a Redis Cluster (3 primaries, 3 replicas,
+    # started by each script: tests/cluster.sh) and 2 workers: tytotest's TYTO_TEST_CLUSTER=1.
+    # TYTO_TEST_CLUSTER_SUITES="" leaves them out.
+    for s in ${TYTO_TEST_CLUSTER_SUITES-$cluster_suites}; do
+        f="$here/e2e/$s.py"
+        [ -e "$f" ] || { echo "run.sh: $f: no such suite"; note fail "$s (on Redis Cluster)"; continue; }
+        TYTO_TEST_CLUSTER=1 run_e2e "$f" "${f#"$root"/} (on Redis Cluster)"
     done
 fi
 

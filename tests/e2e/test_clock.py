@@ -14,7 +14,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tytotest                                                      # noqa: E402
-from tytotest import Peer, Redis, Tyto, rand_hash, redis_socket, wait_for  # noqa: E402
+from tytotest import Peer, Tyto, rand_hash, wait_for  # noqa: E402
 
 LIBFAKETIME = '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1'
 SKEW_S = 3600
@@ -25,7 +25,7 @@ class ClockTest(unittest.TestCase):
 
     def setUp(self):
         self.tytos = []
-        self.redis = Redis(redis_socket())
+        self.redis = tytotest.redis_client()
 
     def tearDown(self):
         self.redis.close()

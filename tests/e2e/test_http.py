@@ -831,7 +831,7 @@ class ProcessTests(unittest.TestCase):
             t.start()
             h = rand_hash()
             t.announce(h, Peer(), left=1)
-            r = tt.Redis(tt.redis_socket())
+            r = tt.redis_client()
             try:
                 self.assertEqual(r.cmd('EXISTS', '%s{%s}:leechers' % (prefix, h.hex())), 1,
                                  'TYTO_REDIS_PREFIX did not override redis.prefix')

@@ -155,7 +155,7 @@ class PrivateCase(unittest.TestCase):
         except BaseException:
             cls.tyto.kill()
             raise
-        cls.redis = tt.Redis(tt.redis_socket())
+        cls.redis = tt.redis_client()
         cls.admin = Admin(cls.redis, cls.tyto.prefix)
 
     @classmethod
@@ -583,7 +583,7 @@ class LibtorrentPrivateTests(tl.LibtorrentClients, unittest.TestCase):
         except BaseException:
             cls.tyto.kill()
             raise
-        cls.redis = tt.Redis(tt.redis_socket())
+        cls.redis = tt.redis_client()
         cls.admin = Admin(cls.redis, cls.tyto.prefix)
 
     @classmethod

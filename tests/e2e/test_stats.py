@@ -40,7 +40,7 @@ class TwoHosts(unittest.TestCase):
 
     def setUp(self):
         self.prefix = 't%s:' % secrets.token_hex(4)
-        self.redis = tt.Redis(tt.redis_socket())
+        self.redis = tt.redis_client()
         self.hosts = [self.start_host(), self.start_host(full_scrape=False)]
 
     def tearDown(self):

@@ -178,7 +178,7 @@ class TlsCase(unittest.TestCase):
             if cls.haproxy is not None:
                 cls.haproxy.stop()
             raise
-        cls.redis = tt.Redis(tt.redis_socket())
+        cls.redis = tt.redis_client()
 
     @classmethod
     def tearDownClass(cls):

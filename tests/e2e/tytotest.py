@@ -206,6 +206,149 @@ def redis_ask(port, *args):
         r.close()
 
 
+# ---------------------------------------------------------------------------------------------
+# Redis Cluster mode: TYTO_TEST_CLUSTER=1 runs a suite's tyto on a cluster of 3 primaries and 3
+# replicas (tests/cluster.sh, started once per process, stopped at exit) with 2 workers, and
+# redis_client() then talks to the cluster: each command to its key's primary. Every Tyto that
+# names no Redis of its own runs there (RedisOutageTests and the like keep their own server).
+
+CLUSTER_MODE = os.environ.get('TYTO_TEST_CLUSTER') == '1'
+_cluster = None               # {'dir', 'nodes', 'primaries'} once started
+
+
+def _crc16(data):
+    crc = 0
+    for b in data:
+        crc ^= b << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
+            crc &= 0xFFFF
+    return crc
+
+
+def key_slot(key):
+    """Redis Cluster's slot of key (bytes or str): CRC16 of its {hash tag} if it has a non-empty
+    one, else of the whole key, mod 16384."""
+    k = key.encode() if isinstance(key, str) else key
+    start = k.find(b'{')
+    if start >= 0:
+        end = k.find(b'}', start + 1)
+        if end > start + 1:
+            k = k[start + 1:end]
+    return _crc16(k) % 16384
+
+
+def cluster_for_tests():
+    """The process's cluster ({'dir', 'nodes', 'primaries'}), started on first use: three tries,
+    as a port tests/cluster.sh found free can be taken before its node binds it."""
+    global _cluster
+    if _cluster is None:
+        for attempt in range(3):
+            d = os.path.join(make_tmpdir('cluster'), 'nodes')
+            r = subprocess.run(['bash', os.path.join(ROOT, 'tests', 'cluster.sh'), 'start', d],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+            if r.returncode == 0:
+                break
+            if attempt == 2 or b'Failed listening' not in r.stderr:
+                raise AssertionError('tests/cluster.sh start failed:\n' + r.stderr.decode(errors='replace')[-3000:])
+        env = dict(line.split('=', 1) for line in r.stdout.decode().split() if '=' in line)
+        _cluster = {'dir': d, 'nodes': env['TYTO_CLUSTER_NODES'].split(','),
+                    'primaries': env['TYTO_CLUSTER_PRIMARIES'].split(',')}
+    return _cluster
+
+
+def _stop_test_cluster():
+    if _cluster is not None:
+        subprocess.run(['bash', os.path.join(ROOT, 'tests', 'cluster.sh'), 'stop', _cluster['dir']],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+
+
+class ClusterRedis:
+    """Redis's interface (cmd, zscores, keys, close) over the test cluster: a command with a key
+    goes to the primary that owns its slot (a MOVED reads the map again and resends); KEYS and
+    DBSIZE gather every primary's answer; FLUSHALL, FLUSHDB, FUNCTION, SCRIPT, CONFIG and CLIENT
+    go to every primary (the first one's reply is returned); the rest to the first primary."""
+
+    EVERY = {'FLUSHALL', 'FLUSHDB', 'FUNCTION', 'SCRIPT', 'CONFIG', 'CLIENT'}
+    KEYLESS = {'PING', 'INFO', 'TIME', 'ROLE', 'CLUSTER', 'DBSIZE', 'KEYS', 'SCAN', 'MULTI', 'EXEC'}
+
+    def __init__(self, timeout=5.0):
+        self.timeout = timeout
+        self.conns = {}
+        self.read_map()
+
+    def read_map(self):
+        last = None
+        for addr in cluster_for_tests()['nodes']:
+            try:
+                reply = self._conn(addr).cmd('CLUSTER', 'SLOTS')
+            except (OSError, RedisError) as e:
+                last = e
+                continue
+            self.owner = [None] * 16384
+            for entry in reply:
+                a = '%s:%d' % (entry[2][0].decode() or '127.0.0.1', entry[2][1])
+                for slot in range(entry[0], entry[1] + 1):
+                    self.owner[slot] = a
+            self.primaries = sorted({a for a in self.owner if a})
+            return
+        raise AssertionError('no cluster node answered CLUSTER SLOTS: %r' % last)
+
+    def _conn(self, addr):
+        if addr not in self.conns:
+            host, port = addr.rsplit(':', 1)
+            self.conns[addr] = TcpRedis(int(port), timeout=self.timeout, host=host)
+        return self.conns[addr]
+
+    def close(self):
+        for c in self.conns.values():
+            c.close()
+        self.conns = {}
+
+    @staticmethod
+    def _key(args):
+        name = args[0].upper() if isinstance(args[0], str) else args[0].decode().upper()
+        if name in ('EVAL', 'EVALSHA', 'EVAL_RO', 'FCALL', 'FCALL_RO'):
+            return args[3] if int(args[2]) > 0 else None
+        if name in ClusterRedis.KEYLESS or name in ClusterRedis.EVERY or len(args) < 2:
+            return None
+        return args[1]
+
+    def cmd(self, *args):
+        name = args[0].upper() if isinstance(args[0], str) else args[0].decode().upper()
+        if name == 'KEYS':
+            return [k for a in self.primaries for k in self._conn(a).cmd(*args)]
+        if name == 'DBSIZE':
+            return sum(self._conn(a).cmd(*args) for a in self.primaries)
+        if name in self.EVERY:
+            return [self._conn(a).cmd(*args) for a in self.primaries][0]
+        key = self._key(args)
+        for attempt in range(5):
+            addr = self.owner[key_slot(key)] if key is not None else self.primaries[0]
+            try:
+                return self._conn(addr).cmd(*args)
+            except RedisError as e:
+                if not str(e).startswith(('MOVED', 'TRYAGAIN', 'CLUSTERDOWN')) or attempt == 4:
+                    raise
+                time.sleep(0.1 * attempt)
+                self.read_map()
+
+    def zscores(self, key):
+        return Redis.zscores(self, key)
+
+    def keys(self, pattern):
+        found = []
+        for a in self.primaries:
+            found.extend(Redis.keys(self._conn(a), pattern))
+        return sorted(set(found))
+
+
+def redis_client():
+    """A client of the Redis the suite's tyto uses: the test Redis, or in cluster mode the
+    cluster (ClusterRedis)."""
+    return ClusterRedis() if CLUSTER_MODE else Redis(redis_socket())
+
+
 class RedisServer:
     """A redis-server of our own on a unix socket, run as our child (not daemonized), so that it
     is stopped by its pid."""
@@ -575,6 +718,12 @@ class Tyto:
             'swarm': {'max_peers_per_address': 0},
             'log': {'level': 'info'},
         }
+        if CLUSTER_MODE and backend == 'redis' and redis_url is None and 'url' not in (config or {}).get('redis', {}):
+            c = cluster_for_tests()
+            # redis.url gives the password only (none here); the map comes from the seeds.
+            self.cfg['redis'].update({'url': 'redis://' + c['primaries'][0], 'cluster': True,
+                                      'nodes': list(c['nodes'])})
+            self.cfg['workers'] = 2
         if config:
             merge(self.cfg, config)
         # TYTO_* variables override the file: keep the caller's out, so that only the
@@ -865,7 +1014,7 @@ class ServerTestCase(unittest.TestCase):
         except BaseException:
             cls.tyto.kill()
             raise
-        cls.redis = Redis(redis_socket()) if cls.BACKEND == 'redis' else None
+        cls.redis = redis_client() if cls.BACKEND == 'redis' else None
 
     @classmethod
     def tearDownClass(cls):
@@ -946,6 +1095,7 @@ def _at_exit():
         t.kill()
     for r in _redis_servers:
         r.stop()
+    _stop_test_cluster()
     if _private_tmp is not None:
         shutil.rmtree(_private_tmp, True)
 
