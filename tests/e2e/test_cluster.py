@@ -56,37 +56,15 @@ FAILOVER_LOAD_S = 25.0         # the failover load's length, if tyto recovered b
 SWARM_KEYS = re.compile(rb'\{([0-9a-f]{40})\}:(seeders|leechers|info|stats)\Z')
 
 # ---------------------------------------------------------------------------------------------
-# Slots: CRC16/XMODEM of the hash tag, mod 16384 (checked against CLUSTER KEYSLOT below).
+# Slots: tytotest.key_slot, CRC16/XMODEM of the hash tag, mod 16384 (checked against CLUSTER
+# KEYSLOT below).
 
-_CRC_TABLE = []
-for _i in range(256):
-    _c = _i << 8
-    for _ in range(8):
-        _c = ((_c << 1) ^ 0x1021) if _c & 0x8000 else (_c << 1)
-    _CRC_TABLE.append(_c & 0xffff)
-
-
-def crc16(data):
-    crc = 0
-    for b in data:
-        crc = ((crc << 8) & 0xffff) ^ _CRC_TABLE[((crc >> 8) ^ b) & 0xff]
-    return crc
-
-
-def keyslot(key):
-    if isinstance(key, str):
-        key = key.encode()
-    s = key.find(b'{')
-    if s >= 0:
-        e = key.find(b'}', s + 1)
-        if e > s + 1:
-            key = key[s + 1:e]
-    return crc16(key) % 16384
+keyslot = tytotest.key_slot
 
 
 def hash_slot(info_hash):
     """The slot of every key of the swarm info_hash (its tag is the 40 lowercase hex digits)."""
-    return crc16(info_hash.hex().encode()) % 16384
+    return keyslot(info_hash.hex())
 
 
 def hash_in_slot(slot):

@@ -216,13 +216,19 @@ CLUSTER_MODE = os.environ.get('TYTO_TEST_CLUSTER') == '1'
 _cluster = None               # {'dir', 'nodes', 'primaries'} once started
 
 
+_CRC16_TABLE = []
+for _i in range(256):
+    _c = _i << 8
+    for _ in range(8):
+        _c = ((_c << 1) ^ 0x1021) if _c & 0x8000 else (_c << 1)
+    _CRC16_TABLE.append(_c & 0xffff)
+
+
 def _crc16(data):
+    """CRC16/XMODEM, Redis Cluster's key hash."""
     crc = 0
     for b in data:
-        crc ^= b << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
-            crc &= 0xFFFF
+        crc = ((crc << 8) & 0xffff) ^ _CRC16_TABLE[((crc >> 8) ^ b) & 0xff]
     return crc
 
 
