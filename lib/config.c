@@ -93,6 +93,7 @@ static const struct config_key keys[] = {
       .check = config_check_sentinel, .count_off = offsetof(struct config, redis_sentinels_count) },
     { "redis.master_name",        CONFIG_STR,  CONFIG_FIELD(redis_master_name), 0, 0, "",
       .check = config_check_master_name },
+    { "redis.sentinel_password",  CONFIG_STR,  CONFIG_FIELD(redis_sentinel_password), 0, 0, "" },
     { "redis.cluster",            CONFIG_BOOL, CONFIG_FIELD(redis_cluster), 0, 0, "false" },
     { "redis.nodes",              CONFIG_LIST, CONFIG_FIELD(redis_nodes[0]), 0, CONFIG_MAX_CLUSTER_NODES, "",
       .check = config_check_sentinel, .count_off = offsetof(struct config, redis_nodes_count) },
@@ -684,6 +685,9 @@ int config_validate(struct config *cfg, char *err, size_t errlen)
                            "(the sentinels to ask, and the name of the master they watch)",
                            cfg->redis_sentinels_count > 0 ? "redis.sentinels" : "redis.master_name",
                            cfg->redis_sentinels_count > 0 ? "redis.master_name" : "redis.sentinels");
+    if (cfg->redis_sentinel_password[0] != '\0' && cfg->redis_sentinels_count == 0)
+        return config_fail(err, errlen, NULL, "", "redis.sentinel_password is set but redis.sentinels is "
+                           "not: the password is for the sentinels (the data nodes' is in redis.url)");
     if (cfg->redis_cluster != (cfg->redis_nodes_count > 0))
         return config_fail(err, errlen, NULL, "", "%s: Redis Cluster mode needs both redis.cluster: true "
                            "and redis.nodes (at least one node to read the slot map from)",

@@ -44,6 +44,8 @@ struct config {
     char redis_sentinels[CONFIG_MAX_SENTINELS][CONFIG_SENTINEL_ADDR_MAX];
     char redis_master_name[64];        /* redis.master_name: ... asked for this master; both set =
                                         * Sentinel mode (redis.url gives password and db only) */
+    char redis_sentinel_password[CONFIG_STR_MAX]; /* redis.sentinel_password: AUTH to the
+                                        * sentinels (their requirepass); "" none */
     bool redis_cluster;                /* redis.cluster: Redis Cluster mode, routed by key slot */
     int redis_nodes_count;             /* redis.nodes: seed addresses of cluster nodes (the slot */
     char redis_nodes[CONFIG_MAX_CLUSTER_NODES][CONFIG_SENTINEL_ADDR_MAX]; /* map is read from one) */

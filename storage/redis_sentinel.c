@@ -146,9 +146,10 @@ bool redis_sentinel_enabled(const struct config *cfg)
     return cfg->redis_sentinels_count > 0 && cfg->redis_master_name[0] != '\0';
 }
 
-/* Asks one sentinel. Returns 0 with host/port, or -1 with a message. */
-static int sentinel_ask(const char *addr, const char *name, int timeout_ms, char *host, size_t hostcap,
-                        int *port, char *err, size_t errlen)
+/* Asks one sentinel (after AUTH with password, unless ""). Returns 0 with host/port, or -1 with a
+ * message. */
+static int sentinel_ask(const char *addr, const char *name, const char *password, int timeout_ms, char *host,
+                        size_t hostcap, int *port, char *err, size_t errlen)
 {
     struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
     char shost[CONFIG_SENTINEL_ADDR_MAX], msg[256];
@@ -167,6 +168,21 @@ static int sentinel_ask(const char *addr, const char *name, int timeout_ms, char
     if (redisSetTimeout(c, tv) != REDIS_OK) {
         snprintf(err, errlen, "cannot set a timeout");
         goto out;
+    }
+    if (password[0] != '\0') {
+        const char *auth[] = { "AUTH", password };
+
+        reply = redisCommandArgv(c, 2, auth, NULL);
+        if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+            /* The reply names the problem (WRONGPASS, or "AUTH <password> called without any
+             * password configured"), never the password. */
+            snprintf(err, errlen, "AUTH (redis.sentinel_password): %s",
+                     reply ? reply->str : c->errstr[0] ? c->errstr : "no reply");
+            if (reply)
+                freeReplyObject(reply);
+            goto out;
+        }
+        freeReplyObject(reply);
     }
     reply = redisCommandArgv(c, 3, argv, NULL);
     if (reply == NULL) {
@@ -196,8 +212,8 @@ int redis_sentinel_resolve(const struct config *cfg, struct config_redis_target 
         char host[sizeof(t->host)], now[CONFIG_STR_MAX + 16];
         int port;
 
-        if (sentinel_ask(cfg->redis_sentinels[i], cfg->redis_master_name, timeout_ms, host, sizeof(host),
-                         &port, msg, sizeof(msg)) < 0) {
+        if (sentinel_ask(cfg->redis_sentinels[i], cfg->redis_master_name, cfg->redis_sentinel_password,
+                         timeout_ms, host, sizeof(host), &port, msg, sizeof(msg)) < 0) {
             log_debug("redis sentinel %s: %s", cfg->redis_sentinels[i], msg);
             continue;
         }

@@ -31,7 +31,7 @@ LOAD_S = 15.0                  # the announce load's length, if tyto recovered b
 LOAD_RATE = 100                # announces a second per load thread, at most
 
 
-TcpRedis, ask = tytotest.TcpRedis, tytotest.redis_ask
+TcpRedis = tytotest.TcpRedis
 
 
 def pairs(flat):
@@ -43,8 +43,9 @@ class Sentinel:
     """redis-server --sentinel with a config file of its own (Sentinel rewrites it), our child,
     stopped by its pid."""
 
-    def __init__(self, workdir, port, master_port):
+    def __init__(self, workdir, port, master_port, password=None):
         self.port = port
+        self.password = password
         self.conf = os.path.join(workdir, 'sentinel-%d.conf' % port)
         with open(self.conf, 'w') as f:
             f.write('port %d\nbind 127.0.0.1\ndir %s\n'
@@ -53,10 +54,29 @@ class Sentinel:
                     'sentinel failover-timeout %s 5000\n'
                     'sentinel parallel-syncs %s 1\n'
                     % (port, workdir, MASTER_NAME, master_port, MASTER_NAME, MASTER_NAME, MASTER_NAME))
+            if password:
+                # Clients (tyto) must AUTH; the sentinels AUTH to each other with the same.
+                f.write('requirepass "%s"\nsentinel sentinel-pass "%s"\n' % (password, password))
         log = open(os.path.join(workdir, 'sentinel-%d.log' % port), 'wb')
         self.proc = subprocess.Popen(['redis-server', self.conf, '--sentinel'], stdout=log,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()
+
+    def ask(self, *args):
+        """One command to this sentinel (after AUTH when it has a password); None if nothing
+        answers."""
+        try:
+            r = TcpRedis(self.port, timeout=2)
+        except OSError:
+            return None
+        try:
+            if self.password:
+                r.cmd('AUTH', self.password)
+            return r.cmd(*args)
+        except (OSError, tytotest.RedisError):
+            return None
+        finally:
+            r.close()
 
     def stop(self):
         if self.proc.poll() is None:
@@ -110,8 +130,9 @@ class SentinelTest(unittest.TestCase):
             return server
         raise AssertionError('could not start redis-server %s' % name)
 
-    def topology(self):
-        """A primary, its replica and three sentinels ready for a failover, and tyto (2 workers)
+    def topology(self, password=None):
+        """A primary, its replica and three sentinels ready for a failover (with password: a
+        requirepass of their own, given to tyto as redis.sentinel_password), and tyto (2 workers)
         on them: (primary, replica, tyto, its master pid, its worker pids)."""
         primary = self.start_redis('primary')
         replica = self.start_redis('replica')
@@ -120,15 +141,15 @@ class SentinelTest(unittest.TestCase):
         wait_for(lambda: b'master_link_status:up' in rep.cmd('INFO', 'replication'), 20, 'the replica in sync')
         rep.close()
         for _ in range(3):
-            self.sentinels.append(Sentinel(self.dir, free_port(), primary.tcp_port))
+            self.sentinels.append(Sentinel(self.dir, free_port(), primary.tcp_port, password))
         # Ready for a failover: each sentinel knows the master, the replica, and the other two
         # (their hello messages come every 2 s; quorum 2 and a leader need them).
         def sentinels_ready():
             for s in self.sentinels:
                 if s.proc.poll() is not None:
                     raise AssertionError('sentinel on %d exited' % s.port)
-                others = ask(s.port, 'SENTINEL', 'sentinels', MASTER_NAME)
-                replicas = ask(s.port, 'SENTINEL', 'replicas', MASTER_NAME)
+                others = s.ask('SENTINEL', 'sentinels', MASTER_NAME)
+                replicas = s.ask('SENTINEL', 'replicas', MASTER_NAME)
                 if not isinstance(others, list) or len(others) != 2 or not isinstance(replicas, list):
                     return False
                 if not any(pairs(r).get('port') == str(replica.tcp_port) and
@@ -139,8 +160,8 @@ class SentinelTest(unittest.TestCase):
 
         t = Tyto(config={
             'workers': 2,
-            'redis': {'sentinels': ['127.0.0.1:%d' % s.port for s in self.sentinels],
-                      'master_name': MASTER_NAME},
+            'redis': dict({'sentinels': ['127.0.0.1:%d' % s.port for s in self.sentinels],
+                           'master_name': MASTER_NAME}, **({'sentinel_password': password} if password else {})),
         }, redis_url='redis://127.0.0.1:1')   # host and port unused: the sentinels say
         self.tytos.append(t)
         t.start()
@@ -237,8 +258,21 @@ class SentinelTest(unittest.TestCase):
         self.assertIn(b'127.0.0.1:%d' % peer.port, out.stdout)
 
     def test_failover_under_load(self):
-        """The primary dies (SIGKILL): connections close, the sentinels promote the replica."""
-        primary, replica, t, master_pid, workers = self.topology()
+        """The primary dies (SIGKILL): connections close, the sentinels promote the replica. The
+        sentinels ask for a password (requirepass): tyto gives redis.sentinel_password at every
+        lookup, the first and the ones after the failover; a tyto with a wrong one says so in its
+        log and answers a storage failure."""
+        primary, replica, t, master_pid, workers = self.topology(password='sentinel pass')
+        bad = Tyto(config={'redis': {'sentinels': ['127.0.0.1:%d' % s.port for s in self.sentinels],
+                                     'master_name': MASTER_NAME, 'sentinel_password': 'wrong'}},
+                   redis_url='redis://127.0.0.1:1')
+        self.tytos.append(bad)
+        bad.start(expect_status=None)
+        d = bad.announce(rand_hash(), Peer(), left=1, expect_ok=False)
+        self.assertIn(d.get(b'failure reason'), STORAGE_REASONS, d)
+        self.assertIn('AUTH (redis.sentinel_password): WRONGPASS', bad.log())
+        self.assertNotIn('wrong', bad.log().replace('WRONGPASS', ''))    # the password is never logged
+        bad.stop()
 
         def kill():
             primary.proc.kill()        # SIGKILL, our own child
@@ -257,7 +291,7 @@ class SentinelTest(unittest.TestCase):
         # Sentinel judges a master reporting "slave" after down-after + 2 INFO periods (10 s
         # each by default): 1 s INFO periods for a short test (SENTINEL DEBUG, Redis 7).
         for s in self.sentinels:
-            self.assertEqual(ask(s.port, 'SENTINEL', 'DEBUG', 'INFO-PERIOD', 1000), b'OK')
+            self.assertEqual(s.ask('SENTINEL', 'DEBUG', 'INFO-PERIOD', 1000), b'OK')
 
         def demote():
             r = Redis(primary.path)

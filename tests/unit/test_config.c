@@ -989,6 +989,15 @@ static void test_config_sentinel_keys(void **state)
     expect_error("redis:\n  master_name: mymaster\n",
                  "t.yaml: redis.master_name is set but redis.sentinels is not: Sentinel mode needs both "
                  "(the sentinels to ask, and the name of the master they watch)");
+    /* The sentinels' own password: only with sentinels, off by default, from the environment too. */
+    assert_int_equal(parse("redis:\n  sentinels: [127.0.0.1:26379]\n  master_name: m\n"
+                           "  sentinel_password: \"s3cr et\"\n", &c, err, sizeof(err)), 0);
+    assert_string_equal(c.redis_sentinel_password, "s3cr et");
+    validated_defaults(&c);
+    assert_string_equal(c.redis_sentinel_password, "");
+    expect_error("redis:\n  sentinel_password: pw\n",
+                 "t.yaml: redis.sentinel_password is set but redis.sentinels is not: the password is for "
+                 "the sentinels (the data nodes' is in redis.url)");
     {
         char *const envp[] = { "TYTO_REDIS_SENTINELS=127.0.0.1:1, [::1]:2", "TYTO_REDIS_MASTER_NAME=m", NULL };
 
