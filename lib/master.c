@@ -514,6 +514,7 @@ static void master_reap(struct master *m)
             ms->inflight = 0;
             ms->storage_backlog = 0;
             ms->http_output_bytes = 0;
+            ms->redis_master[0] = '\0';
             if (!s->active || m->stopping) {
                 log_info("worker %d (pid %d) of generation %llu %s", i, (int)pid,
                          (unsigned long long)s->generation, how);

@@ -2,6 +2,8 @@
  * by their single owner; readers may see a counter a moment old, which monitoring tolerates. */
 #include "lib/metrics.h"
 
+#include <ctype.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -98,6 +100,53 @@ static void metrics_count_workers(const struct metrics *m, int *live, int *ready
     }
 }
 
+#define METRICS_MAX_MASTERS 8           /* distinct addresses listed, at most */
+
+/* A slot's master address as it reads now: the worker may be rewriting it (shared memory, no
+ * lock), so anything but a terminated "host:port" of address characters is skipped this time. */
+static bool metrics_master_of(const struct metrics_slot *s, char *buf, size_t cap)
+{
+    size_t n = 0;
+
+    memcpy(buf, (const char *)s->redis_master, cap);
+    for (; n < cap && buf[n] != '\0'; n++)
+        if (!isalnum((unsigned char)buf[n]) && strchr(".:-[]", buf[n]) == NULL)
+            return false;
+    return n > 0 && n < cap;
+}
+
+/* Sentinel mode: the master each live worker resolved last, one series an address with the
+ * number of workers on it (two addresses while the workers move over after a failover). Nothing
+ * without Sentinel. */
+static void metrics_write_sentinel_master(const struct metrics *m, struct evbuffer *out)
+{
+    char seen[METRICS_MAX_MASTERS][sizeof(m->slot[0].redis_master)];
+    int count[METRICS_MAX_MASTERS], nseen = 0;
+
+    for (int i = 0; i < m->nslots; i++) {
+        char a[sizeof(m->slot[0].redis_master)];
+        int k;
+
+        if (m->slot[i].pid == 0 || !metrics_master_of(&m->slot[i], a, sizeof(a)))
+            continue;
+        for (k = 0; k < nseen && strcmp(seen[k], a) != 0; k++)
+            ;
+        if (k == nseen) {
+            if (nseen == METRICS_MAX_MASTERS)
+                continue;
+            memcpy(seen[nseen], a, sizeof(a));
+            count[nseen++] = 0;
+        }
+        count[k]++;
+    }
+    if (nseen == 0)
+        return;
+    evbuffer_add_printf(out, "# HELP tyto_redis_sentinel_master Workers whose last Sentinel lookup named "
+                             "this Redis master.\n# TYPE tyto_redis_sentinel_master gauge\n");
+    for (int k = 0; k < nseen; k++)
+        evbuffer_add_printf(out, "tyto_redis_sentinel_master{address=\"%s\"} %d\n", seen[k], count[k]);
+}
+
 void metrics_write_prometheus(const struct metrics *m, struct evbuffer *out)
 {
     struct metrics_slot t;
@@ -141,6 +190,7 @@ void metrics_write_prometheus(const struct metrics *m, struct evbuffer *out)
                     "Redis Cluster: sends a node did not run (MOVED, ASK, TRYAGAIN, ...), then resent.",
                     t.storage_redirects);
     metrics_counter(out, "tyto_worker_starts_total", "Worker processes started.", t.started);
+    metrics_write_sentinel_master(m, out);
     metrics_counter(out, "tyto_http_slow_closes_total",
                     "Connections cut as slow readers (past http.max_output_bytes or http.write_timeout_ms).",
                     t.http_slow_closes);

@@ -41,6 +41,7 @@
 #include "lib/stats.h"
 #include "lib/udp.h"
 #include "lib/udp_connid.h"
+#include "storage/redis_sentinel.h"
 #include "storage/storage.h"
 
 #define WORKER_MAX_UDP 4               /* UDP sockets a worker reads (its lanes' addresses) */
@@ -1121,6 +1122,8 @@ static void worker_on_gauge_tick(evutil_socket_t fd, short what, void *arg)
     w->slot->inflight = w->inflight;
     w->slot->storage_backlog = w->st->backlog;  /* falls to 0 on a reconnect, with no request */
     worker_copy_http_counters(w);
+    if (strcmp(w->slot->redis_master, redis_sentinel_master()) != 0)
+        snprintf(w->slot->redis_master, sizeof(w->slot->redis_master), "%s", redis_sentinel_master());
 }
 
 static bool worker_is_trusted(const struct sockaddr *peer, void *arg)

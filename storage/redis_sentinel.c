@@ -199,6 +199,11 @@ out:
     return rc;
 }
 
+const char *redis_sentinel_master(void)
+{
+    return sentinel_last;
+}
+
 int redis_sentinel_resolve(const struct config *cfg, struct config_redis_target *t, char *err, size_t errlen)
 {
     int n = cfg->redis_sentinels_count;

@@ -49,4 +49,7 @@ bool redis_sentinel_enabled(const struct config *cfg);
  * name). A no-op returning 0 when Sentinel mode is off. */
 int redis_sentinel_resolve(const struct config *cfg, struct config_redis_target *t, char *err, size_t errlen);
 
+/* "host:port" ("[v6]:port") of the master this process resolved last; "" before the first. */
+const char *redis_sentinel_master(void);
+
 #endif

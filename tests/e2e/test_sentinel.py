@@ -169,7 +169,18 @@ class SentinelTest(unittest.TestCase):
         master_pid = t.proc.pid
         workers = wait_for(lambda: len(children(master_pid)) == 2 and children(master_pid), 10, 'two workers')
         t.announce(rand_hash(), Peer(), left=0)
+        self.wait_master_metric(t, primary)
         return primary, replica, t, master_pid, workers
+
+    def wait_master_metric(self, t, server):
+        """/metrics names server as the master of both workers, and no other."""
+        want = 'tyto_redis_sentinel_master{address="127.0.0.1:%d"} 2' % server.tcp_port
+
+        def shown():
+            lines = [x for x in t.admin_get('/metrics').body.decode().splitlines()
+                     if x.startswith('tyto_redis_sentinel_master{')]
+            return lines == [want] and lines
+        wait_for(shown, 10, want)
 
     def run_fault(self, t, fault, name):
         """Runs the announce load (two threads, each in one swarm of its own, paced), applies
@@ -256,6 +267,7 @@ class SentinelTest(unittest.TestCase):
                              capture_output=True, timeout=30 * SLOW, env=t.env)
         self.assertEqual(out.returncode, 0, out.stderr.decode(errors='replace'))
         self.assertIn(b'127.0.0.1:%d' % peer.port, out.stdout)
+        self.wait_master_metric(t, new)
 
     def test_failover_under_load(self):
         """The primary dies (SIGKILL): connections close, the sentinels promote the replica. The
