@@ -64,7 +64,7 @@ struct metrics_slot {
     int64_t inflight;
     int64_t storage_backlog;                          /* timed out, replies still owed */
     int64_t http_output_bytes;                        /* replies held for slow readers */
-    char redis_master[64];                            /* Sentinel mode: the master this worker
+    char redis_master[128];                           /* Sentinel mode: the master this worker
                                                        * resolved last ("host:port"); "" none */
 };
 
