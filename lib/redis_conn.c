@@ -110,7 +110,9 @@ struct redis_conns {
     struct redis_cluster_map *map;     /* redis.cluster: NULL until read */
     unsigned generation;               /* maps put in use */
     bool stale;                        /* a MOVED or a lost connection: refresh the map */
-    bool refreshing;                   /* a CLUSTER SLOTS is out */
+    bool refreshing;                   /* a CLUSTER SLOTS is out ... */
+    redisAsyncContext *refresh_ac;     /* ... on this connection ... */
+    uint64_t refresh_ms;               /* ... since (monotonic) */
     unsigned refresh_next;             /* the node the next refresh asks */
     unsigned refresh_failed;           /* refreshes in a row that got no map */
     uint64_t fetch_ms;                 /* monotonic: the last blocking read (one a second at most) */
@@ -238,16 +240,21 @@ static void redis_conns_apply(struct redis_conns *c, const struct redis_cluster_
     }
 }
 
+static uint64_t redis_conns_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 /* The blocking read of the map (see redis_conn.h): the first, or when no node answered. */
 static void redis_conns_fetch(struct redis_conns *c)
 {
     struct redis_cluster_map *m;
-    struct timespec ts;
-    uint64_t now_ms;
+    uint64_t now_ms = redis_conns_now_ms();
     char err[320];
 
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    now_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
     if (c->fetch_ms != 0 && now_ms - c->fetch_ms < 1000)
         return;
     c->fetch_ms = now_ms;
@@ -319,6 +326,7 @@ static void redis_conns_slots_cb(redisAsyncContext *ac, void *reply_ptr, void *p
     char err[160];
 
     c->refreshing = false;
+    c->refresh_ac = NULL;
     if (ac == c->probe && reply)
         redisAsyncDisconnect(ac);      /* one question only */
     if (!reply || !(m = malloc(sizeof(*m)))) {  /* gone with its connection: ask another node */
@@ -349,6 +357,25 @@ static void redis_conns_refresh(struct redis_conns *c)
 {
     redisAsyncContext *ac;
 
+    /* A node that accepted the CLUSTER SLOTS and never answers (hung: its connection stays open)
+     * would stop every refresh after it: past redis.timeout_ms its connection is let go (its
+     * pending commands are answered NULL, the refresh's callback among them: another node is
+     * asked next). */
+    if (c->refreshing && redis_conns_now_ms() - c->refresh_ms > (uint64_t)c->cfg->redis_timeout_ms) {
+        redisAsyncContext *hung = c->refresh_ac;
+        int i = redis_conns_find(c, hung);
+
+        log_warn("redis cluster: CLUSTER SLOTS to %s:%d unanswered after %d ms: closing that connection",
+                 hung->c.tcp.host ? hung->c.tcp.host : "?", hung->c.tcp.port, c->cfg->redis_timeout_ms);
+        /* Out of the set first: hiredis calls no disconnect callback for a connection that never
+         * connected (a SYN nobody answers), which would leave a freed pointer here. */
+        if (hung == c->probe)
+            c->probe = NULL;
+        else if (i >= 0)
+            c->ac[i] = NULL;
+        c->stale = true;
+        redisAsyncFree(hung);          /* the refresh's callback runs, with NULL */
+    }
     if (!c->stale || c->refreshing)
         return;
     if (!c->map || c->refresh_failed >= c->map->nnodes) {
@@ -361,6 +388,8 @@ static void redis_conns_refresh(struct redis_conns *c)
         ac = redis_conns_node(c, c->refresh_next++ % c->map->nnodes);
     if (ac && redisAsyncCommand(ac, redis_conns_slots_cb, c, "CLUSTER SLOTS") == REDIS_OK) {
         c->refreshing = true;
+        c->refresh_ac = ac;
+        c->refresh_ms = redis_conns_now_ms();
     } else {
         c->moved.port = 0;             /* the next try asks the map's nodes in turn */
         c->stale = true;
@@ -421,6 +450,11 @@ redisAsyncContext *redis_conns_for_key(struct redis_conns *c, const char *key)
     int i = redis_conns_node_of(c, key);
 
     return i < 0 ? NULL : redis_conns_node(c, (unsigned)i);
+}
+
+void redis_conns_stale(struct redis_conns *c)
+{
+    c->stale = c->cfg->redis_cluster;
 }
 
 void redis_conns_check(redisAsyncContext *ac, const redisReply *reply)

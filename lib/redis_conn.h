@@ -67,6 +67,10 @@ int redis_conns_node_of(struct redis_conns *c, const char *key);
 /* redis_conns_node of redis_conns_node_of: the connection to send key's commands on, or NULL. */
 redisAsyncContext *redis_conns_for_key(struct redis_conns *c, const char *key);
 
+/* The map is to be read again at the next use (a caller saw a node stop answering: a hung
+ * primary, which a cluster fails over without anything telling these connections). */
+void redis_conns_stale(struct redis_conns *c);
+
 /* What reply callbacks of these connections call with every non-NULL reply (ac->data is the
  * set): redis_conn_check_failover, and with a cluster a refresh of the map on MOVED (the command
  * was not run: its caller counts it as failed, and the next one goes to the new owner; the

@@ -68,6 +68,7 @@ struct stats_aggregator {
     uint64_t pass;                     /* its number; 0 none running */
     uint64_t passes;                   /* passes started (numbers them) */
     int64_t now_s, started_ms;
+    int64_t heard_ms;                  /* the pass's last reply (wall clock, as started_ms) */
     char cursor[24];
     bool scan_done;
     unsigned outstanding;              /* replies of the batch still owed */
@@ -530,6 +531,7 @@ static bool agg_batch_reply(struct agg_call *c, redisAsyncContext *ac, const red
         redis_conns_check(ac, reply);
     if (c->pass != a->pass || a->pass == 0)
         return false;                  /* an abandoned pass */
+    a->heard_ms = agg_wall_ms();
     if (!reply) {
         agg_abandon(a);
         return false;
@@ -714,6 +716,7 @@ static void agg_start(struct stats_aggregator *a, struct redis_conns *conns, red
     a->pass = ++a->passes;
     a->now_s = now_ms / 1000;
     a->started_ms = now_ms;
+    a->heard_ms = now_ms;
     a->next_pass_ms = now_ms + (int64_t)a->cfg->stats_pass_s * 1000;
     snprintf(a->cursor, sizeof(a->cursor), "0");
     a->scan_done = false;
@@ -746,6 +749,16 @@ void stats_aggregator_tick(struct stats_aggregator *a, struct redis_conns *conns
         log_info("stats: %s: the aggregator lease ran out before a renewal came back", a->holder);
         a->holding = false;
         agg_abandon(a);
+    }
+    /* A node that stopped answering (hung, not closed: nothing fails the pass's commands) would
+     * hold the pass, and every pass after it, until it wakes up. Given up after 3 x
+     * redis.timeout_ms without a reply; the next pass starts on the map as it is by then (a
+     * cluster fails a hung primary over by itself). */
+    if (a->pass != 0 && now_ms - a->heard_ms > 3 * (int64_t)a->cfg->redis_timeout_ms) {
+        log_warn("stats: pass %llu: no reply from Redis for %lld ms: abandoned", (unsigned long long)a->pass,
+                 (long long)(now_ms - a->heard_ms));
+        agg_abandon(a);
+        redis_conns_stale(conns);
     }
     agg_lease(a, ac, now_ms);
     if (a->holding && a->pass == 0 && now_ms >= a->next_pass_ms)

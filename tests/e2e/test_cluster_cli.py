@@ -19,6 +19,7 @@ Run alone: TYTO_BIN=build/tyto /usr/bin/python3 tests/e2e/test_cluster_cli.py"""
 import json
 import re
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -323,6 +324,43 @@ class ClusterFailover(ClusterBase):
         finally:
             t.stop()
         self.assertIn('reading the slot map again', t.log())
+
+
+class ClusterHungPrimary(ClusterBase):
+
+    def test_aggregator_outlasts_a_hung_primary(self):
+        """A primary other than the {stats} slot's stops answering (SIGSTOP: its connections stay
+        open, nothing fails): the pass waiting on it is given up after 3 x redis.timeout_ms, the
+        map is read again (a CLUSTER SLOTS that the hung node would never answer is given up
+        after redis.timeout_ms), and once the cluster has promoted its replica a pass counts every
+        swarm again. Before, the pass waited for the node for as long as it slept, and no
+        snapshot came."""
+        t = self.start_tyto()
+        victim_pid = None
+        try:
+            self.wait_pass(t, time.time() + 1)
+            victim = next(a for a in self.primaries if a != self.stats_owner())
+            with open(os.path.join(self.cluster_dir, 'redis-%s.pid' % victim.rsplit(':', 1)[1])) as f:
+                victim_pid = int(f.read())
+            with open('/proc/%d/cmdline' % victim_pid, 'rb') as f:
+                self.assertIn(b'redis-server', f.read())
+
+            # A replica that has not finished its first sync does not fail over.
+            def synced():
+                infos = [tt.redis_ask(self.addr(a)[1], 'INFO', 'replication') or b'' for a in self.nodes]
+                return sum(1 for i in infos if b'role:slave' in i and b'master_link_status:up' in i) == 3
+            wait_for(synced, 30, 'three replicas in sync')
+            os.kill(victim_pid, signal.SIGSTOP)
+            t_stop = time.time()
+            # cluster-node-timeout 5 s, then the election; the give-ups above; then a pass.
+            snap = self.wait_pass(t, t_stop + 1, timeout=20 + 6 * tt.SLOW)
+            print('CLUSTER hung primary %s: a full pass %.1f s after it stopped answering'
+                  % (victim, snap['time'] - t_stop))
+        finally:
+            if victim_pid:
+                os.kill(victim_pid, signal.SIGCONT)
+            t.stop()
+        self.assertIn('no reply from Redis', t.log())
 
 
 if __name__ == '__main__':
