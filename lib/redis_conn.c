@@ -436,6 +436,14 @@ redisAsyncContext *redis_conns_node(struct redis_conns *c, unsigned i)
     return c->ac[i];
 }
 
+void redis_conns_node_name(const struct redis_conns *c, int i, char *buf, size_t len)
+{
+    if (c->map && i >= 0 && (unsigned)i < c->map->nnodes)
+        snprintf(buf, len, "%s:%u", c->map->node[i].host, (unsigned)c->map->node[i].port);
+    else
+        snprintf(buf, len, "none");
+}
+
 int redis_conns_node_of(struct redis_conns *c, const char *key)
 {
     if (!c->cfg->redis_cluster)

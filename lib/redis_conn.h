@@ -64,6 +64,8 @@ unsigned redis_conns_generation(const struct redis_conns *c);
 redisAsyncContext *redis_conns_node(struct redis_conns *c, unsigned i);
 /* The node that serves key's slot (0 without a cluster), or -1 (no map, an unowned slot). */
 int redis_conns_node_of(struct redis_conns *c, const char *key);
+/* Node i's address as the map has it ("none" without one), for log lines. */
+void redis_conns_node_name(const struct redis_conns *c, int i, char *buf, size_t len);
 /* redis_conns_node of redis_conns_node_of: the connection to send key's commands on, or NULL. */
 redisAsyncContext *redis_conns_for_key(struct redis_conns *c, const char *key);
 

@@ -73,6 +73,7 @@ struct stats_aggregator {
     bool scan_done;
     unsigned outstanding;              /* replies of the batch still owed */
     uint64_t foreign;                  /* keys SCAN found on a node not their slot's owner */
+    char foreign_eg[400];              /* the first of them, where it was and whose the map says */
     uint64_t swarms, seeders, leechers, s4, s6, l4, l6, downloaded, announces_min;
     uint64_t scrapes_min, completed_min;
     uint64_t anomalies[ANOMALY_KINDS];
@@ -619,8 +620,17 @@ static void agg_visit(struct stats_aggregator *a, const char *key, size_t len)
     /* Only the keys of the slots the map gives this node: a node that holds others' (a replica
      * the map still lists as a primary, a node importing a slot) would have them counted twice,
      * or its census answered MOVED. */
-    if (redis_conns_node_of(a->conns, key) != (int)((a->first + a->visited) % a->nodes)) {
-        a->foreign++;
+    int owner = redis_conns_node_of(a->conns, key);
+    unsigned here = (a->first + a->visited) % a->nodes;
+    if (owner != (int)here) {
+        if (a->foreign++ == 0) {
+            char o[80], h[80];
+
+            redis_conns_node_name(a->conns, owner, o, sizeof(o));
+            redis_conns_node_name(a->conns, (int)here, h, sizeof(h));
+            snprintf(a->foreign_eg, sizeof(a->foreign_eg), "%.*s on %s (the map's owner of its slot: %s)",
+                     (int)(len < 100 ? len : 100), key, h, o);
+        }
         return;
     }
     memcpy(hex, key + plen + 1, 40);
@@ -904,8 +914,8 @@ static void agg_finish(struct stats_aggregator *a)
     agg_write_board(a);
     agg_write_full_scrape(a);
     if (a->foreign)
-        log_info("stats: pass %llu left out %llu keys found on a node the slot map does not give them to",
-                 (unsigned long long)a->pass, (unsigned long long)a->foreign);
+        log_info("stats: pass %llu left out %llu keys found on a node the slot map does not give them to, e.g. %s",
+                 (unsigned long long)a->pass, (unsigned long long)a->foreign, a->foreign_eg);
     log_debug("stats: pass %llu: %llu swarms, %llu peers in %lld ms", (unsigned long long)a->pass,
               (unsigned long long)a->swarms, (unsigned long long)(a->seeders + a->leechers), (long long)pass_ms);
     a->pass = 0;

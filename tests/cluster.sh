@@ -119,7 +119,11 @@ start() {
         # cluster-require-full-coverage no, as the README asks of operators: with Redis's default
         # (yes) a primary marked failed stops every node (CLUSTERDOWN) until its replica took over,
         # and swarms on the healthy primaries would fail too.
-        redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" \
+        # A data file per node: a replica's full sync lands in its dbfilename (a temporary file
+        # renamed to it), then is loaded from there; with one dump.rdb for all six, replicas
+        # syncing in the same instant (they do, right after the create) could load another
+        # primary's keys, and a failover then promote them under the wrong slots.
+        redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" --dbfilename "dump-$port.rdb" \
             --cluster-enabled yes --cluster-config-file "nodes-$port.conf" \
             --cluster-node-timeout 5000 --cluster-require-full-coverage no --save '' --appendonly no \
             --daemonize yes --pidfile "$dir/redis-$port.pid" --logfile "$dir/redis-$port.log" \
