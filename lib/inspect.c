@@ -4,7 +4,8 @@
  * "<prefix>{<hex>}:info" (hash with "downloaded"). Synchronous hiredis; nothing is written.
  * With redis.cluster the slot map is read first (blocking, bounded by redis.timeout_ms per node
  * asked: storage/redis_cluster_seed.c): a one-swarm command, or one reading the {stats} keys,
- * connects to the primary that owns its key's slot; `tyto swarms` walks every primary. */
+ * connects to the primary that owns its key's slot; `tyto swarms` walks every primary. A MOVED
+ * (the slot moved since the map was read) reads the map again and runs the command again. */
 #include "lib/inspect.h"
 
 #include <ctype.h>
@@ -29,6 +30,8 @@
 #define INSPECT_HEX_LEN 40
 #define INSPECT_KEY_MAX 160
 #define INSPECT_BATCH 512              /* swarms counted per pipeline in `swarms` */
+#define INSPECT_CLUSTER_TRIES 4        /* runs of a command that a cluster redirects */
+#define INSPECT_CLUSTER_PAUSE_MS 250   /* before a run again after ASK, TRYAGAIN, CLUSTERDOWN */
 
 struct inspect_swarm {
     char hex[INSPECT_HEX_LEN + 1];
@@ -633,9 +636,10 @@ out_snap:
 
 /* ---- entry ------------------------------------------------------------------------------- */
 
-/* inspect_main with redis.cluster: the slot map first, then the primary (or primaries) to ask. */
-static int inspect_cluster_main(const struct config *cfg, bool one, bool anomalies, const char *hex, long limit,
-                                FILE *out, FILE *errout)
+/* One run of a command with redis.cluster: the slot map first (asking the primaries of *hint
+ * first, when there is one), then the primary (or primaries) to ask. */
+static int inspect_cluster_run(const struct config *cfg, bool one, bool anomalies, const char *hex, long limit,
+                               const struct redis_cluster_map *hint, FILE *out, FILE *errout)
 {
     struct redis_cluster_map *m = malloc(sizeof(*m));
     char err[320], key[INSPECT_KEY_MAX];
@@ -646,7 +650,7 @@ static int inspect_cluster_main(const struct config *cfg, bool one, bool anomali
         fprintf(errout, "tyto: out of memory\n");
         return 1;
     }
-    if (redis_cluster_fetch_map(cfg, NULL, m, err, sizeof(err)) < 0) {
+    if (redis_cluster_fetch_map(cfg, hint, m, err, sizeof(err)) < 0) {
         fprintf(errout, "tyto: redis cluster: %s\n", err);
         goto out;
     }
@@ -665,6 +669,80 @@ static int inspect_cluster_main(const struct config *cfg, bool one, bool anomali
     }
 out:
     free(m);
+    return status;
+}
+
+/* The redirection a failed run's messages end with, if any: every Redis error is printed with
+ * Redis's own words, so a "MOVED 3999 host:port" (or ASK, TRYAGAIN, CLUSTERDOWN) is there to be
+ * found without threading it back through every reader above. Fills *at for a MOVED or ASK. */
+static bool inspect_redirected(const char *errtext, struct redis_cluster_redirect *at)
+{
+    static const char *const words[] = { "MOVED ", "ASK ", "TRYAGAIN", "CLUSTERDOWN" };
+
+    at->port = 0;
+    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+        const char *w = errtext ? strstr(errtext, words[i]) : NULL;
+
+        if (!w)
+            continue;
+        if (i < 2)
+            (void)redis_cluster_parse_redirect(w, strcspn(w, "\n"), at);
+        return true;
+    }
+    return false;
+}
+
+/* inspect_main with redis.cluster. A slot that moves between the map's read and the command (a
+ * failover, a reshard) answers MOVED: the map is read again, from the node the MOVED named
+ * first, and the command run again; a slot in migration or a cluster electing a primary (ASK,
+ * TRYAGAIN, CLUSTERDOWN) is tried again after a pause. A run's output is held until it is known
+ * not to be tried again, so nothing is printed twice. */
+static int inspect_cluster_main(const struct config *cfg, bool one, bool anomalies, const char *hex, long limit,
+                                FILE *out, FILE *errout)
+{
+    struct redis_cluster_map *hint = NULL;
+    int status = 1;
+
+    for (int attempt = 1;; attempt++) {
+        char *obuf = NULL, *ebuf = NULL;
+        size_t olen = 0, elen = 0;
+        FILE *o = open_memstream(&obuf, &olen), *e = open_memstream(&ebuf, &elen);
+        struct redis_cluster_redirect at;
+        bool again;
+
+        if (!o || !e) {                /* no memory to hold it: one run, printed as it goes */
+            if (o)
+                fclose(o);
+            if (e)
+                fclose(e);
+            free(obuf);
+            free(ebuf);
+            status = inspect_cluster_run(cfg, one, anomalies, hex, limit, hint, out, errout);
+            break;
+        }
+        status = inspect_cluster_run(cfg, one, anomalies, hex, limit, hint, o, e);
+        fclose(o);
+        fclose(e);
+        again = status != 0 && attempt < INSPECT_CLUSTER_TRIES && inspect_redirected(ebuf, &at);
+        if (!again) {
+            fwrite(obuf, 1, olen, out);
+            fwrite(ebuf, 1, elen, errout);
+        }
+        free(obuf);
+        free(ebuf);
+        if (!again)
+            break;
+        if (at.port != 0 && at.kind == REDIS_CLUSTER_ERR_MOVED) {
+            if (at.host[0] != '\0' && (hint || (hint = malloc(sizeof(*hint))))) {
+                hint->nnodes = 1;
+                hint->node[0] = (struct redis_cluster_node){ .port = at.port };
+                snprintf(hint->node[0].host, sizeof(hint->node[0].host), "%s", at.host);
+            }
+        } else {
+            usleep(INSPECT_CLUSTER_PAUSE_MS * 1000);
+        }
+    }
+    free(hint);
     fflush(out);
     return status;
 }

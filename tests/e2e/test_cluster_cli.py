@@ -20,8 +20,10 @@ import json
 import re
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import unittest
 
@@ -52,6 +54,63 @@ def start_cluster():
             raise AssertionError('tests/cluster.sh start failed:\n' + r.stderr.decode(errors='replace')[-3000:])
     env = dict(line.split('=', 1) for line in r.stdout.decode().split() if '=' in line)
     return env['TYTO_CLUSTER_DIR'], env['TYTO_CLUSTER_NODES'].split(','), env['TYTO_CLUSTER_PRIMARIES'].split(',')
+
+
+class StaleSeed(threading.Thread):
+    """A seed whose slot map is stale: it gives itself every slot (CLUSTER SLOTS) and answers any
+    other command MOVED to the real owner of its first argument's slot, as a primary does whose
+    slots moved away after a reader took its map. One client at a time; stopped by stop()."""
+
+    def __init__(self, slots):
+        super().__init__(daemon=True)
+        self.slots = slots
+        self.moved = 0
+        self.done = False
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(('127.0.0.1', 0))
+        self.sock.listen(8)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.start()
+
+    def stop(self):
+        self.done = True
+        self.join(5)
+        self.sock.close()
+
+    def run(self):
+        while not self.done:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(5)
+                try:
+                    self.serve(conn.makefile('rb'), conn)
+                except (OSError, ValueError):
+                    pass
+
+    def serve(self, f, conn):
+        while True:
+            head = f.readline()
+            if not head.startswith(b'*'):
+                return
+            args = []
+            for _ in range(int(head[1:])):
+                n = int(f.readline()[1:])
+                args.append(f.read(n + 2)[:-2])
+            name = args[0].upper()
+            if name == b'CLUSTER' and len(args) > 1 and args[1].upper() == b'SLOTS':
+                conn.sendall(b'*1\r\n*3\r\n:0\r\n:16383\r\n*3\r\n$9\r\n127.0.0.1\r\n:%d\r\n$40\r\n%s\r\n'
+                             % (self.port, b'f' * 40))
+            elif name in (b'AUTH', b'PING'):
+                conn.sendall(b'+OK\r\n')
+            else:
+                slot = tt.key_slot(args[1].decode(errors='replace') if len(args) > 1 else '')
+                owner = next(a for lo, hi, a in self.slots if lo <= slot <= hi)
+                self.moved += 1
+                conn.sendall(b'-MOVED %d %s\r\n' % (slot, owner.encode()))
 
 
 def stop_cluster(d):
@@ -165,13 +224,13 @@ class ClusterBase(unittest.TestCase):
             self.assertNotIn(mark, err)
         return r.returncode, out, err
 
-    def same_output(self, *args):
+    def same_output(self, *args, clus=None):
         """The single Redis's and the cluster's outputs of one command, equal but for what reads the
         clock ("N s ago", "expires in Ns"): those numbers may differ by the seconds between the two
-        runs (several under valgrind), no more."""
+        runs (several under valgrind), no more. clus: another cluster configuration."""
         clock = re.compile(r'(\d+)( s ago|s\b)')
         a = self.run_tyto(self.plain, *args)
-        b = self.run_tyto(self.clus, *args)
+        b = self.run_tyto(clus or self.clus, *args)
         self.assertEqual(a[0], 0, a[2])
         self.assertEqual((b[0], clock.sub(r'N\2', b[1]), b[2]), (a[0], clock.sub(r'N\2', a[1]), a[2]))
         for x, y in zip(clock.findall(a[1]), clock.findall(b[1])):
@@ -246,6 +305,28 @@ class ClusterCli(ClusterBase):
         rc, out, err = self.run_tyto(self.clus, 'swarm', rand_hash().hex())
         self.assertEqual(rc, 1)
         self.assertIn('no swarm', err)
+
+    def test_cli_follows_a_moved(self):
+        """The map read from a seed that is out of date: every command it sends there answers
+        MOVED; the CLI reads the map again from the node the MOVED names, runs the command again,
+        and prints exactly what it prints on the single Redis (and nothing of the first run)."""
+        seed = StaleSeed(self.slots)
+        try:
+            stale = tt.Tyto(backend='redis', config={'redis': {
+                'url': 'redis://' + self.primaries[0], 'cluster': True, 'nodes': ['127.0.0.1:%d' % seed.port],
+                'prefix': self.prefix}})
+            stale.cfg['listen']['port'] = 6969
+            stale.write_config()
+            h = next(iter(self.swarms))
+            out = self.same_output('swarm', h, clus=stale)
+            self.assertIn('swarm %s\n' % h, out)
+            moved = seed.moved
+            self.assertGreaterEqual(moved, 1)
+            out = self.same_output('swarms', '1000', clus=stale)
+            self.assertEqual(len(out.splitlines()), len(self.swarms) + 2, out)
+            self.assertGreater(seed.moved, moved)
+        finally:
+            seed.stop()
 
     def test_swarms_lists_every_primary_once(self):
         out = self.same_output('swarms', '1000')
