@@ -672,7 +672,7 @@ out:
     return status;
 }
 
-/* The redirection a failed run's messages end with, if any: every Redis error is printed with
+/* The redirection a failed run's messages hold, if any: every Redis error is printed with
  * Redis's own words, so a "MOVED 3999 host:port" (or ASK, TRYAGAIN, CLUSTERDOWN) is there to be
  * found without threading it back through every reader above. Fills *at for a MOVED or ASK. */
 static bool inspect_redirected(const char *errtext, struct redis_cluster_redirect *at)
