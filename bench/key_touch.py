@@ -6,51 +6,23 @@ seeders and 7 leechers, each with its `:info` and `:stats` hashes (400,000 keys,
 benchmark leaves them). Then CALLS pipelined requests, each on a swarm drawn at random, send the
 same commands in different orders, and Redis's own INFO commandstats says each command's
 microseconds a call. Usage: [SWARMS=100000] [CALLS=300000] bench/key_touch.py"""
-import hashlib, os, random, socket, subprocess, tempfile, time
+import hashlib, os, random, subprocess, time
 
-root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from localredis import LocalRedis, resp
+
 swarms = int(os.environ.get("SWARMS", "100000"))
 calls = int(os.environ.get("CALLS", "300000"))
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def resp(*args):
-    out = [b"*%d\r\n" % len(args)]
-    for a in args:
-        a = a if isinstance(a, bytes) else str(a).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
-    return b"".join(out)
-
-
-port = free_port()
-d = tempfile.mkdtemp()
-rs = subprocess.Popen(["redis-server", os.path.join(root, "redis/redis.conf"), "--port", str(port),
-                       "--bind", "127.0.0.1", "--save", "", "--dir", d, "--logfile", d + "/r.log",
-                       "--daemonize", "no"])
-
-
-def cli(*a):
-    return subprocess.run(["redis-cli", "-p", str(port)] + list(a), capture_output=True, text=True).stdout
+redis = LocalRedis()
+cli = redis.cli
 
 
 def pipe(data):
-    r = subprocess.run(["redis-cli", "-p", str(port), "--pipe"], input=data, capture_output=True)
+    r = subprocess.run(["redis-cli", "-p", str(redis.port), "--pipe"], input=data, capture_output=True)
     if b"errors: 0" not in r.stdout:
         raise SystemExit("redis-cli --pipe: %r" % r.stdout[-200:])
 
 
 try:
-    for _ in range(100):
-        if cli("ping").strip() == "PONG":
-            break
-        time.sleep(0.05)
     now = int(time.time())
     hexes = [hashlib.sha1(str(t).encode()).hexdigest() for t in range(swarms)]
     buf = []
@@ -99,5 +71,4 @@ try:
     for order, us in rows:
         print("| %s | %s |" % (" → ".join("`%s`" % c for c in order), " → ".join("%.2f" % u for u in us)))
 finally:
-    rs.terminate()
-    rs.wait()
+    redis.stop()

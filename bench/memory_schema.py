@@ -4,32 +4,14 @@ private redis-server (redis/redis.conf, no tyto): the steady pool's shape (SWARM
 peers, 3 seeders and 7 leechers, members 127.0.0.1:<20000+slot> as bench/load.lua announces them),
 one layout at a time on an emptied database. Prints used_memory growth / peers, and the part of it
 that is per key. Usage: [SWARMS=100000] bench/memory_schema.py"""
-import os, socket, subprocess, sys, tempfile, time, struct, hashlib
+import hashlib, os, subprocess, time, struct
 
-root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from localredis import LocalRedis, resp
+
 swarms = int(os.environ.get("SWARMS", "100000"))
-
-def free_port():
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
-
-def resp(*args):
-    out = [b"*%d\r\n" % len(args)]
-    for a in args:
-        a = a if isinstance(a, bytes) else str(a).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
-    return b"".join(out)
-
-port = free_port()
-d = tempfile.mkdtemp()
-rs = subprocess.Popen(["redis-server", os.path.join(root, "redis/redis.conf"), "--port", str(port),
-                       "--bind", "127.0.0.1", "--save", "", "--dir", d, "--logfile", d + "/r.log",
-                       "--daemonize", "no"])
-def cli(*a):
-    return subprocess.run(["redis-cli", "-p", str(port)] + list(a), capture_output=True, text=True).stdout
+redis = LocalRedis()
+cli = redis.cli
 try:
-    for _ in range(100):
-        if cli("ping").strip() == "PONG": break
-        time.sleep(0.05)
     def used():
         for l in cli("info", "memory").splitlines():
             if l.startswith("used_memory:"): return int(l.split(":")[1])
@@ -84,11 +66,11 @@ try:
                 for m in leech: args += [exp + (1 << 32), m]   # leechers: score + 2^32
                 buf.append(resp(*args))
                 if ttl: buf.append(resp("EXPIREAT", key, exp))
-        subprocess.run(["redis-cli", "-p", str(port), "--pipe"], input=b"".join(buf), capture_output=True)
+        subprocess.run(["redis-cli", "-p", str(redis.port), "--pipe"], input=b"".join(buf), capture_output=True)
         u1 = used()
         nk = int(cli("dbsize").strip())
         print("%-45s %6.1f bytes/peer  (%d keys, %.0f bytes/key incl. members)" %
               (name, (u1 - u0) / (swarms * 10), nk, (u1 - u0) / nk))
 finally:
-    rs.terminate(); rs.wait()
-    subprocess.run(["rm", "-rf", d])
+    redis.stop()
+    subprocess.run(["rm", "-rf", redis.dir])

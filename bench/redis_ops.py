@@ -22,6 +22,8 @@ import sys
 import tempfile
 import time
 
+from localredis import free_port
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 PEERS = int(os.environ.get("PEERS", "200000"))
@@ -70,14 +72,6 @@ class Redis:
     def info(self, section):
         text = self.cmd("INFO", section).decode()
         return dict(l.split(":", 1) for l in text.splitlines() if ":" in l and not l.startswith("#"))
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def member(i, compact):
