@@ -9,15 +9,20 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <hiredis/hiredis.h>
 #include <sodium.h>
 
 #include "lib/inspect.h"
+#include "storage/redis_cluster.h"
+#include "storage/redis_cluster_seed.h"
 #include "storage/redis_functions.h"
 
 #define PRIVATE_DAY_S 86400LL
 #define PRIVATE_MAX_DAYS 36500LL       /* 100 years: beyond it is surely a typo */
+#define CLI_CLUSTER_TRIES 4            /* sends of a call that a cluster redirects */
+#define CLI_CLUSTER_PAUSE_MS 250       /* before sending again after TRYAGAIN, CLUSTERDOWN */
 
 /* ---- checks and passkeys ------------------------------------------------------------------- */
 
@@ -384,37 +389,85 @@ const struct pjson_field *pjson_get(const struct pjson_field *f, int n, const ch
 
 /* ---- CLI: Redis ---------------------------------------------------------------------------- */
 
+/* Loads the function library on c (a call's functions). false with the message printed. */
+static bool cli_load_library(redisContext *c, const char *what, FILE *errout)
+{
+    redisReply *r = redisCommand(c, "FUNCTION LOAD REPLACE %s", redis_functions_lua);
+    bool ok = r != NULL && r->type != REDIS_REPLY_ERROR;
+
+    if (!ok)
+        fprintf(errout, "tyto: %s: cannot load the Redis function library (Redis 7 or newer is needed): %s\n",
+                what, r ? r->str : c->errstr);
+    freeReplyObject(r);
+    return ok;
+}
+
 /* Connects as `tyto swarm` does, to the node of key (a call's first: {private} for a user, the
  * swarm's slot for a torrent, which on a cluster are different primaries), then loads the
  * function library there. */
 static redisContext *cli_connect(const struct config *cfg, const char *key, const char *what, FILE *errout)
 {
     redisContext *c = inspect_connect_for(cfg, key, errout);
-    redisReply *r;
 
-    if (c == NULL)
-        return NULL;
-    r = redisCommand(c, "FUNCTION LOAD REPLACE %s", redis_functions_lua);
-    if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-        fprintf(errout, "tyto: %s: cannot load the Redis function library (Redis 7 or newer is needed): %s\n",
-                what, r ? r->str : c->errstr);
-        freeReplyObject(r);
+    if (c != NULL && !cli_load_library(c, what, errout)) {
         redisFree(c);
         return NULL;
     }
-    freeReplyObject(r);
     return c;
+}
+
+/* Sends the call on *rcp. With redis.cluster, a call answered MOVED (its slot moved after the
+ * map was read) or ASK (mid-migration) was not run: it is sent again to the node named (after
+ * ASKING for an ASK), and *rcp replaced by that connection; TRYAGAIN and CLUSTERDOWN are sent
+ * again after a pause. Up to CLI_CLUSTER_TRIES sends; the last reply is returned (NULL: none). */
+static redisReply *cli_send(const struct config *cfg, redisContext **rcp, const struct private_call *c,
+                            const char *what, FILE *errout)
+{
+    for (int attempt = 1;; attempt++) {
+        redisReply *r = redisCommandArgv(*rcp, c->argc, (const char **)c->argv, NULL);
+        struct redis_cluster_redirect at;
+        enum redis_cluster_err kind;
+        char err[320];
+
+        if (!cfg->redis_cluster || r == NULL || r->type != REDIS_REPLY_ERROR || attempt == CLI_CLUSTER_TRIES)
+            return r;
+        kind = redis_cluster_classify(r->str, r->len);
+        if (kind == REDIS_CLUSTER_ERR_MOVED || kind == REDIS_CLUSTER_ERR_ASK) {
+            redisContext *next;
+
+            if (redis_cluster_parse_redirect(r->str, r->len, &at) < 0)
+                return r;
+            next = redis_cluster_connect(cfg, at.host[0] ? at.host : (*rcp)->tcp.host, at.port, err, sizeof(err));
+            if (next == NULL) {
+                fprintf(errout, "tyto: %s: redis cluster: %s\n", what, err);
+                return r;
+            }
+            if (!cli_load_library(next, what, errout)) {
+                redisFree(next);
+                return r;
+            }
+            redisFree(*rcp);
+            *rcp = next;
+            if (kind == REDIS_CLUSTER_ERR_ASK)
+                freeReplyObject(redisCommand(next, "ASKING"));
+        } else if (kind == REDIS_CLUSTER_ERR_TRYAGAIN || kind == REDIS_CLUSTER_ERR_CLUSTERDOWN) {
+            usleep(CLI_CLUSTER_PAUSE_MS * 1000);
+        } else {
+            return r;
+        }
+        freeReplyObject(r);
+    }
 }
 
 /* Runs the call; returns its JSON text reply (caller frees with freeReplyObject) or NULL with
  * the message printed: "tyto: user show: no such user 'bob'". */
-static redisReply *cli_call(redisContext *rc, const struct private_call *c, const char *what,
-                            const char *subject, FILE *errout)
+static redisReply *cli_call(const struct config *cfg, redisContext **rcp, const struct private_call *c,
+                            const char *what, const char *subject, FILE *errout)
 {
-    redisReply *r = redisCommandArgv(rc, c->argc, (const char **)c->argv, NULL);
+    redisReply *r = cli_send(cfg, rcp, c, what, errout);
 
     if (r == NULL) {
-        fprintf(errout, "tyto: %s: redis: %s\n", what, rc->errstr[0] ? rc->errstr : "no reply");
+        fprintf(errout, "tyto: %s: redis: %s\n", what, (*rcp)->errstr[0] ? (*rcp)->errstr : "no reply");
         return NULL;
     }
     if (r->type == REDIS_REPLY_ERROR) {
@@ -683,7 +736,7 @@ static int cli_run(const struct config *cfg, const struct private_call *c, const
 
     if (rc == NULL)
         return 1;
-    r = cli_call(rc, c, what, subject, errout);
+    r = cli_call(cfg, &rc, c, what, subject, errout);
     if (r != NULL) {
         status = strcmp(c->argv[1], "tyto_user_list") == 0
                      ? cli_print_list(out, errout, r, json)

@@ -57,9 +57,10 @@ def start_cluster():
 
 
 class StaleSeed(threading.Thread):
-    """A seed whose slot map is stale: it gives itself every slot (CLUSTER SLOTS) and answers any
-    other command MOVED to the real owner of its first argument's slot, as a primary does whose
-    slots moved away after a reader took its map. One client at a time; stopped by stop()."""
+    """A seed whose slot map is stale: it gives itself every slot (CLUSTER SLOTS), takes FUNCTION
+    LOAD, and answers any other command MOVED to the real owner of its key's slot, as a primary
+    does whose slots moved away after a reader took its map. slots: (start, end, 'host:port') of
+    the real cluster. One client at a time; stopped by stop()."""
 
     def __init__(self, slots):
         super().__init__(daemon=True)
@@ -104,10 +105,13 @@ class StaleSeed(threading.Thread):
             if name == b'CLUSTER' and len(args) > 1 and args[1].upper() == b'SLOTS':
                 conn.sendall(b'*1\r\n*3\r\n:0\r\n:16383\r\n*3\r\n$9\r\n127.0.0.1\r\n:%d\r\n$40\r\n%s\r\n'
                              % (self.port, b'f' * 40))
-            elif name in (b'AUTH', b'PING'):
+            elif name in (b'AUTH', b'PING', b'FUNCTION'):
                 conn.sendall(b'+OK\r\n')
             else:
-                slot = tt.key_slot(args[1].decode(errors='replace') if len(args) > 1 else '')
+                # A function's or script's first key, else the first argument.
+                scripted = name in (b'FCALL', b'FCALL_RO', b'EVAL', b'EVALSHA') and len(args) > 3 and args[2] != b'0'
+                key = args[3] if scripted else args[1] if len(args) > 1 else b''
+                slot = tt.key_slot(key.decode(errors='replace'))
                 owner = next(a for lo, hi, a in self.slots if lo <= slot <= hi)
                 self.moved += 1
                 conn.sendall(b'-MOVED %d %s\r\n' % (slot, owner.encode()))

@@ -21,7 +21,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tytotest as tt                                                  # noqa: E402
-from test_cluster_cli import TcpRedis, start_cluster, stop_cluster    # noqa: E402
+from test_cluster_cli import StaleSeed, TcpRedis, start_cluster, stop_cluster    # noqa: E402
 
 TOKEN = 'cluster-admin-' + os.urandom(8).hex()
 PER_PRIMARY = 2                # torrents in swarms of each primary
@@ -76,8 +76,8 @@ class ClusterPrivateTest(unittest.TestCase):
                 return r.cmd('CLUSTER', 'MYID') == e[2][2]
         return False
 
-    def cli(self, *args):
-        p = subprocess.run(tt.tyto_command(self.tyto.dir, ['-c', self.tyto.config_path] + list(args)),
+    def cli(self, *args, config=None):
+        p = subprocess.run(tt.tyto_command(self.tyto.dir, ['-c', config or self.tyto.config_path] + list(args)),
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=tt.clean_env(),
                            timeout=30 * tt.SLOW)
         self.assertEqual(p.returncode, 0, (args, p.stdout, p.stderr))
@@ -106,6 +106,29 @@ class ClusterPrivateTest(unittest.TestCase):
             if len(want[a]) < PER_PRIMARY:
                 want[a].append(h)
         return want
+
+    def test_cli_follows_a_moved(self):
+        """The map read from a seed that is out of date (a fake node that gives itself every slot
+        and answers MOVED): `tyto user add` and `tyto torrent add` send their call again to the
+        node the MOVED names, and what they wrote is where it belongs."""
+        reply = self.conns[self.primaries[0]].cmd('CLUSTER', 'SLOTS')
+        seed = StaleSeed([(e[0], e[1], '%s:%d' % (e[2][0].decode() or '127.0.0.1', e[2][1])) for e in reply])
+        try:
+            stale = tt.Tyto(backend='redis', config={
+                'redis': {'url': 'redis://' + self.primaries[0], 'cluster': True,
+                          'nodes': ['127.0.0.1:%d' % seed.port], 'prefix': self.tyto.prefix},
+                'private': {'enabled': True}})
+            stale.cfg['listen']['port'] = 6969         # not started: the CLI only reads it
+            stale.write_config()
+            pk = self.cli('user', 'add', 'erin', config=stale.config_path).strip().splitlines()[-1]
+            h = tt.rand_hash().hex()
+            self.cli('torrent', 'add', h, config=stale.config_path)
+            self.assertGreaterEqual(seed.moved, 2)
+            self.assertEqual(len(pk), 32, pk)
+            self.assertIn('name        erin\n', self.cli('user', 'show', 'erin'))
+            self.assertIn(h, self.cli('torrent', 'show', h))
+        finally:
+            seed.stop()
 
     def test_private_mode_on_a_cluster(self):
         prefix = self.tyto.prefix
