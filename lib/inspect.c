@@ -30,8 +30,6 @@
 #define INSPECT_HEX_LEN 40
 #define INSPECT_KEY_MAX 160
 #define INSPECT_BATCH 512              /* swarms counted per pipeline in `swarms` */
-#define INSPECT_CLUSTER_TRIES 4        /* runs of a command that a cluster redirects */
-#define INSPECT_CLUSTER_PAUSE_MS 250   /* before a run again after ASK, TRYAGAIN, CLUSTERDOWN */
 
 struct inspect_swarm {
     char hex[INSPECT_HEX_LEN + 1];
@@ -723,7 +721,7 @@ static int inspect_cluster_main(const struct config *cfg, bool one, bool anomali
         status = inspect_cluster_run(cfg, one, anomalies, hex, limit, hint, o, e);
         fclose(o);
         fclose(e);
-        again = status != 0 && attempt < INSPECT_CLUSTER_TRIES && inspect_redirected(ebuf, &at);
+        again = status != 0 && attempt < REDIS_CLUSTER_CLI_TRIES && inspect_redirected(ebuf, &at);
         if (!again) {
             fwrite(obuf, 1, olen, out);
             fwrite(ebuf, 1, elen, errout);
@@ -739,7 +737,7 @@ static int inspect_cluster_main(const struct config *cfg, bool one, bool anomali
                 snprintf(hint->node[0].host, sizeof(hint->node[0].host), "%s", at.host);
             }
         } else {
-            usleep(INSPECT_CLUSTER_PAUSE_MS * 1000);
+            usleep(REDIS_CLUSTER_CLI_PAUSE_MS * 1000);
         }
     }
     free(hint);

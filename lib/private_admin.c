@@ -21,8 +21,6 @@
 
 #define PRIVATE_DAY_S 86400LL
 #define PRIVATE_MAX_DAYS 36500LL       /* 100 years: beyond it is surely a typo */
-#define CLI_CLUSTER_TRIES 4            /* sends of a call that a cluster redirects */
-#define CLI_CLUSTER_PAUSE_MS 250       /* before sending again after TRYAGAIN, CLUSTERDOWN */
 
 /* ---- checks and passkeys ------------------------------------------------------------------- */
 
@@ -419,7 +417,7 @@ static redisContext *cli_connect(const struct config *cfg, const char *key, cons
 /* Sends the call on *rcp. With redis.cluster, a call answered MOVED (its slot moved after the
  * map was read) or ASK (mid-migration) was not run: it is sent again to the node named (after
  * ASKING for an ASK), and *rcp replaced by that connection; TRYAGAIN and CLUSTERDOWN are sent
- * again after a pause. Up to CLI_CLUSTER_TRIES sends; the last reply is returned (NULL: none). */
+ * again after a pause. Up to REDIS_CLUSTER_CLI_TRIES sends; the last reply is returned (NULL: none). */
 static redisReply *cli_send(const struct config *cfg, redisContext **rcp, const struct private_call *c,
                             const char *what, FILE *errout)
 {
@@ -429,7 +427,7 @@ static redisReply *cli_send(const struct config *cfg, redisContext **rcp, const 
         enum redis_cluster_err kind;
         char err[320];
 
-        if (!cfg->redis_cluster || r == NULL || r->type != REDIS_REPLY_ERROR || attempt == CLI_CLUSTER_TRIES)
+        if (!cfg->redis_cluster || r == NULL || r->type != REDIS_REPLY_ERROR || attempt == REDIS_CLUSTER_CLI_TRIES)
             return r;
         kind = redis_cluster_classify(r->str, r->len);
         if (kind == REDIS_CLUSTER_ERR_MOVED || kind == REDIS_CLUSTER_ERR_ASK) {
@@ -451,7 +449,7 @@ static redisReply *cli_send(const struct config *cfg, redisContext **rcp, const 
             if (kind == REDIS_CLUSTER_ERR_ASK)
                 freeReplyObject(redisCommand(next, "ASKING"));
         } else if (kind == REDIS_CLUSTER_ERR_TRYAGAIN || kind == REDIS_CLUSTER_ERR_CLUSTERDOWN) {
-            usleep(CLI_CLUSTER_PAUSE_MS * 1000);
+            usleep(REDIS_CLUSTER_CLI_PAUSE_MS * 1000);
         } else {
             return r;
         }

@@ -29,6 +29,10 @@
 #define REDIS_CLUSTER_HOST_MAX 64      /* bytes of a host name or address, without the NUL */
 #define REDIS_CLUSTER_ID_LEN 40        /* a node id: 40 lowercase hex characters */
 #define REDIS_CLUSTER_UNOWNED 0xff     /* owner[] value of a slot no primary serves */
+/* The command-line tools (tyto swarm, tyto user ...), which block: how often a command a cluster
+ * redirects is run again, and the pause before a run after ASK, TRYAGAIN or CLUSTERDOWN. */
+#define REDIS_CLUSTER_CLI_TRIES 4
+#define REDIS_CLUSTER_CLI_PAUSE_MS 250
 
 /* The slot of key (len bytes, binary-safe): CRC16/XMODEM mod 16384 of the hash tag if the key has
  * one (the bytes between the first '{' and the first '}' after it, when not empty), else of the
