@@ -6,7 +6,7 @@ seeders and 7 leechers, each with its `:info` and `:stats` hashes (400,000 keys,
 benchmark leaves them). Then CALLS pipelined requests, each on a swarm drawn at random, send the
 same commands in different orders, and Redis's own INFO commandstats says each command's
 microseconds a call. Usage: [SWARMS=100000] [CALLS=300000] bench/key_touch.py"""
-import hashlib, os, random, subprocess, time
+import hashlib, os, random, time
 
 from localredis import LocalRedis, resp
 
@@ -14,12 +14,6 @@ swarms = int(os.environ.get("SWARMS", "100000"))
 calls = int(os.environ.get("CALLS", "300000"))
 redis = LocalRedis()
 cli = redis.cli
-
-
-def pipe(data):
-    r = subprocess.run(["redis-cli", "-p", str(redis.port), "--pipe"], input=data, capture_output=True)
-    if b"errors: 0" not in r.stdout:
-        raise SystemExit("redis-cli --pipe: %r" % r.stdout[-200:])
 
 
 try:
@@ -34,7 +28,7 @@ try:
             buf.append(resp(*args))
         buf.append(resp("HSET", "tyto:{%s}:info" % h, "downloaded", 5))
         buf.append(resp("HSET", "tyto:{%s}:stats" % h, "first", now, "s:%d" % (now // 60), 3))
-    pipe(b"".join(buf))
+    redis.pipe(b"".join(buf))
     print("%s keys; %d requests on random swarms, each command's usec_per_call (INFO commandstats)"
           % (cli("dbsize").strip(), calls))
 
@@ -58,7 +52,7 @@ try:
             h = hexes[rnd.randrange(swarms)]
             buf.extend(cmds[c](h) for c in order)
         cli("config", "resetstat")
-        pipe(b"".join(buf))
+        redis.pipe(b"".join(buf))
         stats = {}
         for line in cli("info", "commandstats").splitlines():
             if line.startswith("cmdstat_"):

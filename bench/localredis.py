@@ -1,6 +1,7 @@
 """bench/localredis.py: what the standalone bench scripts (key_touch.py, memory_schema.py,
-redis_ops.py) share: a free loopback port, RESP encoding for `redis-cli --pipe`, and a private
-redis-server (redis/redis.conf, nothing saved) that a script starts and stops by its own PID."""
+redis_ops.py, redis_floor.py, redis_shapes.py) share: a free loopback port, RESP encoding for
+`redis-cli --pipe`, and a private redis-server (redis/redis.conf, nothing saved) that a script
+starts and stops by its own PID, with its INFO and CPU."""
 import os
 import socket
 import subprocess
@@ -46,6 +47,26 @@ class LocalRedis:
     def cli(self, *a):
         return subprocess.run(["redis-cli", "-p", str(self.port)] + list(a), capture_output=True,
                               text=True).stdout
+
+    def pipe(self, data):
+        """Runs RESP-encoded commands (resp()) through redis-cli --pipe; exits on any error."""
+        r = subprocess.run(["redis-cli", "-p", str(self.port), "--pipe"], input=data, capture_output=True)
+        if b"errors: 0" not in r.stdout:
+            raise SystemExit("redis-cli --pipe: %r" % r.stdout[-200:])
+
+    def info(self, section):
+        """INFO section as a dict of its fields (values as text)."""
+        out = {}
+        for line in self.cli("info", section).splitlines():
+            if ":" in line:
+                k, v = line.split(":", 1)
+                out[k] = v.strip()
+        return out
+
+    def cpu_s(self):
+        """Redis's CPU seconds so far, user and system, its I/O included."""
+        i = self.info("cpu")
+        return float(i["used_cpu_user"]) + float(i["used_cpu_sys"])
 
     def stop(self):
         self.proc.terminate()

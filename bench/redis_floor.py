@@ -39,26 +39,6 @@ SHAPES = [
 ]
 
 
-def pipe(data):
-    r = subprocess.run(["redis-cli", "-p", str(redis.port), "--pipe"], input=data, capture_output=True)
-    if b"errors: 0" not in r.stdout:
-        raise SystemExit("redis-cli --pipe: %r" % r.stdout[-200:])
-
-
-def info(section):
-    out = {}
-    for line in cli("info", section).splitlines():
-        if ":" in line:
-            k, v = line.split(":", 1)
-            out[k] = v.strip()
-    return out
-
-
-def cpu_s():
-    i = info("cpu")
-    return float(i["used_cpu_user"]) + float(i["used_cpu_sys"])
-
-
 try:
     now = int(time.time())
     buf = []
@@ -70,9 +50,9 @@ try:
             buf.append(resp(*args))
         buf.append(resp("HSET", KEY % (i, "info"), "downloaded", 5))
         if len(buf) > 30000:
-            pipe(b"".join(buf))
+            redis.pipe(b"".join(buf))
             buf = []
-    pipe(b"".join(buf))
+    redis.pipe(b"".join(buf))
     print("%s keys, redis-benchmark -c 32 -P %d -r %d -n %d, per call:" % (cli("dbsize").strip(), pipeline,
                                                                           swarms, calls))
     print()
@@ -80,11 +60,11 @@ try:
     print("|---|---|---|")
     for name, argv in SHAPES:
         cli("config", "resetstat")
-        c0 = cpu_s()
+        c0 = redis.cpu_s()
         subprocess.run(["redis-benchmark", "-p", str(redis.port), "-c", "32", "-P", str(pipeline), "-r",
                         str(swarms), "-n", str(calls), "-q"] + argv, check=True, capture_output=True)
-        c1 = cpu_s()
-        stats = info("commandstats")
+        c1 = redis.cpu_s()
+        stats = redis.info("commandstats")
         st = stats.get("cmdstat_" + argv[0], "")
         fields = dict(f.split("=") for f in st.split(",")) if st else {}
         n = int(fields.get("calls", "0"))

@@ -25,7 +25,6 @@ Usage: [SWARMS=100000] [ANNOUNCES=200000] [PIPELINE=4] [SHAPES="today ..."] benc
 import os
 import random
 import socket
-import subprocess
 import time
 
 from localredis import LocalRedis, resp
@@ -148,14 +147,11 @@ def run(shape):
     redis = LocalRedis()
     try:
         now = int(time.time())
-        used0 = int(info(redis, "memory")["used_memory"])
+        used0 = int(redis.info("memory")["used_memory"])
         data = populate(shape, now)
         for off in range(0, len(data), 50000):
-            r = subprocess.run(["redis-cli", "-p", str(redis.port), "--pipe"], input=b"".join(data[off:off + 50000]),
-                               capture_output=True)
-            if b"errors: 0" not in r.stdout:
-                raise SystemExit("redis-cli --pipe: %r" % r.stdout[-200:])
-        used = int(info(redis, "memory")["used_memory"])
+            redis.pipe(b"".join(data[off:off + 50000]))
+        used = int(redis.info("memory")["used_memory"])
         rnd = random.Random(1)
         conn = Conn(redis.port)
         batches = []
@@ -166,32 +162,18 @@ def run(shape):
             batches.append(cmds)
         ncmds = sum(len(b) for b in batches)
         redis.cli("config", "resetstat")
-        c0 = cpu_s(redis)
+        c0 = redis.cpu_s()
         for cmds in batches:
             conn.round_trip(cmds)
-        c1 = cpu_s(redis)
+        c1 = redis.cpu_s()
         n = len(batches) * pipeline
         usec = sum(float(dict(f.split("=") for f in v.split(","))["usec"])
-                   for k, v in info(redis, "commandstats").items() if k.startswith("cmdstat_")
+                   for k, v in redis.info("commandstats").items() if k.startswith("cmdstat_")
                    and k not in ("cmdstat_config", "cmdstat_info"))
         return dict(shape=shape, cpu=(c1 - c0) * 1e6 / n, cmd_us=usec / n, cmds=ncmds / n,
                     bpp=(used - used0) / (swarms * 10), keys=int(redis.cli("dbsize")))
     finally:
         redis.stop()
-
-
-def info(redis, section):
-    out = {}
-    for line in redis.cli("info", section).splitlines():
-        if ":" in line:
-            k, v = line.split(":", 1)
-            out[k] = v.strip()
-    return out
-
-
-def cpu_s(redis):
-    i = info(redis, "cpu")
-    return float(i["used_cpu_user"]) + float(i["used_cpu_sys"])
 
 
 print("%d swarms of 3 seeders + 7 leechers, %d re-announces at random, %d announces a round trip"
