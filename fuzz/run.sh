@@ -6,7 +6,7 @@
 #
 #   fuzz/run.sh                     every default target, FUZZ_SECONDS each (default 60)
 #   fuzz/run.sh query bencode       only these
-#   FUZZ_SECONDS=30 make fuzz       the bounded CI run
+#   FUZZ_SECONDS=20 make fuzz       the bounded CI run
 #   FUZZ_BUILD_ONLY=1 fuzz/run.sh   build, run nothing
 #   fuzz/run.sh -r bencode FILE...  replay inputs (a crash file) through one target, no fuzzing
 set -euo pipefail
