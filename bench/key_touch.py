@@ -53,13 +53,8 @@ try:
             buf.extend(cmds[c](h) for c in order)
         cli("config", "resetstat")
         redis.pipe(b"".join(buf))
-        stats = {}
-        for line in cli("info", "commandstats").splitlines():
-            if line.startswith("cmdstat_"):
-                name, rest = line[8:].split(":", 1)
-                f = dict(x.split("=") for x in rest.split(","))
-                stats[name.upper()] = float(f["usec_per_call"])
-        rows.append((order, [stats.get(c, 0.0) for c in order]))
+        stats = redis.commandstats()
+        rows.append((order, [stats.get(c.lower(), {}).get("usec_per_call", 0.0) for c in order]))
     print("| request (one key, in this order) | µs a call, in the same order |")
     print("|---|---|")
     for order, us in rows:

@@ -28,6 +28,16 @@ def resp(*args):
     return b"".join(out)
 
 
+def commandstats(info):
+    """INFO commandstats (a dict of its lines, as LocalRedis.info gives it) as
+    {"zadd": {"calls": 3.0, "usec": 4.0, "usec_per_call": 1.33, ...}, ...}."""
+    out = {}
+    for k, v in info.items():
+        if k.startswith("cmdstat_"):
+            out[k[len("cmdstat_"):]] = {f: float(x) for f, x in (p.split("=") for p in v.split(","))}
+    return out
+
+
 class LocalRedis:
     """A redis-server of this process on a free loopback port, answering PING when made."""
 
@@ -62,6 +72,9 @@ class LocalRedis:
                 k, v = line.split(":", 1)
                 out[k] = v.strip()
         return out
+
+    def commandstats(self):
+        return commandstats(self.info("commandstats"))
 
     def cpu_s(self):
         """Redis's CPU seconds so far, user and system, its I/O included."""

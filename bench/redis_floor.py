@@ -64,10 +64,8 @@ try:
         subprocess.run(["redis-benchmark", "-p", str(redis.port), "-c", "32", "-P", str(pipeline), "-r",
                         str(swarms), "-n", str(calls), "-q"] + argv, check=True, capture_output=True)
         c1 = redis.cpu_s()
-        stats = redis.info("commandstats")
-        st = stats.get("cmdstat_" + argv[0], "")
-        fields = dict(f.split("=") for f in st.split(",")) if st else {}
-        n = int(fields.get("calls", "0"))
+        fields = redis.commandstats().get(argv[0], {})
+        n = int(fields.get("calls", 0))
         if n < calls:
             raise SystemExit("%s: %d calls of %d ran" % (name, n, calls))
         print("| %s | %.2f | %.2f |" % (name, (c1 - c0) * 1e6 / n, float(fields["usec_per_call"])))

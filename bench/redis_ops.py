@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 
-from localredis import free_port
+from localredis import commandstats, free_port
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -85,10 +85,7 @@ def usec_per_call(r, cmds):
     """Runs cmds; returns Redis's usec per call of the (single) command they use."""
     r.cmd("CONFIG", "RESETSTAT")
     r.pipe(cmds)
-    stats = r.info("commandstats")
-    name = "cmdstat_" + cmds[0][0].lower()
-    f = dict(x.split("=") for x in stats[name].split(","))
-    return float(f["usec_per_call"])
+    return commandstats(r.info("commandstats"))[cmds[0][0].lower()]["usec_per_call"]
 
 
 def main():

@@ -167,9 +167,7 @@ def run(shape):
             conn.round_trip(cmds)
         c1 = redis.cpu_s()
         n = len(batches) * pipeline
-        usec = sum(float(dict(f.split("=") for f in v.split(","))["usec"])
-                   for k, v in redis.info("commandstats").items() if k.startswith("cmdstat_")
-                   and k not in ("cmdstat_config", "cmdstat_info"))
+        usec = sum(f["usec"] for k, f in redis.commandstats().items() if k not in ("config", "info"))
         return dict(shape=shape, cpu=(c1 - c0) * 1e6 / n, cmd_us=usec / n, cmds=ncmds / n,
                     bpp=(used - used0) / (swarms * 10), keys=int(redis.cli("dbsize")))
     finally:
