@@ -29,8 +29,10 @@
 #define REDIS_CLUSTER_HOST_MAX 64      /* bytes of a host name or address, without the NUL */
 #define REDIS_CLUSTER_ID_LEN 40        /* a node id: 40 lowercase hex characters */
 #define REDIS_CLUSTER_UNOWNED 0xff     /* owner[] value of a slot no primary serves */
-/* The command-line tools (tyto swarm, tyto user ...), which block: how often a command a cluster
- * redirects is run again, and the pause before a run after ASK, TRYAGAIN or CLUSTERDOWN. */
+/* The command-line tools (tyto swarm, tyto user ...), which block: how many times a command a
+ * cluster redirects is run in all, and the pause before running it again when the redirection
+ * cannot be followed at once (TRYAGAIN, CLUSTERDOWN; `tyto swarm` also after ASK, as it reruns
+ * a whole command of many calls rather than one call with ASKING). */
 #define REDIS_CLUSTER_CLI_TRIES 4
 #define REDIS_CLUSTER_CLI_PAUSE_MS 250
 
