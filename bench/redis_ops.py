@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 
-from localredis import commandstats, free_port
+from localredis import commandstats, free_port, resp
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -37,14 +37,6 @@ class Redis:
     def __init__(self, port):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=60)
         self.f = self.sock.makefile("rb")
-
-    @staticmethod
-    def enc(args):
-        out = [b"*%d\r\n" % len(args)]
-        for a in args:
-            a = a if isinstance(a, bytes) else str(a).encode()
-            out.append(b"$%d\r\n%s\r\n" % (len(a), a))
-        return b"".join(out)
 
     def read(self):
         line = self.f.readline()
@@ -62,7 +54,7 @@ class Redis:
         out = []
         for i in range(0, len(cmds), chunk):
             part = cmds[i:i + chunk]
-            self.sock.sendall(b"".join(self.enc(c) for c in part))
+            self.sock.sendall(b"".join(resp(*c) for c in part))
             out += [self.read() for _ in part]
         return out
 
